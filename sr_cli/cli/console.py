@@ -1,0 +1,15 @@
+"""Where the CLI writes: results to stdout, diagnostics (progress, warnings, errors) to stderr."""
+from __future__ import annotations
+
+from rich.console import Console
+
+stdout = Console(highlight=False, soft_wrap=True)
+stderr = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def warn(message: str) -> None:
+    stderr.print(f"[yellow]warning:[/] {message}", markup=True)
+
+
+def note(message: str) -> None:
+    stderr.print(message, markup=False)

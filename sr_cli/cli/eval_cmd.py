@@ -1,0 +1,11 @@
+"""`sr eval` (being written; see docs/design.md for who owns it)."""
+from __future__ import annotations
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    """Add the `eval` command(s) to the app."""
+    @app.command("eval", hidden=True)
+    def _placeholder() -> None:
+        raise typer.Exit(1)

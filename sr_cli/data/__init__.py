@@ -1,0 +1,1 @@
+"""Datasets: benchmark sets (lookup, download, sha256) and training data."""

@@ -1,0 +1,1 @@
+"""`sr train`: the papers' training recipes around the models in sr_cli.archs."""
