@@ -1,0 +1,143 @@
+"""`SRNet`: the one view of a super-resolution network the rest of sr uses (design.md, "Conventions").
+
+Every SRNet maps [N, C, H, W] in [0, 1] to [N, C, H*scale, W*scale] in the [0, 1] range (not clamped);
+family-specific value conventions (EDSR/MDSR work in 0..255) are converted here and nowhere else.
+"""
+from __future__ import annotations
+
+import math
+from typing import Union
+
+from torch import Tensor, nn
+
+from sr_cli.archs.edsr import EDSR, EDSRParams
+from sr_cli.archs.mdsr import MDSR, MDSRParams
+from sr_cli.archs.rrdb import RRDBNet, RRDBParams
+from sr_cli.archs.srvgg import SRVGGNetCompact, SRVGGParams
+from sr_cli.archs.vdsr import VDSR, VDSRParams
+
+FAMILIES: tuple[str, ...] = ("edsr", "mdsr", "rrdb", "vdsr", "srvgg")
+AnyParams = Union[EDSRParams, MDSRParams, RRDBParams, VDSRParams, SRVGGParams]
+AnyModule = Union[EDSR, MDSR, RRDBNet, VDSR, SRVGGNetCompact]
+
+
+def build_module(family: str, params: AnyParams) -> AnyModule:
+    """The bare module of `family` with `params` (random init)."""
+    builders: dict[str, tuple[type, type]] = {
+        "edsr": (EDSR, EDSRParams), "mdsr": (MDSR, MDSRParams), "rrdb": (RRDBNet, RRDBParams),
+        "vdsr": (VDSR, VDSRParams), "srvgg": (SRVGGNetCompact, SRVGGParams),
+    }
+    if family not in builders:
+        raise ValueError(f"unknown family {family!r}; known: {', '.join(FAMILIES)}")
+    module_cls, params_cls = builders[family]
+    if not isinstance(params, params_cls):
+        raise TypeError(f"{family} needs {params_cls.__name__}, got {type(params).__name__}")
+    return module_cls(params)
+
+
+def family_of(module: nn.Module) -> str:
+    for family, cls in (("edsr", EDSR), ("mdsr", MDSR), ("rrdb", RRDBNet), ("vdsr", VDSR), ("srvgg", SRVGGNetCompact)):
+        if isinstance(module, cls):
+            return family
+    raise TypeError(f"not an sr architecture: {type(module).__name__}")
+
+
+# --- tile context ------------------------------------------------------------------------------------
+#
+# `receptive_radius` is exact: how far (in input pixels) an output pixel can see, counting every 3x3
+# (radius 1) / 5x5 (radius 2) conv at the resolution it runs at, divided back to input pixels.
+# A tile given that much context reproduces the whole-image output exactly (up to float rounding).
+#
+# For now `min_overlap` is the exact radius (conservative; measured values replace it per family once
+# bench/min_overlap.py has run -- see the report of issue 2).
+
+
+def receptive_radius(family: str, params: AnyParams) -> int:
+    """Exact receptive-field radius of one output pixel, in input pixels (rounded up)."""
+    if isinstance(params, EDSRParams) or isinstance(params, MDSRParams):
+        scale_stages = [2, 2] if getattr(params, "scale", 4) == 4 else [0]
+        lr_convs = 1 + 2 * params.n_resblocks + 1  # head + body
+        radius = float(lr_convs)
+        if isinstance(params, MDSRParams):
+            radius += 2 * 2 * 2  # pre_process: two ResBlocks of two 5x5 convs
+            radius += 1 + 0.5  # worst case upsampler (x4: conv at LR, conv at 2x)
+            radius += 1 / 2  # tail conv at HR (x2 is the worst case)
+        else:
+            radius += 1 + (0.5 if scale_stages == [2, 2] else 0.0)  # upsampler convs
+            radius += 1 / params.scale  # tail.1 at HR
+        return math.ceil(radius)
+    if isinstance(params, RRDBParams):
+        u = params.unshuffle
+        lr = 1 + params.num_block * 3 * 5 + 1  # conv_first, body, conv_body at the (unshuffled) input grid
+        lr_half = 1 / 2 + 1 / 4 + 1 / 4 + 1 / 4  # conv_up1 at 2x, conv_up2, conv_hr, conv_last at 4x
+        return math.ceil((lr + lr_half) * u + (u - 1))
+    if isinstance(params, VDSRParams):
+        return params.num_layers
+    if isinstance(params, SRVGGParams):
+        return params.num_conv + 2
+    raise TypeError(f"unknown params {type(params).__name__} for {family}")
+
+
+def min_overlap_for(family: str, params: AnyParams) -> int:
+    return receptive_radius(family, params)
+
+
+# --- SRNet -------------------------------------------------------------------------------------------
+
+
+class SRNet(nn.Module):
+    """A network at one scale, [0,1] in -> [0,1]-range out (not clamped).
+
+    family: "edsr" | "mdsr" | "rrdb" | "vdsr" | "srvgg"
+    scale: output size = input size * scale (VDSR: 1; it runs on a bicubic pre-upscaled Y)
+    in_channels: 3 (RGB) or 1 (Y: VDSR)
+    size_multiple: input H and W must be multiples of this (RRDB x2: 2, x1: 4, else 1)
+    min_overlap: input pixels of context a tile needs for tiled == whole within 1/255
+    """
+
+    def __init__(self, module: AnyModule, *, scale: int | None = None) -> None:
+        super().__init__()
+        self.family: str = family_of(module)
+        self.module = module
+        params = module.params
+        if isinstance(module, MDSR):
+            if scale is None:
+                raise ValueError("an MDSR SRNet needs the scale it runs at")
+            module.scale_index(scale)  # raises for a scale the model lacks
+            self.scale: int = scale
+        else:
+            own = {"edsr": getattr(params, "scale", None), "rrdb": getattr(params, "scale", None),
+                   "srvgg": getattr(params, "upscale", None), "vdsr": 1}[self.family]
+            if scale is not None and scale != own:
+                raise ValueError(f"this {self.family} model is x{own}, not x{scale}")
+            self.scale = int(own)
+        self.in_channels: int = 1 if self.family == "vdsr" else int(getattr(params, "num_in_ch", 3))
+        self.size_multiple: int = params.unshuffle if isinstance(params, RRDBParams) else 1
+        self.min_overlap: int = min_overlap_for(self.family, params)
+        self._value_range: float = float(getattr(params, "rgb_range", 1.0))
+
+    def serves(self, scale: float) -> bool:
+        """Can this net produce an x`scale` result? VDSR serves any scale > 1 (the caller upscales
+        bicubically first and runs the net at scale 1); every other net only its own scale."""
+        if self.family == "vdsr":
+            return scale > 1
+        return scale == self.scale
+
+    def forward(self, x: Tensor) -> Tensor:
+        if isinstance(self.module, MDSR):
+            return self.module(x * self._value_range, self.scale) / self._value_range
+        if self._value_range != 1.0:
+            return self.module(x * self._value_range) / self._value_range
+        return self.module(x)
+
+    def extra_repr(self) -> str:
+        return f"family={self.family}, scale={self.scale}, in_channels={self.in_channels}, " \
+               f"size_multiple={self.size_multiple}, min_overlap={self.min_overlap}"
+
+
+def to_srnets(module: AnyModule) -> dict[int, SRNet]:
+    """One SRNet per scale the module serves (MDSR: several sharing the module; VDSR: {1: ...})."""
+    if isinstance(module, MDSR):
+        return {s: SRNet(module, scale=s) for s in module.params.scales}
+    net = SRNet(module)
+    return {net.scale: net}

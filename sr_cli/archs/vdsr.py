@@ -1,0 +1,47 @@
+"""VDSR (Kim et al., 2016) with the module names of twtygqyy/pytorch-vdsr (`model_epoch_50.pth`).
+
+Works on one channel: the Y of a bicubic-upscaled image, in [0, 1]. One model serves every scale
+(fractional ones included), because the caller does the upscaling.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from torch import Tensor, nn
+
+
+@dataclass(frozen=True)
+class VDSRParams:
+    num_layers: int = 20  # conv layers in total: input + (num_layers - 2) residual + output
+    num_features: int = 64
+
+    def __post_init__(self) -> None:
+        if self.num_layers < 3 or self.num_features < 1:
+            raise ValueError(f"VDSR needs at least 3 layers and 1 feature: {self}")
+
+
+class ConvReLUBlock(nn.Module):
+    """`Conv_ReLU_Block` of the reference code: conv (no bias) then ReLU; key `conv.weight`."""
+
+    def __init__(self, features: int) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(features, features, 3, padding=1, bias=False)
+        self.relu = nn.ReLU(inplace=True)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.relu(self.conv(x))
+
+
+class VDSR(nn.Module):
+    def __init__(self, params: VDSRParams) -> None:
+        super().__init__()
+        self.params = params
+        f = params.num_features
+        self.input = nn.Conv2d(1, f, 3, padding=1, bias=False)
+        self.residual_layer = nn.Sequential(*[ConvReLUBlock(f) for _ in range(params.num_layers - 2)])
+        self.output = nn.Conv2d(f, 1, 3, padding=1, bias=False)
+        self.relu = nn.ReLU(inplace=True)
+
+    def forward(self, y: Tensor) -> Tensor:
+        """Bicubic-upscaled Y [N,1,H,W] in [0,1] -> restored Y, same size, not clamped."""
+        return self.output(self.residual_layer(self.relu(self.input(y)))) + y
