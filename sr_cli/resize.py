@@ -1,0 +1,159 @@
+"""MATLAB-compatible bicubic ``imresize`` in numpy (the benchmark LR files were made with it).
+
+What MATLAB's ``imresize(img, scale, 'bicubic')`` does, and what this module reproduces bit for bit:
+
+- Keys cubic kernel with a = -0.5, support [-2, 2].
+- When shrinking (scale < 1) the kernel is stretched by 1/scale (antialiasing) and scaled by ``scale``.
+- Output pixel x (1-based) samples input coordinate ``u = x/scale + 0.5*(1 - 1/scale)``.
+- Taps outside the image are mirrored (symmetric padding: ... 2 1 | 1 2 3 ... n | n n-1 ...).
+- Weights are normalised to sum to 1 per output pixel.
+- The image is resized one dimension at a time; the dimension with the smaller scale goes first and,
+  for equal scales, rows (the height) first.
+- Integer input (uint8, uint16) is rounded (half away from zero) and saturated after EACH 1-D pass, the
+  way MATLAB's imresizemex returns the input class. Float input is never rounded.
+- Output size is ``ceil(n * scale)`` per dimension.
+
+The benchmark LR images (EDSR package: Set5, Set14, B100, Urban100) are ``imresize(modcrop(HR, s), 1/s)``
+on uint8; ``downscale_like_benchmark`` makes them byte-identical (tests/test_resize_benchmark.py).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from sr_cli.errors import InputError
+
+__all__ = ["imresize", "modcrop", "downscale_like_benchmark", "AxisWeights", "axis_weights"]
+
+_KERNEL_WIDTH = 4.0  # Keys cubic support is [-2, 2]
+_INTEGER_DTYPES = (np.uint8, np.uint16)
+_FLOAT_DTYPES = (np.float32, np.float64)
+
+
+def _cubic(x: np.ndarray) -> np.ndarray:
+    """Keys (1981) cubic convolution kernel with a = -0.5, written exactly as MATLAB's ``cubic``."""
+    absx = np.abs(x)
+    absx2 = absx**2
+    absx3 = absx**3
+    return (1.5 * absx3 - 2.5 * absx2 + 1) * (absx <= 1) + (-0.5 * absx3 + 2.5 * absx2 - 4 * absx + 2) * (
+        (1 < absx) & (absx <= 2)
+    )
+
+
+@dataclass(frozen=True)
+class AxisWeights:
+    """Sparse 1-D resampling: ``out[i] = sum_k weights[i, k] * in[indices[i, k]]`` (0-based indices)."""
+
+    indices: np.ndarray  # (out_length, taps) int64, already mirrored into [0, in_length)
+    weights: np.ndarray  # (out_length, taps) float64, rows sum to 1
+
+
+def axis_weights(in_length: int, out_length: int, scale: float) -> AxisWeights:
+    """MATLAB's ``contributions(in_length, out_length, scale, @cubic, 4, true)``, 0-based."""
+    if scale < 1:  # antialiasing: stretch the kernel so it low-passes at the output's Nyquist rate
+        def kernel(x: np.ndarray) -> np.ndarray:
+            return scale * _cubic(scale * x)
+
+        kernel_width = _KERNEL_WIDTH / scale
+    else:
+        kernel = _cubic
+        kernel_width = _KERNEL_WIDTH
+    # Same floating-point expressions, in the same order, as imresize.m, so that u is identical.
+    x = np.arange(1, out_length + 1, dtype=np.float64)[:, None]
+    u = x / scale + 0.5 * (1 - 1 / scale)
+    left = np.floor(u - kernel_width / 2)
+    taps = int(math.ceil(kernel_width)) + 2
+    indices = left + np.arange(taps, dtype=np.float64)[None, :]  # 1-based, may fall outside
+    weights = kernel(u - indices)
+    weights = weights / np.sum(weights, axis=1, keepdims=True)
+    # Symmetric (mirror) borders: aux = [1..n, n..1], index by (i-1) mod 2n.
+    aux = np.concatenate([np.arange(in_length), np.arange(in_length - 1, -1, -1)])
+    mirrored = aux[np.mod(indices.astype(np.int64) - 1, aux.size)]
+    keep = np.any(weights != 0, axis=0)  # MATLAB drops all-zero tap columns; it changes nothing but speed
+    return AxisWeights(indices=np.ascontiguousarray(mirrored[:, keep]), weights=np.ascontiguousarray(weights[:, keep]))
+
+
+def _resize_axis(image: np.ndarray, axis: int, plan: AxisWeights, work_dtype: np.dtype) -> np.ndarray:
+    """One 1-D pass along ``axis`` (0: height, 1: width), accumulated in ``work_dtype``."""
+    moved = np.moveaxis(image, axis, 0)
+    weights = plan.weights.astype(work_dtype, copy=False)
+    extra = (1,) * (moved.ndim - 1)
+    out = np.zeros((plan.indices.shape[0], *moved.shape[1:]), dtype=work_dtype)
+    for tap in range(plan.indices.shape[1]):  # a handful of taps: gather + multiply-add per tap
+        gathered = moved[plan.indices[:, tap]]
+        out += weights[:, tap].reshape(-1, *extra) * gathered
+    return np.moveaxis(out, 0, axis)
+
+
+def _round_to(values: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """MATLAB's conversion to an integer class: round half away from zero, then saturate."""
+    info = np.iinfo(dtype)
+    rounded = np.where(values >= 0, np.floor(values + 0.5), np.ceil(values - 0.5))
+    return np.clip(rounded, info.min, info.max).astype(dtype)
+
+
+def _output_shape(in_shape: tuple[int, int], scale: float | None, output_shape: tuple[int, int] | None) -> tuple[
+    tuple[int, int], tuple[float, float]
+]:
+    if (scale is None) == (output_shape is None):
+        raise InputError("imresize: give exactly one of scale or output_shape")
+    if scale is not None:
+        if not (isinstance(scale, (int, float)) and math.isfinite(scale) and scale > 0):
+            raise InputError(f"imresize: scale must be a positive finite number, got {scale!r}")
+        # MATLAB: output size = ceil(scale * input size); the given scale (not out/in) drives the kernel.
+        out = (int(math.ceil(scale * in_shape[0])), int(math.ceil(scale * in_shape[1])))
+        return out, (float(scale), float(scale))
+    assert output_shape is not None
+    if len(output_shape) != 2 or any(int(n) != n or n < 1 for n in output_shape):
+        raise InputError(f"imresize: output_shape must be two positive integers (height, width), got {output_shape!r}")
+    out = (int(output_shape[0]), int(output_shape[1]))
+    return out, (out[0] / in_shape[0], out[1] / in_shape[1])
+
+
+def imresize(
+    image: np.ndarray, scale: float | None = None, *, output_shape: tuple[int, int] | None = None
+) -> np.ndarray:
+    """Bicubic resize exactly like MATLAB's ``imresize(image, scale, 'bicubic')``.
+
+    ``image`` is HW or HWC, uint8/uint16 (rounded after each 1-D pass, as MATLAB does) or float32/float64
+    (never rounded, never clipped). The dtype is preserved. Give ``scale`` (output = ceil(n * scale)) or
+    ``output_shape`` = (height, width).
+    """
+    if not isinstance(image, np.ndarray) or image.ndim not in (2, 3):
+        raise InputError(f"imresize: expected an HW or HWC numpy array, got {getattr(image, 'shape', type(image))}")
+    if image.dtype not in _INTEGER_DTYPES + _FLOAT_DTYPES:
+        raise InputError(f"imresize: unsupported dtype {image.dtype}; use uint8, uint16, float32 or float64")
+    if image.shape[0] < 1 or image.shape[1] < 1:
+        raise InputError(f"imresize: empty image of shape {image.shape}")
+    in_shape = (image.shape[0], image.shape[1])
+    out_shape, scales = _output_shape(in_shape, scale, output_shape)
+    is_integer = image.dtype in _INTEGER_DTYPES
+    # Integer input accumulates in float64 like imresizemex; float32 stays float32 (12 MP photos).
+    work_dtype = np.dtype(np.float64) if is_integer else image.dtype
+    # MATLAB: order = sort(scale) (stable) -> the smaller scale first, rows first on a tie.
+    order = sorted((0, 1), key=lambda axis: scales[axis])
+    result = image
+    for axis in order:
+        plan = axis_weights(in_shape[axis], out_shape[axis], scales[axis])
+        result = _resize_axis(result, axis, plan, work_dtype)
+        if is_integer:
+            result = _round_to(result, image.dtype)
+    return np.ascontiguousarray(result)
+
+
+def modcrop(image: np.ndarray, s: int) -> np.ndarray:
+    """Crop bottom/right so height and width are multiples of ``s`` (MATLAB ``modcrop``)."""
+    if s < 1:
+        raise InputError(f"modcrop: scale must be >= 1, got {s}")
+    height = image.shape[0] - image.shape[0] % s
+    width = image.shape[1] - image.shape[1] % s
+    if height == 0 or width == 0:
+        raise InputError(f"modcrop: image of {image.shape[1]}x{image.shape[0]} is smaller than the scale {s}")
+    return image[:height, :width]
+
+
+def downscale_like_benchmark(hr: np.ndarray, s: int) -> np.ndarray:
+    """LR the way the EDSR benchmark files were made: ``imresize(modcrop(hr, s), 1/s, 'bicubic')``."""
+    return imresize(modcrop(hr, s), 1.0 / s)
