@@ -1,1 +1,27 @@
 """Faithful image reading and atomic writing (bit depth, alpha, ICC, EXIF, text chunks)."""
+from sr_cli.imageio.atomic import write_bytes_atomic
+from sr_cli.imageio.model import (
+    FORMATS_WITH_16_BIT,
+    FORMATS_WITH_ALPHA,
+    SUFFIX_BY_WRITE_FORMAT,
+    Image,
+    ImageMetadata,
+    format_for_write_suffix,
+    is_readable_suffix,
+)
+from sr_cli.imageio.reader import read_image
+from sr_cli.imageio.writer import to_bit_depth, write_image
+
+__all__ = [
+    "FORMATS_WITH_16_BIT",
+    "FORMATS_WITH_ALPHA",
+    "SUFFIX_BY_WRITE_FORMAT",
+    "Image",
+    "ImageMetadata",
+    "format_for_write_suffix",
+    "is_readable_suffix",
+    "read_image",
+    "to_bit_depth",
+    "write_bytes_atomic",
+    "write_image",
+]

@@ -1,0 +1,176 @@
+"""read_image: any PNG/JPEG/WebP/TIFF/BMP/GIF as upright HxWxC uint8/uint16 pixels plus metadata.
+
+Pillow decodes 8-bit data and every file's metadata. Pillow truncates 16-bit RGB(A) to 8 bits, so the
+pixels of 16-bit PNG and TIFF files come from OpenCV (`IMREAD_UNCHANGED`, BGR order undone here).
+The bit depth is the one the file declares (PNG IHDR, TIFF BitsPerSample), never guessed from values.
+"""
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import cv2
+import numpy as np
+from PIL import Image as PILImage
+from PIL import ImageCms, UnidentifiedImageError
+
+from sr_cli.errors import InputError
+from sr_cli.imageio.model import MODE_BY_CHANNELS, Image, ImageMetadata
+from sr_cli.imageio.orientation import ORIENTATION_TAG, apply_orientation, exif_with_orientation_reset
+
+EXIF_PREFIX = b"Exif\x00\x00"
+PNG_COLOR_TYPE_GRAY_ALPHA = 4
+TIFF_BITS_PER_SAMPLE, TIFF_PHOTOMETRIC, TIFF_SAMPLES_PER_PIXEL, TIFF_EXIF_IFD = 258, 262, 277, 34665
+
+# Pillow modes we turn into one of ours, with the note the user sees ("" = nothing worth saying).
+CONVERSIONS: dict[str, tuple[str, str]] = {
+    "1": ("L", "1-bit black-and-white image read as 8-bit grayscale"),
+    "PA": ("RGBA", "palette image with alpha converted to RGBA"),
+    "La": ("LA", "premultiplied alpha converted to straight alpha"),
+    "RGBa": ("RGBA", "premultiplied alpha converted to straight alpha"),
+    "RGBX": ("RGB", ""),
+    "YCbCr": ("RGB", "YCbCr image converted to RGB"),
+    "LAB": ("RGB", "Lab image converted to RGB"),
+    "HSV": ("RGB", "HSV image converted to RGB"),
+}
+
+
+def read_image(path: str | Path) -> Image:
+    """Read an image file; raises InputError naming the file for anything we cannot read faithfully."""
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise InputError(f"{path}: no such file; check the path") from None
+    except IsADirectoryError:
+        raise InputError(f"{path}: is a folder, not an image; pass the folder as an input to process its images") from None
+    except OSError as error:
+        raise InputError(f"{path}: cannot read ({error.strerror}); check permissions") from error
+    try:
+        with PILImage.open(io.BytesIO(data)) as opened:
+            return _decode(path, data, opened)
+    except (UnidentifiedImageError, PILImage.DecompressionBombError, OSError, SyntaxError, ValueError, EOFError) as error:
+        raise InputError(f"{path}: not a readable image ({error}); check that the file is complete and is PNG, JPEG, WebP, TIFF, BMP or GIF") from error
+
+
+def _decode(path: Path, data: bytes, opened: PILImage.Image) -> Image:
+    notes: list[str] = []
+    frames = getattr(opened, "n_frames", 1)
+    if frames > 1:
+        notes.append(f"{frames} frames (animated or multi-page): only the first is used")
+        opened.seek(0)
+    source_format = (opened.format or "unknown").lower()
+    bit_depth = _declared_bit_depth(path, data, opened)
+    exif = opened.getexif()
+    orientation = int(exif.get(ORIENTATION_TAG, 1) or 1)
+    icc = opened.info.get("icc_profile") or None
+
+    if bit_depth == 16:
+        pixels = _decode_16_bit(path, data, opened)
+    else:
+        pixels, icc = _decode_8_bit(path, opened, icc, notes)
+    pixels = apply_orientation(pixels, orientation)
+    if orientation not in (1, 0):
+        notes.append(f"EXIF orientation {orientation} applied")
+
+    metadata = ImageMetadata(
+        icc=icc,
+        exif=_exif_bytes(opened, exif, orientation, source_format, notes),
+        text=_text_chunks(opened),
+        source_format=source_format,
+        bit_depth=bit_depth,
+    )
+    return Image(pixels=pixels, mode=MODE_BY_CHANNELS[pixels.shape[2]], metadata=metadata, notes=notes)
+
+
+def _declared_bit_depth(path: Path, data: bytes, opened: PILImage.Image) -> int:
+    """8 or 16, from the file header; InputError for depths we do not handle (32-bit, float)."""
+    if opened.format == "PNG" and len(data) >= 26:
+        depth = data[24]  # IHDR: 8-byte signature, length, type, width, height, then bit depth
+    elif opened.format == "TIFF":
+        bits = opened.tag_v2.get(TIFF_BITS_PER_SAMPLE, (8,))
+        depth = max(bits) if isinstance(bits, tuple) else int(bits)
+    elif opened.mode.startswith("I;16"):
+        depth = 16
+    else:
+        depth = 8
+    if depth > 16 or (opened.mode in ("I", "F") and depth != 16):
+        raise InputError(f"{path}: {depth}-bit {opened.mode} samples are not supported; convert it to an 8- or 16-bit PNG or TIFF")
+    return 16 if depth == 16 else 8
+
+
+def _decode_16_bit(path: Path, data: bytes, opened: PILImage.Image) -> np.ndarray:
+    if opened.format == "TIFF":
+        samples = int(opened.tag_v2.get(TIFF_SAMPLES_PER_PIXEL, 1))
+        photometric = int(opened.tag_v2.get(TIFF_PHOTOMETRIC, 1))
+        if samples not in (1, 3, 4) or photometric not in (1, 2):
+            raise InputError(f"{path}: 16-bit TIFF with {samples} samples and photometric {photometric} is not supported; convert it to a 16-bit PNG")
+    decoded = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
+    if decoded is None or decoded.dtype != np.uint16:
+        raise InputError(f"{path}: 16-bit data that OpenCV cannot decode; re-save it as a 16-bit PNG")
+    if decoded.ndim == 2:
+        return decoded[:, :, None]
+    if decoded.shape[2] == 3:
+        return np.ascontiguousarray(decoded[:, :, ::-1])
+    if opened.format == "PNG" and data[25] == PNG_COLOR_TYPE_GRAY_ALPHA:  # OpenCV expands gray+alpha to BGRA
+        return np.ascontiguousarray(decoded[:, :, [0, 3]])
+    return np.ascontiguousarray(decoded[:, :, [2, 1, 0, 3]])
+
+
+def _decode_8_bit(path: Path, opened: PILImage.Image, icc: bytes | None, notes: list[str]) -> tuple[np.ndarray, bytes | None]:
+    """Pixels in one of L, LA, RGB, RGBA, and the ICC profile that describes them."""
+    opened.load()
+    image = opened
+    if image.mode == "P":
+        target = "RGBA" if "transparency" in image.info else "RGB"
+        notes.append(f"palette image converted to {target}")
+        image = image.convert(target)
+    elif image.mode == "CMYK":
+        image, icc = _cmyk_to_rgb(image, icc, notes)
+    elif image.mode in CONVERSIONS:
+        target, note = CONVERSIONS[image.mode]
+        if note:
+            notes.append(note)
+        image = image.convert(target)
+    if image.mode not in ("L", "LA", "RGB", "RGBA"):
+        raise InputError(f"{path}: pixel mode {image.mode} is not supported; convert it to RGB or grayscale")
+    pixels = np.asarray(image, dtype=np.uint8)
+    return (pixels[:, :, None] if pixels.ndim == 2 else pixels), icc
+
+
+def _cmyk_to_rgb(image: PILImage.Image, icc: bytes | None, notes: list[str]) -> tuple[PILImage.Image, bytes | None]:
+    """Through the file's own CMYK profile into sRGB when it has one; else Pillow's naive formula."""
+    if icc:
+        try:
+            srgb = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB"))
+            converted = ImageCms.profileToProfile(image, ImageCms.ImageCmsProfile(io.BytesIO(icc)), srgb, outputMode="RGB")
+        except (ImageCms.PyCMSError, OSError) as error:
+            notes.append(f"CMYK converted to RGB without colour management (its ICC profile is unusable: {error}); colours are approximate")
+            return image.convert("RGB"), None
+        if converted is not None:
+            notes.append("CMYK converted to sRGB through its ICC profile; the output carries an sRGB profile")
+            return converted, srgb.tobytes()
+    notes.append("CMYK converted to RGB without colour management (no ICC profile); colours are approximate")
+    return image.convert("RGB"), None
+
+
+def _exif_bytes(opened: PILImage.Image, exif: PILImage.Exif, orientation: int, source_format: str, notes: list[str]) -> bytes | None:
+    """The EXIF block to carry over, with orientation reset to 1 (the pixels are upright now)."""
+    if source_format == "tiff":
+        # A TIFF's "EXIF" as Pillow sees it is its own IFD (strip offsets, sizes...), meaningless elsewhere.
+        if TIFF_EXIF_IFD in opened.tag_v2:
+            notes.append("TIFF EXIF sub-IFD not carried over")
+        return None
+    raw = opened.info.get("exif")
+    if not raw:
+        return None
+    if orientation not in (0, 1):
+        return exif_with_orientation_reset(exif)
+    return raw if raw.startswith(EXIF_PREFIX) else EXIF_PREFIX + raw
+
+
+def _text_chunks(opened: PILImage.Image) -> dict[str, str]:
+    """PNG tEXt/zTXt/iTXt chunks as plain strings (other formats have none we carry)."""
+    if opened.format != "PNG":
+        return {}
+    return {str(key): str(value) for key, value in getattr(opened, "text", {}).items()}
