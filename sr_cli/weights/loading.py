@@ -1,0 +1,60 @@
+"""File -> verified, strictly loaded module -> SRNet at the scale asked for."""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+from torch import nn
+
+from sr_cli.archs.runtime import SRNet, build_module, to_srnets
+from sr_cli.errors import ScaleMismatchError
+from sr_cli.weights.detect import DetectedCheckpoint, detect
+from sr_cli.weights.reading import read_checkpoint
+
+
+@dataclass(frozen=True)
+class LoadedCheckpoint:
+    detected: DetectedCheckpoint
+    module: nn.Module  # eval mode, loaded with strict=True
+    path: Path
+    sha256: str
+
+
+def sha256_of(path: Path, chunk: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def load_checkpoint(path: Path, *, res_scale: float | None = None) -> LoadedCheckpoint:
+    """Read (safely), place and strictly load a weights file. res_scale: see detect()."""
+    path = Path(path)
+    raw = read_checkpoint(path)
+    detected = detect(raw.tensors, res_scale=res_scale, metadata=raw.metadata, source=str(path))
+    module = build_module(detected.family, detected.params)
+    # detect() has already proven the keys and shapes equal the model's, so strict loading cannot fail
+    # on names; it still guards against anything we missed.
+    module.load_state_dict(detected.state_dict, strict=True)
+    module.eval()
+    return LoadedCheckpoint(detected, module, path, sha256_of(path))
+
+
+def srnet_for(loaded: LoadedCheckpoint, scale: float) -> SRNet:
+    """The SRNet producing x`scale` output. VDSR serves any scale > 1 at net scale 1 (the caller
+    upscales bicubically first); the others only the scale(s) they were trained for."""
+    nets = to_srnets(loaded.module)  # type: ignore[arg-type]
+    for net in nets.values():
+        if net.serves(scale):
+            return net
+    scales = loaded.detected.scales or []
+    if len(scales) == 1:
+        raise ScaleMismatchError(
+            f"{loaded.path} is a x{scales[0]} model; pass --scale {scales[0]} or choose another file"
+        )
+    if scales:
+        listed = ", ".join(f"x{s}" for s in scales)
+        raise ScaleMismatchError(f"{loaded.path} serves {listed}, not x{scale:g}; pass one of those or choose another file")
+    raise ScaleMismatchError(f"{loaded.path} upscales by factors above 1 only, not x{scale:g}; pass a larger --scale")

@@ -1,0 +1,169 @@
+"""Read any supported weights file into a flat {name: tensor} dict, executing nothing from it.
+
+Format is sniffed from the bytes, not the extension: zip torch files and legacy torch files go through
+`torch.load(weights_only=True)` (legacy pickled *modules*, which it cannot read, through our restricted
+unpickler in `legacy_pickle`), `.safetensors` through safetensors. Containers are unwrapped
+(`params_ema` > `params` > `state_dict` > `model` > the object itself) and DataParallel `module.`
+prefixes stripped. Nothing that looks like weights is dropped silently.
+"""
+from __future__ import annotations
+
+import pickle
+import re
+import struct
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from sr_cli.errors import CheckpointError, InputError, UnsafeCheckpointError, UnsupportedCheckpointError
+from sr_cli.weights.legacy_pickle import read_legacy_checkpoint
+from sr_cli.weights.safetensors_io import read_safetensors
+
+# Entries that hold the weights in the containers we know, most preferred first: BasicSR/Real-ESRGAN
+# keep an EMA copy under params_ema (the one they publish results for), else params; training scripts
+# commonly use state_dict or model.
+CONTAINER_KEYS: tuple[str, ...] = ("params_ema", "params", "state_dict", "model")
+_ZIP_MAGIC = b"PK\x03\x04"
+# A legacy torch file starts with pickle protocol 2 + LONG1 of the 10-byte magic number 0x1950a86a20f9469cfc6c.
+_LEGACY_PREFIX = b"\x80\x02\x8a\x0a" + (0x1950A86A20F9469CFC6C).to_bytes(10, "little")
+_UNSUPPORTED_GLOBAL = re.compile(r"(?:GLOBAL|global) ([\w.]+)")
+
+
+@dataclass
+class RawCheckpoint:
+    tensors: dict[str, Tensor]
+    container: str  # "state_dict" (the object itself), "params_ema", "params", "state_dict"/"model" entry, "pickled_module", "safetensors"
+    metadata: dict[str, str]  # safetensors header metadata ({} for torch files)
+    serialization: str = "zip"  # "zip" | "legacy" | "safetensors"
+    ignored: list[str] = field(default_factory=list)  # top-level entries left aside (e.g. "epoch", "params" when params_ema won)
+
+
+def sniff(head: bytes) -> str:
+    """'zip' | 'legacy' | 'pickle' | 'safetensors' | 'unknown' from the first bytes of a file."""
+    if head.startswith(_ZIP_MAGIC):
+        return "zip"
+    if head.startswith(_LEGACY_PREFIX):
+        return "legacy"
+    if head[:1] == b"\x80":
+        return "pickle"
+    if len(head) >= 9:
+        (header_len,) = struct.unpack("<Q", head[:8])
+        if 2 <= header_len < 100_000_000 and head[8:9] == b"{":
+            return "safetensors"
+    return "unknown"
+
+
+def read_checkpoint(path: Path) -> RawCheckpoint:
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"{path}: no such file; check the path")
+    if not path.is_file():
+        raise InputError(f"{path}: not a file; pass a weights file (.pt, .pth, .safetensors)")
+    size = path.stat().st_size
+    if size == 0:
+        raise CheckpointError(f"{path}: the file is empty; download it again")
+    with open(path, "rb") as handle:
+        head = handle.read(32)
+    kind = sniff(head)
+    if kind == "safetensors":
+        tensors, metadata = read_safetensors(path)
+        return RawCheckpoint(_strip_data_parallel(tensors, path), "safetensors", metadata, "safetensors")
+    if kind == "zip":
+        obj = _torch_load(path)
+        return _unwrap(obj, path, "zip")
+    if kind in ("legacy", "pickle"):
+        if kind == "legacy":
+            try:
+                obj = torch.load(path, map_location="cpu", weights_only=True)
+                return _unwrap(obj, path, "legacy")
+            except (pickle.UnpicklingError, RuntimeError, EOFError, AttributeError, ValueError, TypeError):
+                # Old pickled modules (and Python 2 strings) are beyond weights_only; our reader handles
+                # them and reports precisely why anything else fails. Nothing has run either way.
+                pass
+        contents = read_legacy_checkpoint(path)
+        raw = _unwrap(contents.obj, path, "legacy")
+        if contents.module_classes:
+            raw.container = "pickled_module"
+        return raw
+    raise CheckpointError(
+        f"{path}: not a checkpoint (neither a torch .pt/.pth file nor .safetensors); check the file"
+    )
+
+
+def _torch_load(path: Path) -> Any:
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as error:
+        match = _UNSUPPORTED_GLOBAL.search(str(error))
+        name = match.group(1) if match else "an object outside the allow-list"
+        raise UnsafeCheckpointError(
+            f"{path}: refused: the pickle asks for the global {name}, which is not on the allow-list of "
+            f"checkpoint classes (nothing was executed); use a state dict or .safetensors file from a source you trust"
+        ) from None
+    except (RuntimeError, EOFError, OSError, ValueError) as error:
+        first = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise CheckpointError(f"{path}: truncated or corrupt torch file ({first}); download it again") from None
+
+
+def _is_tensor_dict(obj: Any) -> bool:
+    return isinstance(obj, dict) and bool(obj) and all(isinstance(v, Tensor) for v in obj.values())
+
+
+def _holds_tensors(obj: Any, depth: int = 0) -> bool:
+    if isinstance(obj, Tensor):
+        return True
+    if depth > 8:
+        return False
+    if isinstance(obj, dict):
+        return any(_holds_tensors(v, depth + 1) for v in obj.values())
+    if isinstance(obj, (list, tuple)):
+        return any(_holds_tensors(v, depth + 1) for v in obj)
+    return False
+
+
+def _unwrap(obj: Any, path: Path, serialization: str) -> RawCheckpoint:
+    if not isinstance(obj, dict):
+        raise UnsupportedCheckpointError(f"{path}: holds a {type(obj).__name__}, not a dict of weights")
+    container = "state_dict"
+    ignored: list[str] = []
+    chosen: dict[Any, Any] = obj
+    for key in CONTAINER_KEYS:
+        entry = obj.get(key)
+        if isinstance(entry, dict) and _holds_tensors(entry):
+            container, chosen = key, entry
+            ignored = [str(k) for k in obj if k != key]
+            break
+    tensors: dict[str, Tensor] = {}
+    for key, value in chosen.items():
+        if isinstance(value, Tensor):
+            if not isinstance(key, str):
+                raise UnsupportedCheckpointError(f"{path}: weight name {key!r} is not a string")
+            tensors[key] = value
+        elif _holds_tensors(value):
+            raise UnsupportedCheckpointError(
+                f"{path}: entry {key!r} holds nested weights sr does not know how to unwrap "
+                f"(expected one of {', '.join(CONTAINER_KEYS)} or a flat state dict)"
+            )
+        else:
+            ignored.append(str(key))
+    if not tensors:
+        raise UnsupportedCheckpointError(
+            f"{path}: no weights found (top-level entries: {', '.join(map(str, list(obj)[:8]))})"
+        )
+    return RawCheckpoint(_strip_data_parallel(tensors, path), container, {}, serialization, ignored)
+
+
+def _strip_data_parallel(tensors: dict[str, Tensor], path: Path) -> dict[str, Tensor]:
+    """Remove the `module.` prefix nn.DataParallel / DistributedDataParallel add to every key."""
+    if not any(k.startswith("module.") for k in tensors):
+        return tensors
+    out: dict[str, Tensor] = {}
+    for key, value in tensors.items():
+        new = key[len("module."):] if key.startswith("module.") else key
+        if new in out:
+            raise UnsupportedCheckpointError(f"{path}: both {key!r} and {new!r} are present; the file is ambiguous")
+        out[new] = value
+    return out
