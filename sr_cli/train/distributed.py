@@ -1,0 +1,97 @@
+"""torchrun integration: one process per device, rank 0 logs and writes, the others only compute.
+
+`torchrun --nproc_per_node=K -m sr_cli train ...` sets RANK / WORLD_SIZE / LOCAL_RANK / MASTER_ADDR /
+MASTER_PORT; without them the run is a single process and no process group is created. Backend:
+nccl when the processes use CUDA devices, gloo on CPU.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+from sr_cli.errors import DeviceError, UsageError
+
+
+@dataclass(frozen=True)
+class DistContext:
+    rank: int
+    world_size: int
+    local_rank: int
+    device: torch.device
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def distributed(self) -> bool:
+        return self.world_size > 1
+
+
+def _env_int(name: str, default: int) -> int:
+    value = os.environ.get(name)
+    if value is None:
+        return default
+    try:
+        return int(value)
+    except ValueError:
+        raise UsageError(f"environment variable {name}={value!r} is not an integer (set by torchrun)") from None
+
+
+def pick_device(request: str, local_rank: int) -> torch.device:
+    """"auto": this process's GPU when CUDA is present, else the CPU; "cuda" means cuda:LOCAL_RANK."""
+    if request == "auto":
+        request = "cuda" if torch.cuda.is_available() else "cpu"
+    if request == "cpu":
+        return torch.device("cpu")
+    if request.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise DeviceError(f"--device {request}: CUDA is not available in this torch build/machine; use --device cpu")
+        return torch.device(request if ":" in request else f"cuda:{local_rank}")
+    raise UsageError(f"--device must be auto, cpu, cuda or cuda:N, got {request!r}")
+
+
+def setup(device_request: str) -> DistContext:
+    """Read torchrun's environment, pick this process's device, create the process group if K > 1."""
+    world_size = _env_int("WORLD_SIZE", 1)
+    rank = _env_int("RANK", 0)
+    local_rank = _env_int("LOCAL_RANK", 0)
+    device = pick_device(device_request, local_rank)
+    if world_size > 1 and not dist.is_initialized():
+        backend = "nccl" if device.type == "cuda" else "gloo"
+        if device.type == "cuda":
+            torch.cuda.set_device(device)
+        dist.init_process_group(backend=backend, rank=rank, world_size=world_size)
+    return DistContext(rank=rank, world_size=world_size, local_rank=local_rank, device=device)
+
+
+def teardown(context: DistContext) -> None:
+    if context.distributed and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def barrier(context: DistContext) -> None:
+    if context.distributed:
+        dist.barrier()
+
+
+def any_true(flag: bool, context: DistContext) -> bool:
+    """True on every rank when `flag` is true on any rank (e.g. a non-finite loss somewhere)."""
+    if not context.distributed:
+        return flag
+    value = torch.tensor([1.0 if flag else 0.0], device=context.device)
+    dist.all_reduce(value, op=dist.ReduceOp.MAX)
+    return bool(value.item() > 0)
+
+
+def mean_over_ranks(values: dict[str, float], context: DistContext) -> dict[str, float]:
+    """Average logged scalars over ranks (each rank saw its share of the global batch)."""
+    if not context.distributed or not values:
+        return values
+    keys = sorted(values)
+    tensor = torch.tensor([values[k] for k in keys], dtype=torch.float64, device=context.device)
+    dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
+    return {k: float(v) / context.world_size for k, v in zip(keys, tensor.tolist())}

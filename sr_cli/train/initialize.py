@@ -1,0 +1,133 @@
+"""`--init`: start from another model's weights, strictly.
+
+Same scale: every tensor is copied (keys and shapes must match exactly: strict loading).
+Another scale (EDSR x2 -> x3/x4, the EDSR paper's Sec. 4.2 recipe): every tensor but the
+scale-specific ones is copied, and those are left freshly initialised; the report lists them so the
+command can say so. Scale-specific tensors per family:
+- EDSR: the upsampler `tail.0.*` (conv + pixel shuffle stages; `tail.1`, the last conv, is shared).
+- RRDB: `conv_first.*` (the x2/x1 variants fold the input with pixel_unshuffle, which changes its
+  input channels; the x4 upsampler `conv_up1/2` is the same at every scale).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from sr_cli.archs.runtime import AnyModule, AnyParams, family_of
+from sr_cli.errors import CheckpointError, UnsupportedCheckpointError
+from sr_cli.train.checkpointing import CHECKPOINT_FORMAT
+from sr_cli.train.network import params_from_json
+
+SCALE_SPECIFIC_PREFIXES: dict[str, tuple[str, ...]] = {"edsr": ("tail.0.",), "rrdb": ("conv_first.",)}
+
+
+@dataclass(frozen=True)
+class InitSource:
+    label: str  # what the user gave (file or name)
+    family: str
+    params: AnyParams
+    state_dict: dict[str, Tensor]
+
+
+@dataclass(frozen=True)
+class InitReport:
+    label: str
+    copied: int
+    fresh: tuple[str, ...]  # keys left freshly initialised (empty for a same-scale init)
+    source_scale: int | None
+    target_scale: int | None
+
+    def describe(self) -> str:
+        text = f"initialised from {self.label}: {self.copied} tensors copied"
+        if self.fresh:
+            prefixes = sorted({k.rsplit(".", 2)[0] for k in self.fresh})
+            text += (f"; x{self.source_scale} -> x{self.target_scale}: {len(self.fresh)} scale-specific tensors "
+                     f"({', '.join(prefixes)}) freshly initialised")
+        return text
+
+
+def _scale_of(params: AnyParams) -> int | None:
+    scale = getattr(params, "scale", None)
+    return int(scale) if scale is not None else None
+
+
+def read_init_source(spec: str) -> InitSource:
+    """An --init argument: an sr export (.safetensors), an sr run checkpoint (last.pt), another weights
+    file (through sr_cli.weights.loading), or a zoo name."""
+    path = Path(spec)
+    if path.is_file():
+        if path.suffix == ".safetensors":
+            from sr_cli.weights.safetensors_io import META_FAMILY, META_HYPERPARAMETERS, read_safetensors
+
+            tensors, metadata = read_safetensors(path)
+            if META_FAMILY in metadata and META_HYPERPARAMETERS in metadata:
+                family = metadata[META_FAMILY]
+                params = params_from_json(family, metadata[META_HYPERPARAMETERS], str(path))
+                return InitSource(str(path), family, params, tensors)
+        elif path.suffix == ".pt":
+            payload = torch.load(path, map_location="cpu", weights_only=True)
+            if isinstance(payload, dict) and payload.get("format") == CHECKPOINT_FORMAT:
+                family = str(payload["family"])
+                params = params_from_json(family, str(payload["hyperparameters"]), str(path))
+                return InitSource(str(path), family, params, dict(payload["model"]))
+        return _from_weights_loader(path)
+    if path.suffix or "/" in spec or "\\" in spec:
+        raise CheckpointError(f"--init {spec}: no such file; give a weights file or a model name (sr weights list)")
+    return _from_zoo(spec)
+
+
+def _from_weights_loader(path: Path) -> InitSource:
+    from sr_cli.weights.loading import load_checkpoint  # the weights layer: detection + conversion
+
+    loaded = load_checkpoint(path)
+    module = loaded.module if hasattr(loaded, "module") else loaded
+    family = family_of(module)
+    return InitSource(str(path), family, module.params, {k: v.detach().clone() for k, v in module.state_dict().items()})
+
+
+def _from_zoo(name: str) -> InitSource:
+    from sr_cli import zoo
+
+    net = zoo.load(name)
+    module = net.module
+    return InitSource(name, family_of(module), module.params,
+                      {k: v.detach().clone() for k, v in module.state_dict().items()})
+
+
+def initialise_from(module: AnyModule, params: AnyParams, source: InitSource) -> InitReport:
+    """Copy `source` into `module` as described in the module docstring; raise on any other mismatch."""
+    family = family_of(module)
+    if source.family != family:
+        raise CheckpointError(f"--init {source.label}: a {source.family} model cannot initialise a {family} model")
+    target_state = module.state_dict()
+    source_scale, target_scale = _scale_of(source.params), _scale_of(params)
+    specific = SCALE_SPECIFIC_PREFIXES.get(family, ()) if source_scale != target_scale else ()
+
+    def is_specific(key: str) -> bool:
+        return any(key.startswith(prefix) for prefix in specific)
+
+    shared_target = {k for k in target_state if not is_specific(k)}
+    shared_source = {k for k in source.state_dict if not is_specific(k)}
+    missing, unexpected = sorted(shared_target - shared_source), sorted(shared_source - shared_target)
+    mismatched = sorted(k for k in shared_target & shared_source
+                        if tuple(source.state_dict[k].shape) != tuple(target_state[k].shape))
+    if missing or unexpected or mismatched:
+        parts = []
+        if missing:
+            parts.append(f"missing {missing[:3]}")
+        if unexpected:
+            parts.append(f"unexpected {unexpected[:3]}")
+        if mismatched:
+            k = mismatched[0]
+            parts.append(f"{len(mismatched)} shape mismatches, e.g. {k} {tuple(source.state_dict[k].shape)} vs "
+                         f"{tuple(target_state[k].shape)}")
+        raise UnsupportedCheckpointError(f"--init {source.label}: does not fit this {family} model "
+                                         f"({'; '.join(parts)}); match --blocks/--features to it")
+    merged = {k: (target_state[k] if is_specific(k) else source.state_dict[k].to(target_state[k].dtype))
+              for k in target_state}
+    module.load_state_dict(merged, strict=True)
+    fresh = tuple(sorted(k for k in target_state if is_specific(k)))
+    return InitReport(source.label, len(target_state) - len(fresh), fresh, source_scale, target_scale)

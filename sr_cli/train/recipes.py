@@ -1,0 +1,121 @@
+"""The papers' training recipes: one frozen `Recipe` per `--model` name, each value with its source.
+
+Every default here is overridable from the command line or the TOML file (`options.py`); the recipe
+is only where the defaults come from. Sources (cited again in docs/train.md):
+
+- EDSR / MDSR: Lim et al., "Enhanced Deep Residual Networks for Single Image Super-Resolution",
+  CVPRW 2017, Sec. 4.2 (48x48 LR patches, flips + 90-degree rotations, L1, Adam 0.9/0.999/1e-8,
+  lr 1e-4 halved every 2e5 updates, batch 16, x2 model as initialisation of x3/x4) and Sec. 3.2
+  (MDSR: one scale per minibatch). Model sizes: Table 1 / EDSR-PyTorch (baseline 16x64; EDSR 32x256
+  with residual scaling 0.1; MDSR 80x64). Total 3e5 updates = EDSR-PyTorch's 300 epochs x 1000.
+- VDSR: Kim et al., "Accurate Image Super-Resolution Using Very Deep Convolutional Networks",
+  CVPR 2016, Sec. 3.2-4.1 (residual learning on the bicubic-upscaled Y, MSE, SGD momentum 0.9,
+  weight decay 1e-4, lr 0.1 divided by 10 every 20 epochs for 80 epochs, batch 64, 41x41 patches,
+  adjustable gradient clipping to [-theta/lr, theta/lr], scales 2, 3, 4 mixed). The paper gives no
+  value for theta; 0.4 is the reference PyTorch code's default (twtygqyy/pytorch-vdsr `--clip`).
+- ESRGAN: Wang et al., "ESRGAN: Enhanced Super-Resolution Generative Adversarial Networks", ECCVW
+  2018, Sec. 4.1 (128x128 HR patches, batch 16, PSNR model: L1, lr 2e-4 halved every 2e5 updates;
+  GAN model initialised from it: L_percep + 5e-3 L_adv + 1e-2 L1, lr 1e-4 halved at 50k, 100k,
+  200k, 300k; Adam beta1 0.9, beta2 0.999), Sec. 3.2 (relativistic average discriminator, both
+  networks), Sec. 3.3 (perceptual loss on VGG19 conv5_4 features before activation). Total updates
+  (not in the paper): 1e6 and 4e5, BasicSR's options for the released models.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from sr_cli.errors import UsageError
+
+OptimizerName = Literal["adam", "sgd"]
+PixelLoss = Literal["l1", "mse"]
+
+
+@dataclass(frozen=True)
+class Recipe:
+    name: str  # the --model value
+    family: str  # sr_cli.archs family: "edsr" | "mdsr" | "rrdb" | "vdsr"
+    scales: tuple[int, ...]  # scales the recipe can train (MDSR/VDSR: all of them at once)
+    multi_scale: bool  # one model for every scale in `scales` (MDSR, VDSR)
+    blocks: int  # residual blocks (EDSR/MDSR), RRDBs, or conv layers (VDSR)
+    features: int
+    res_scale: float  # EDSR residual scaling (1.0 where the paper uses none)
+    patch: int  # LR patch side (VDSR: side of the bicubic-upscaled input patch); 0 = 128 // scale
+    batch: int
+    steps: int  # total optimizer updates
+    optimizer: OptimizerName
+    lr: float
+    betas: tuple[float, float]
+    eps: float
+    momentum: float  # SGD only
+    weight_decay: float
+    lr_milestones: tuple[int, ...]  # explicit milestones, used when lr_every is 0
+    lr_every: int  # multiply lr by lr_gamma every this many updates (0: use lr_milestones)
+    lr_every_epochs: int  # VDSR: every this many epochs of the patch grid (converted once data is known)
+    lr_gamma: float
+    pixel_loss: PixelLoss
+    clip_theta: float  # VDSR adjustable gradient clipping: clip to [-theta/lr, theta/lr]; 0 = off
+    gan: bool  # ESRGAN stage 2: discriminator + perceptual + RaGAN
+    needs_init: bool  # stage 2 starts from a stage-1 checkpoint
+    perceptual_weight: float = 1.0
+    adversarial_weight: float = 5e-3
+    pixel_weight: float = 1e-2
+    source: str = ""
+
+
+_EDSR_COMMON = dict(
+    scales=(2, 3, 4), patch=48, batch=16, steps=300_000, optimizer="adam", lr=1e-4, betas=(0.9, 0.999),
+    eps=1e-8, momentum=0.0, weight_decay=0.0, lr_milestones=(), lr_every=200_000, lr_every_epochs=0,
+    lr_gamma=0.5, pixel_loss="l1", clip_theta=0.0, gan=False, needs_init=False,
+)
+
+RECIPES: dict[str, Recipe] = {
+    "edsr-baseline": Recipe(name="edsr-baseline", family="edsr", multi_scale=False, blocks=16, features=64,
+                            res_scale=1.0, source="Lim et al. 2017, Sec. 4.2", **_EDSR_COMMON),
+    "edsr": Recipe(name="edsr", family="edsr", multi_scale=False, blocks=32, features=256, res_scale=0.1,
+                   source="Lim et al. 2017, Sec. 3.1 + 4.2", **_EDSR_COMMON),
+    "mdsr-baseline": Recipe(name="mdsr-baseline", family="mdsr", multi_scale=True, blocks=16, features=64,
+                            res_scale=1.0, source="Lim et al. 2017, Sec. 3.2 + 4.2", **_EDSR_COMMON),
+    "mdsr": Recipe(name="mdsr", family="mdsr", multi_scale=True, blocks=80, features=64, res_scale=1.0,
+                   source="Lim et al. 2017, Sec. 3.2 + 4.2", **_EDSR_COMMON),
+    "vdsr": Recipe(
+        name="vdsr", family="vdsr", scales=(2, 3, 4), multi_scale=True, blocks=20, features=64, res_scale=1.0,
+        patch=41, batch=64, steps=0, optimizer="sgd", lr=0.1, betas=(0.9, 0.999), eps=1e-8, momentum=0.9,
+        weight_decay=1e-4, lr_milestones=(), lr_every=0, lr_every_epochs=20, lr_gamma=0.1, pixel_loss="mse",
+        clip_theta=0.4, gan=False, needs_init=False, source="Kim et al. 2016, Sec. 3.2-4.1",
+    ),
+    "esrgan-psnr": Recipe(
+        name="esrgan-psnr", family="rrdb", scales=(4, 2), multi_scale=False, blocks=23, features=64,
+        res_scale=1.0, patch=0, batch=16, steps=1_000_000, optimizer="adam", lr=2e-4, betas=(0.9, 0.999),
+        eps=1e-8, momentum=0.0, weight_decay=0.0, lr_milestones=(), lr_every=200_000, lr_every_epochs=0,
+        lr_gamma=0.5, pixel_loss="l1", clip_theta=0.0, gan=False, needs_init=False,
+        source="Wang et al. 2018, Sec. 4.1",
+    ),
+    "esrgan": Recipe(
+        name="esrgan", family="rrdb", scales=(4, 2), multi_scale=False, blocks=23, features=64, res_scale=1.0,
+        patch=0, batch=16, steps=400_000, optimizer="adam", lr=1e-4, betas=(0.9, 0.999), eps=1e-8,
+        momentum=0.0, weight_decay=0.0, lr_milestones=(50_000, 100_000, 200_000, 300_000), lr_every=0,
+        lr_every_epochs=0, lr_gamma=0.5, pixel_loss="l1", clip_theta=0.0, gan=True, needs_init=True,
+        source="Wang et al. 2018, Sec. 3.2, 3.3, 4.1",
+    ),
+}
+
+# VDSR's epoch count (Sec. 4.1: 80 epochs) when --steps is not given.
+VDSR_EPOCHS = 80
+# The discriminator's input side (ESRGAN: "128x128 HR patches"); its linear layer is sized for it.
+DISCRIMINATOR_HR_PATCH = 128
+# RRDB grow channels (ESRGAN paper: gc = 32).
+RRDB_GROW_CHANNELS = 32
+
+
+def recipe_for(model: str) -> Recipe:
+    """The recipe of a --model name; UsageError listing the names for anything else."""
+    try:
+        return RECIPES[model]
+    except KeyError:
+        raise UsageError(f"--model {model!r} has no training recipe; choose one of: {', '.join(RECIPES)}") from None
+
+
+def default_patch(recipe: Recipe, scale: int) -> int:
+    """The recipe's patch side at `scale` (ESRGAN: 128 HR pixels, so 128 // scale LR pixels)."""
+    return recipe.patch if recipe.patch else DISCRIMINATOR_HR_PATCH // scale
