@@ -1,20 +1,46 @@
 """The Python API of sr: load a model by name or file, upscale a numpy array, a PIL image or a tensor.
 
+    from sr_cli.api import load_model, UpscaleOptions
+    upscaler = load_model("edsr-baseline-x4", 4, options=UpscaleOptions(tile=256))
+    big = upscaler.upscale(image)            # HxWxC uint8/uint16/float32 -> same dtype, 4x the size
+
 The `sr upscale` CLI and `sr eval --protocol rgb-lr` are thin layers over this module (docs/api.md).
-Body being written (engineer E); the signatures below are the contract F codes against.
+What happens to each kind of image (grayscale, alpha, 16-bit) and why: `Upscaler.upscale`, `fill_transparent`,
+`Upscaler._upscale_alpha` and docs/api.md.
 """
 from __future__ import annotations
 
+import copy
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
+import torch
 from torch import Tensor
+
+from sr_cli.archs.runtime import SRNet
+from sr_cli.color import rgb_to_ycbcr, ycbcr_to_rgb
+from sr_cli.engine import estimate_cost_per_pixel, resolve_device, resolve_precision, upscale_tensor
+from sr_cli.engine.precision import Precision
+from sr_cli.errors import InputError, ScaleMismatchError, UnknownModelError, UsageError
+from sr_cli.resize import imresize
+
+if TYPE_CHECKING:
+    from PIL import Image
 
 Progress = Callable[[int, int], None]
 
-__all__ = ["UpscaleOptions", "Upscaler", "load_model"]
+__all__ = ["UpscaleOptions", "Upscaler", "load_model", "CANDIDATE_SCALES"]
+
+# Model scales tried, in order of preference, when only --outscale is given (see `_scale_order`).
+CANDIDATE_SCALES: tuple[int, ...] = (1, 2, 3, 4, 8)
+# Luma weights used to fold the RGB result of a grayscale input back to one channel (ITU-R BT.601,
+# the weights Pillow's convert("L") uses, so a gray image round-trips the way users expect).
+_LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
+_UINT_MAX = {np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0}
 
 
 @dataclass(frozen=True)
@@ -33,7 +59,8 @@ class Upscaler:
 
     name: the manifest name or the weights file path; family: edsr | mdsr | rrdb | vdsr | srvgg;
     model_scale: the scale the network runs at (VDSR: 1, it runs on a bicubic pre-upscaled Y);
-    output_scale: the final factor (== outscale when given, else the requested scale).
+    output_scale: the final factor (outscale when given, else the requested scale). Output size is
+    round(H * output_scale) x round(W * output_scale).
     """
 
     name: str
@@ -41,18 +68,141 @@ class Upscaler:
     model_scale: int
     output_scale: float
 
-    def upscale(self, image: np.ndarray, progress: Progress | None = None) -> np.ndarray:
-        """HxW or HxWxC (C in 1..4), uint8 / uint16 / float32 in [0, 1] -> same dtype and channels,
-        size round(H * output_scale) x round(W * output_scale)."""
-        raise NotImplementedError
+    def __init__(self, srnet: SRNet, *, name: str, output_scale: float, options: UpscaleOptions = UpscaleOptions()) -> None:
+        """Wrap an `SRNet` (from `zoo.load` or built in code). Most callers use `load_model` instead."""
+        _check_options(options)
+        if not (math.isfinite(output_scale) and output_scale > 0):
+            raise UsageError(f"the output scale must be a positive number, got {output_scale}")
+        if srnet.family == "vdsr" and not output_scale > 1:
+            raise ScaleMismatchError(f"{name}: VDSR upscales by factors above 1 only, not x{output_scale:g}; pass a larger --scale")
+        self.device: torch.device = resolve_device(options.device)
+        self.precision: Precision = resolve_precision(options.precision, self.device)
+        self.options = options
+        self.name = name
+        self.family = srnet.family
+        self.model_scale = int(srnet.scale)
+        self.output_scale = float(output_scale)
+        self.overlap = srnet.min_overlap if options.overlap is None else options.overlap
+        self._net = srnet.eval().to(self.device)
+        self._cost_per_pixel: float | None = None
 
-    def upscale_pil(self, image: "PIL.Image.Image", progress: Progress | None = None) -> "PIL.Image.Image":  # noqa: F821
-        """Modes L, LA, RGB, RGBA, I;16 (and what Pillow converts to them); returns the same mode."""
-        raise NotImplementedError
+    # --- public entry points ------------------------------------------------------------------------
+
+    def upscale(self, image: np.ndarray, progress: Progress | None = None) -> np.ndarray:
+        """HxW or HxWxC (C in 1..4), uint8 / uint16 / float32 in [0, 1] -> the same dtype and channels.
+
+        Computed in float32 throughout (16-bit in keeps 16 bits). Grayscale (C = 1, 2) runs as RGB with the
+        gray replicated and is folded back with BT.601 luma weights; alpha (C = 2, 4) is handled as in
+        `_split_alpha` / `_upscale_alpha`.
+        """
+        array = _as_float(image)
+        squeeze = array.ndim == 2
+        if squeeze:
+            array = array[:, :, None]
+        channels = array.shape[2]
+        color, alpha = (array[:, :, :-1], array[:, :, -1]) if channels in (2, 4) else (array, None)
+        rgb = np.repeat(color, 3, axis=2) if color.shape[2] == 1 else color
+        if alpha is not None:
+            rgb = fill_transparent(rgb, alpha)
+        out_rgb = self._upscale_rgb(rgb, progress)
+        out_color = (out_rgb @ _LUMA)[:, :, None] if color.shape[2] == 1 else out_rgb
+        if alpha is not None:
+            out_alpha = self._upscale_alpha(alpha, out_rgb.shape[:2])
+            out_color = np.concatenate([out_color, out_alpha[:, :, None]], axis=2)
+        if squeeze:
+            out_color = out_color[:, :, 0]
+        return _to_dtype(out_color, image.dtype)
+
+    def upscale_pil(self, image: Image.Image, progress: Progress | None = None) -> Image.Image:
+        """Modes L, LA, RGB, RGBA, I;16 / I;16B / I (16-bit gray) in; the same mode out.
+
+        Other modes are converted first: 1 -> L, P -> RGBA (with transparency) or RGB, CMYK / YCbCr / LAB /
+        HSV -> RGB; the result then has the converted mode. Metadata is the caller's business (sr_cli.imageio).
+        """
+        from PIL import Image as PILImage
+
+        mode = image.mode
+        if mode in ("I;16", "I;16L", "I;16B", "I"):
+            values = np.asarray(image)
+            if values.dtype.kind == "f" or (values.size and (values.min() < 0 or values.max() > 65535)):
+                raise InputError(f"a {mode} image with values outside 0..65535 cannot be upscaled; convert it to 16-bit first")
+            result = self.upscale(values.astype(np.uint16), progress)
+            return PILImage.fromarray(result, mode="I;16")
+        if mode == "1":
+            image = image.convert("L")
+        elif mode == "P":
+            image = image.convert("RGBA" if "transparency" in image.info else "RGB")
+        elif mode == "PA":
+            image = image.convert("RGBA")
+        elif mode not in ("L", "LA", "RGB", "RGBA"):
+            image = image.convert("RGB")
+        result = self.upscale(np.asarray(image), progress)
+        return PILImage.fromarray(result, mode=image.mode)
 
     def upscale_tensor(self, image: Tensor, progress: Progress | None = None) -> Tensor:
-        """[C,H,W] or [N,C,H,W] float in [0, 1] (C = 1, 3 or 4) -> same layout, float32 in [0, 1], on the CPU."""
-        raise NotImplementedError
+        """[C,H,W] or [N,C,H,W] float in [0, 1], C in 1..4 -> the same layout, float32 in [0, 1], on the CPU.
+
+        A batch is processed image by image (progress counts tiles of the whole batch)."""
+        if image.ndim not in (3, 4) or not image.is_floating_point():
+            raise InputError(f"upscale_tensor expects a float [C,H,W] or [N,C,H,W] tensor, got {image.dtype} {tuple(image.shape)}")
+        batch = image.unsqueeze(0) if image.ndim == 3 else image
+        results = []
+        for index, item in enumerate(batch):
+            def forward(done: int, total: int, index: int = index) -> None:
+                if progress is not None:
+                    progress(index * total + done, len(batch) * total)
+
+            array = item.detach().to("cpu", torch.float32).permute(1, 2, 0).numpy()
+            out = self.upscale(np.ascontiguousarray(array), forward if progress is not None else None)
+            results.append(torch.from_numpy(np.ascontiguousarray(out.reshape(out.shape[0], out.shape[1], -1))).permute(2, 0, 1))
+        stacked = torch.stack(results)
+        return stacked[0] if image.ndim == 3 else stacked
+
+    def output_size(self, height: int, width: int) -> tuple[int, int]:
+        """(height, width) of the result for an input of height x width."""
+        return _scaled(height, self.output_scale), _scaled(width, self.output_scale)
+
+    # --- the pipeline -------------------------------------------------------------------------------
+
+    def _upscale_rgb(self, rgb: np.ndarray, progress: Progress | None) -> np.ndarray:
+        """HxWx3 float32 in [0, 1] -> (round(H*s), round(W*s), 3) float32 clipped to [0, 1]."""
+        height, width = rgb.shape[:2]
+        target = self.output_size(height, width)
+        if self.family == "vdsr":
+            return np.clip(self._upscale_vdsr(rgb, target, progress), 0.0, 1.0)
+        x = torch.from_numpy(np.ascontiguousarray(rgb.transpose(2, 0, 1)))
+        out = self._run_engine(x, progress).permute(1, 2, 0).numpy()
+        if out.shape[:2] != target:
+            # --outscale: MATLAB bicubic (antialiased when shrinking) from sr_cli.resize, float, no rounding.
+            out = imresize(np.ascontiguousarray(out), output_shape=target)
+        return np.clip(out, 0.0, 1.0)
+
+    def _upscale_vdsr(self, rgb: np.ndarray, target: tuple[int, int], progress: Progress | None) -> np.ndarray:
+        """VDSR (Kim et al. 2016): bicubic-upsample YCbCr to the target size, the net refines Y only."""
+        ycbcr = imresize(rgb_to_ycbcr(rgb), output_shape=target)
+        y = torch.from_numpy(np.ascontiguousarray(ycbcr[:, :, 0]))[None]
+        ycbcr[:, :, 0] = self._run_engine(y, progress)[0].numpy()
+        return ycbcr_to_rgb(ycbcr)
+
+    def _upscale_alpha(self, alpha: np.ndarray, target: tuple[int, int]) -> np.ndarray:
+        """Alpha is resized with MATLAB bicubic and clipped, never run through the network.
+
+        Measured on hard-edged alphas (docs/api.md, tests/test_api_pixels.py): a network trained on photos
+        adds ringing and, for GAN models, texture to a mask; bicubic keeps edges where they were and costs
+        nothing. The colour, which matters most, still gets the model.
+        """
+        return np.clip(imresize(np.ascontiguousarray(alpha, dtype=np.float32), output_shape=target), 0.0, 1.0)
+
+    def _run_engine(self, x: Tensor, progress: Progress | None) -> Tensor:
+        options = self.options
+        if options.tile is None and self._cost_per_pixel is None:
+            self._cost_per_pixel = estimate_cost_per_pixel(
+                self._net, in_channels=self._net.in_channels, size_multiple=self._net.size_multiple, device=self.device)
+        return upscale_tensor(
+            self._net, x, scale=self._net.scale, tile=options.tile, overlap=self.overlap,
+            size_multiple=self._net.size_multiple, ensemble=options.ensemble, device=self.device,
+            precision=self.precision, progress=progress, cost_per_pixel=self._cost_per_pixel,
+        )
 
 
 def load_model(
@@ -70,8 +220,145 @@ def load_model(
     scale: the model scale (EDSR/RRDB/SRVGG: the file's scale; MDSR: 2, 3 or 4; VDSR: any > 1).
     outscale: the final factor; when given, `scale` may be None and the model scale that fits is chosen
     (the smallest served scale >= outscale, else the largest), then the result is resized to exactly
-    round(H * outscale) x round(W * outscale).
+    round(H * outscale) x round(W * outscale) with MATLAB bicubic (antialiased when shrinking).
     alpha: network interpolation between a PSNR model and its GAN pair (0 = PSNR, 1 = GAN).
     Raises UsageError / ScaleMismatchError / DeviceError / the zoo's errors, each with the fix.
     """
-    raise NotImplementedError
+    _check_options(options)
+    resolve_precision(options.precision, resolve_device(options.device))  # refuse before any download
+    for label, value in (("--scale", scale), ("--outscale", outscale), ("--res-scale", res_scale)):
+        if value is not None and not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+            raise UsageError(f"{label} {value!r} must be a positive number")
+    if scale is None and outscale is None:
+        raise UsageError("give --scale (the model's factor) or --outscale (any final factor)")
+    loaded = _load_for(model, scale, outscale, res_scale, progress_download)
+    srnet = loaded.srnet
+    if alpha is not None:
+        srnet = _interpolated(loaded, alpha, res_scale, progress_download)
+    if srnet.family == "vdsr":
+        output_scale = float(outscale if outscale is not None else scale)  # type: ignore[arg-type]
+    else:
+        output_scale = float(outscale if outscale is not None else srnet.scale)
+    return Upscaler(srnet, name=loaded.name, output_scale=output_scale, options=options)
+
+
+# --- loading helpers --------------------------------------------------------------------------------
+
+
+def _scale_order(outscale: float) -> list[int]:
+    """Model scales to try for --outscale: the smallest >= outscale first (upscale a little, then shrink,
+    keeps the most detail), then the next larger ones, then the largest below (upscale the rest bicubically)."""
+    above = [s for s in CANDIDATE_SCALES if s >= outscale]
+    below = sorted((s for s in CANDIDATE_SCALES if s < outscale), reverse=True)
+    return above + below
+
+
+def _load_for(model: str | Path, scale: float | None, outscale: float | None, res_scale: float | None,
+              progress_download: Progress | None):  # noqa: ANN202 -- zoo.LoadedModel, imported lazily
+    # Imported here: the zoo pulls in huggingface_hub, which `import sr_cli.api` should not pay for.
+    from sr_cli import zoo
+
+    if scale is not None:
+        return zoo.load(model, scale, res_scale=res_scale, progress=progress_download)
+    assert outscale is not None
+    first_error: Exception | None = None
+    for candidate in [outscale, *_scale_order(outscale)]:
+        try:
+            return zoo.load(model, candidate, res_scale=res_scale, progress=progress_download)
+        except (ScaleMismatchError, UnknownModelError) as error:  # this scale is not served; try the next
+            first_error = first_error or error
+    assert first_error is not None
+    raise first_error
+
+
+def _interpolated(loaded, alpha: float, res_scale: float | None, progress_download: Progress | None) -> SRNet:  # noqa: ANN001
+    """The loaded model's weights blended with its PSNR/GAN partner: (1 - alpha) PSNR + alpha GAN."""
+    from sr_cli import zoo
+    from sr_cli.weights.interpolate import check_alpha, interpolate_state_dicts
+
+    check_alpha(alpha)
+    partner_entry = zoo.pair_of(loaded.entry) if loaded.entry is not None else None
+    if partner_entry is None or loaded.entry.pair is None or loaded.entry.pair.kind != "interpolation":
+        raise UsageError(f"--alpha needs a model with a PSNR/GAN pair (e.g. esrgan); {loaded.name} has none")
+    partner = zoo.load(partner_entry.name, loaded.srnet.scale, res_scale=res_scale, progress=progress_download)
+    psnr, gan = (loaded, partner) if loaded.entry.variant == "psnr" else (partner, loaded)
+    blended = interpolate_state_dicts(psnr.srnet.module.state_dict(), gan.srnet.module.state_dict(), alpha)
+    srnet = copy.deepcopy(loaded.srnet)
+    srnet.module.load_state_dict(blended, strict=True)
+    return srnet
+
+
+# --- pixels -----------------------------------------------------------------------------------------
+
+
+def _check_options(options: UpscaleOptions) -> None:
+    if options.tile is not None and (not isinstance(options.tile, int) or options.tile < 0):
+        raise UsageError(f"--tile {options.tile!r}: use a positive number of pixels, 0 for the whole image, or auto")
+    if options.overlap is not None and (not isinstance(options.overlap, int) or options.overlap < 0):
+        raise UsageError(f"--overlap {options.overlap!r} must be a whole number >= 0")
+
+
+def _scaled(length: int, factor: float) -> int:
+    return max(int(round(length * factor)), 1)
+
+
+def _as_float(image: np.ndarray) -> np.ndarray:
+    """uint8 / uint16 / float32 in [0, 1] -> float32 in [0, 1], with the checks an API user deserves."""
+    if not isinstance(image, np.ndarray):
+        raise InputError(f"expected a numpy array, got {type(image).__name__}; use upscale_pil for PIL images")
+    if image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[2] not in (1, 2, 3, 4)):
+        raise InputError(f"expected an HxW or HxWxC image with C in 1..4, got shape {image.shape}")
+    if image.shape[0] < 1 or image.shape[1] < 1:
+        raise InputError(f"empty image of shape {image.shape}")
+    if image.dtype in _UINT_MAX:
+        return image.astype(np.float32) / np.float32(_UINT_MAX[image.dtype])
+    if image.dtype == np.float32:
+        if not np.isfinite(image).all():
+            raise InputError("the float32 image contains NaN or Inf; pass finite values in [0, 1]")
+        if image.size and (image.min() < 0.0 or image.max() > 1.0):
+            raise InputError(f"float32 images must lie in [0, 1]; this one spans [{image.min():g}, {image.max():g}]")
+        return image
+    raise InputError(f"unsupported dtype {image.dtype}; pass uint8, uint16 or float32 in [0, 1]")
+
+
+def _to_dtype(image: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    image = np.clip(image, 0.0, 1.0)
+    if dtype in _UINT_MAX:
+        return np.rint(image * _UINT_MAX[np.dtype(dtype)]).astype(dtype)
+    return np.ascontiguousarray(image, dtype=np.float32)
+
+
+def fill_transparent(rgb: np.ndarray, alpha: np.ndarray) -> np.ndarray:
+    """RGB where alpha == 0 replaced by colour spread from the visible pixels (push-pull fill).
+
+    The colour under fully transparent pixels is arbitrary (often black or white) and invisible, but a
+    network looks several pixels around each output pixel: left in place, it bleeds into the visible
+    edge as a dark or light halo. Premultiplying would hide it too, but then every partly transparent
+    edge pixel is darkened before a non-linear model sees it and the division afterwards amplifies the
+    model's error exactly where alpha is small. Filling keeps visible colours untouched and gives the
+    model a smooth continuation of them: a pyramid of alpha-weighted averages (pull), read back from
+    coarse to fine wherever a level has no visible pixel (push).
+    """
+    import cv2
+
+    visible = (alpha > 0).astype(np.float32)
+    if visible.all() or not visible.any():
+        return rgb
+    levels: list[tuple[np.ndarray, np.ndarray]] = []
+    color, weight = rgb * visible[:, :, None], visible
+    while True:
+        levels.append((color, weight))
+        height, width = weight.shape
+        if height == 1 and width == 1:
+            break
+        size = (max(width // 2, 1), max(height // 2, 1))
+        color = cv2.resize(color, size, interpolation=cv2.INTER_AREA).reshape(size[1], size[0], 3)
+        weight = cv2.resize(weight, size, interpolation=cv2.INTER_AREA)
+    filled = levels[-1][0] / np.maximum(levels[-1][1], 1e-12)[:, :, None]
+    for color, weight in reversed(levels[:-1]):
+        height, width = weight.shape
+        coarse = cv2.resize(filled, (width, height), interpolation=cv2.INTER_LINEAR).reshape(height, width, 3)
+        known = weight[:, :, None] > 0
+        filled = np.where(known, color / np.maximum(weight, 1e-12)[:, :, None], coarse)
+    result = np.where(visible[:, :, None] > 0, rgb, filled).astype(np.float32)
+    return result
