@@ -1,11 +1,193 @@
-"""`sr upscale` (being written; see docs/design.md for who owns it)."""
+"""`sr upscale`: parse options, plan the outputs, load the model once, run the batch, render results.
+
+Planning (sr_cli.batch) happens before the model loads, so a typo or an existing output costs nothing.
+Progress and warnings go to stderr; with --json, stdout carries one JSON record per file.
+"""
 from __future__ import annotations
 
+import json
+import sys
+import threading
+from dataclasses import asdict
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Optional
+
 import typer
+from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
+
+from sr_cli.batch import ExistingPolicy, Job, expand_inputs, output_bit_depth, plan_jobs
+from sr_cli.batch_run import FileResult, RunSettings, run_jobs
+from sr_cli.cli.console import note, stderr, warn
+from sr_cli.errors import UsageError
+
+if TYPE_CHECKING:  # the api (and torch) load only when a command runs a model
+    import numpy as np
+
+    from sr_cli.api import UpscaleOptions, Upscaler
+
+MAX_FAILURES_LISTED = 20
+
+
+def parse_tile(value: str) -> int | None:
+    """--tile: 'auto' -> None (engine decides), 0 -> whole image, N -> N input pixels per side."""
+    if value.strip().lower() == "auto":
+        return None
+    try:
+        tile = int(value)
+    except ValueError:
+        raise UsageError(f"--tile {value}: use a whole number of pixels, 0 (whole image) or auto") from None
+    if tile < 0:
+        raise UsageError(f"--tile {value}: must be >= 0 (0 = whole image) or auto")
+    return tile
+
+
+def existing_policy(overwrite: bool, skip_existing: bool) -> ExistingPolicy:
+    if overwrite and skip_existing:
+        raise UsageError("--overwrite and --skip-existing contradict each other; pick one")
+    return ExistingPolicy.OVERWRITE if overwrite else ExistingPolicy.SKIP if skip_existing else ExistingPolicy.ERROR
 
 
 def register(app: typer.Typer) -> None:
-    """Add the `upscale` command(s) to the app."""
-    @app.command("upscale", hidden=True)
-    def _placeholder() -> None:
-        raise typer.Exit(1)
+    """Add the `upscale` command to the app."""
+
+    @app.command("upscale")
+    def upscale(
+        inputs: Annotated[list[str], typer.Argument(help="Image files, folders or glob patterns.", show_default=False)],
+        output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Output file (one input) or folder (created if missing). Default: beside each input.")] = None,
+        model: Annotated[Optional[str], typer.Option("--model", "-m", help="Model name from the manifest (sr weights list).")] = None,
+        weights: Annotated[Optional[Path], typer.Option("--weights", "-w", help="A checkpoint file instead of --model (family detected).")] = None,
+        scale: Annotated[Optional[float], typer.Option("--scale", "-s", help="Model scale (VDSR: any factor > 1).")] = None,
+        outscale: Annotated[Optional[float], typer.Option("--outscale", help="Final factor, e.g. 3.5: run the model, then resize to exactly this.")] = None,
+        tile: Annotated[str, typer.Option("--tile", help="Input tile side in pixels, 0 = whole image, auto = from free memory.")] = "auto",
+        overlap: Annotated[Optional[int], typer.Option("--overlap", min=0, help="Context pixels around each tile (default: the model's minimum).")] = None,
+        ensemble: Annotated[bool, typer.Option("--ensemble", help="Geometric self-ensemble (8 flips/rotations averaged; 8x slower).")] = False,
+        device: Annotated[str, typer.Option("--device", help="auto | cpu | cuda | cuda:N | mps")] = "auto",
+        precision: Annotated[str, typer.Option("--precision", help="auto | fp32 | bf16 | fp16")] = "auto",
+        bit_depth: Annotated[Optional[int], typer.Option("--bit-depth", help="8 or 16 bits per channel (default: the input's).")] = None,
+        out_format: Annotated[Optional[str], typer.Option("--format", "-f", help="png | jpg | webp | tiff (default: the input's).")] = None,
+        quality: Annotated[Optional[int], typer.Option("--quality", "-q", min=1, max=100, help="JPEG/WebP quality (default 95; WebP 100 = lossless).")] = None,
+        recursive: Annotated[bool, typer.Option("--recursive", "-r", help="Enter sub-folders; with -o DIR the tree is mirrored.")] = False,
+        overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace outputs that exist.")] = False,
+        skip_existing: Annotated[bool, typer.Option("--skip-existing", help="Keep outputs that exist (resume a stopped run).")] = False,
+        alpha: Annotated[Optional[float], typer.Option("--alpha", min=0.0, max=1.0, help="Network interpolation PSNR (0) .. GAN (1), ESRGAN pairs.")] = None,
+        res_scale: Annotated[Optional[float], typer.Option("--res-scale", help="EDSR residual scaling, for checkpoints that do not record it.")] = None,
+        json_records: Annotated[bool, typer.Option("--json", help="One JSON record per file on stdout.")] = False,
+    ) -> None:
+        """Upscale images with a super-resolution model."""
+        if (model is None) == (weights is None):
+            raise UsageError("give exactly one of --model NAME or --weights FILE")
+        if scale is None and outscale is None:
+            raise UsageError("give --scale (the model scale), or --outscale for a final factor")
+        if bit_depth not in (None, 8, 16):
+            raise UsageError(f"--bit-depth {bit_depth}: use 8 or 16")
+        policy = existing_policy(overwrite, skip_existing)
+        options = _upscale_options(parse_tile(tile), overlap, ensemble, device, precision)
+
+        files, ignored = expand_inputs(inputs, recursive=recursive)
+        factor = outscale if outscale is not None else scale
+        assert factor is not None
+        jobs, own_outputs = plan_jobs(
+            files, output=output, factor=factor, model=model if model is not None else str(weights),
+            out_format=out_format, existing=policy, recursive=recursive,
+        )
+        for job in jobs:  # an explicit --bit-depth 16 into JPEG/WebP is a usage error, caught before loading
+            output_bit_depth(bit_depth, 8, job.format)
+        for item in ignored:
+            warn(escape(f"{item.path}: skipped, {item.reason}"))
+        for item in own_outputs:
+            note(f"{item.path}: not an input, {item.reason}")
+
+        renderer = _Renderer(json_records, total=len(jobs))
+        with renderer:
+            upscaler = None
+            if any(not job.skip for job in jobs):
+                upscaler = _load(model if model is not None else weights, scale, res_scale, alpha, outscale, options, renderer)
+            results = run_jobs(
+                jobs,
+                upscaler.upscale if upscaler is not None else _never_called,
+                RunSettings(bit_depth=bit_depth, quality=quality),
+                on_file_start=renderer.file_started,
+                on_tiles=renderer.tiles,
+                on_result=renderer.result,
+            )
+        code = _summarize(results)
+        if code:
+            raise typer.Exit(code)
+
+
+def _upscale_options(tile: int | None, overlap: int | None, ensemble: bool, device: str, precision: str) -> UpscaleOptions:
+    from sr_cli.api import UpscaleOptions
+
+    return UpscaleOptions(tile=tile, overlap=overlap, ensemble=ensemble, device=device, precision=precision)
+
+
+def _load(
+    model_or_file: str | Path, scale: float | None, res_scale: float | None, alpha: float | None,
+    outscale: float | None, options: UpscaleOptions, renderer: _Renderer,
+) -> Upscaler:
+    from sr_cli.api import load_model
+
+    return load_model(model_or_file, scale, res_scale=res_scale, alpha=alpha, outscale=outscale, options=options,
+                      progress_download=renderer.download)
+
+
+def _never_called(pixels: np.ndarray, progress: object) -> np.ndarray:  # every job was a skip: no model loaded
+    raise AssertionError("no model loaded, yet a job ran")
+
+
+class _Renderer:
+    """Rich bars on stderr (files, tiles, downloads) and the --json lines on stdout; thread-safe."""
+
+    def __init__(self, json_records: bool, total: int) -> None:
+        self._json = json_records
+        self._lock = threading.Lock()
+        self._progress = Progress(
+            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+            console=stderr, transient=True, disable=not stderr.is_terminal,
+        )
+        self._files: TaskID = self._progress.add_task("files", total=total)
+        self._tiles: TaskID = self._progress.add_task("tiles", total=None, visible=False)
+        self._download: TaskID | None = None
+
+    def __enter__(self) -> "_Renderer":
+        self._progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._progress.stop()
+
+    def download(self, done: int, total: int) -> None:
+        if self._download is None:
+            self._download = self._progress.add_task("download", total=total or None)
+        self._progress.update(self._download, completed=done, total=total or None)
+
+    def file_started(self, job: Job, index: int) -> None:
+        self._progress.update(self._tiles, description=f"tiles {job.source.name}", completed=0, total=None, visible=True)
+
+    def tiles(self, done: int, total: int) -> None:
+        self._progress.update(self._tiles, completed=done, total=total)
+
+    def result(self, result: FileResult) -> None:
+        with self._lock:
+            self._progress.advance(self._files)
+            for message in result.notes:
+                warn(escape(f"{result.input}: {message}"))
+            if result.status == "failed":
+                stderr.print(f"[red]failed:[/] {escape(result.reason or '')}", markup=True, highlight=False)
+            if self._json:
+                record = asdict(result)
+                sys.stdout.write(json.dumps(record, ensure_ascii=False) + "\n")
+                sys.stdout.flush()
+
+
+def _summarize(results: list[FileResult]) -> int:
+    """Print done/skipped/failed (failures with reasons) on stderr; the exit code (0, or the first failure's)."""
+    counts = {status: sum(result.status == status for result in results) for status in ("done", "skipped", "failed")}
+    note(f"done {counts['done']}, skipped {counts['skipped']}, failed {counts['failed']}")
+    failures = [result for result in results if result.status == "failed"]
+    for result in failures[:MAX_FAILURES_LISTED]:
+        note(f"  failed: {result.reason}")
+    if len(failures) > MAX_FAILURES_LISTED:
+        note(f"  ... and {len(failures) - MAX_FAILURES_LISTED} more")
+    return failures[0].exit_code if failures else 0

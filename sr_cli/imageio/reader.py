@@ -49,7 +49,9 @@ def read_image(path: str | Path) -> Image:
     try:
         with PILImage.open(io.BytesIO(data)) as opened:
             return _decode(path, data, opened)
-    except (UnidentifiedImageError, PILImage.DecompressionBombError, OSError, SyntaxError, ValueError, EOFError) as error:
+    except UnidentifiedImageError as error:
+        raise InputError(f"{path}: not an image Pillow recognises (unknown format or damaged header); check the file is PNG, JPEG, WebP, TIFF, BMP or GIF") from error
+    except (PILImage.DecompressionBombError, OSError, SyntaxError, ValueError, EOFError) as error:
         raise InputError(f"{path}: not a readable image ({error}); check that the file is complete and is PNG, JPEG, WebP, TIFF, BMP or GIF") from error
 
 

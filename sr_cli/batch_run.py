@@ -1,0 +1,219 @@
+"""Run planned upscale jobs: a reader thread, compute on the calling thread, a writer thread.
+
+Bounded queues (two images each way) keep memory flat while loading and saving overlap the model.
+One file that fails (unreadable, alpha into JPEG, a model error) is recorded and the batch goes on.
+On Ctrl-C the calling thread stops, the writer finishes the (atomic) write it is in, both threads are
+joined and KeyboardInterrupt propagates: no partial file, no temporary file, and a rerun with
+--skip-existing picks up where this one stopped.
+"""
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+
+from sr_cli.batch import Job, output_bit_depth
+from sr_cli.errors import OutputError, SRError
+from sr_cli.imageio import FORMATS_WITH_ALPHA, Image, read_image, write_image
+
+Progress = Callable[[int, int], None]
+UpscaleFunction = Callable[[np.ndarray, Progress | None], np.ndarray]
+Status = Literal["done", "skipped", "failed"]
+QUEUE_DEPTH = 2
+POLL_SECONDS = 0.1
+UNEXPECTED_EXIT_CODE = 1
+
+
+@dataclass
+class FileResult:
+    """What happened to one input (the `--json` record)."""
+
+    input: str
+    output: str
+    status: Status
+    reason: str | None = None
+    exit_code: int = 0
+    notes: list[str] = field(default_factory=list)
+    input_size: tuple[int, int] | None = None  # (width, height)
+    output_size: tuple[int, int] | None = None
+    bit_depth: int | None = None
+    format: str | None = None
+    seconds: float | None = None
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    bit_depth: int | None = None  # None: the input's
+    quality: int | None = None
+
+
+@dataclass
+class _Computed:
+    job: Job
+    image: Image
+    pixels: np.ndarray
+    bit_depth: int
+    notes: list[str]
+    started: float
+
+
+_END = object()
+
+
+def run_jobs(
+    jobs: Sequence[Job],
+    upscale: UpscaleFunction,
+    settings: RunSettings,
+    *,
+    on_file_start: Callable[[Job, int], None] | None = None,
+    on_tiles: Progress | None = None,
+    on_result: Callable[[FileResult], None] | None = None,
+) -> list[FileResult]:
+    """Process every job that is not a skip; returns one result per job, in completion order.
+    ``on_result`` is called from the writer thread too: it must be thread-safe. KeyboardInterrupt
+    propagates after both threads have stopped."""
+    results: list[FileResult] = []
+    lock = threading.Lock()
+
+    def report(result: FileResult) -> None:
+        with lock:
+            results.append(result)
+            if on_result is not None:
+                on_result(result)
+
+    for job in jobs:
+        if job.skip:
+            report(FileResult(str(job.source), str(job.output), "skipped", "output exists (--skip-existing)", format=job.format))
+    pending = [job for job in jobs if not job.skip]
+    stop = threading.Event()
+    loaded: queue.Queue[object] = queue.Queue(maxsize=QUEUE_DEPTH)
+    computed: queue.Queue[object] = queue.Queue(maxsize=QUEUE_DEPTH)
+    reader = threading.Thread(target=_read_all, args=(pending, loaded, stop), name="sr-reader")
+    writer = threading.Thread(target=_write_all, args=(computed, settings, report, stop), name="sr-writer")
+    reader.start()
+    writer.start()
+    try:
+        for index, (job, image, error) in enumerate(_drain(loaded, stop)):
+            if on_file_start is not None:
+                on_file_start(job, index)
+            started = time.perf_counter()
+            if error is not None:
+                report(_failed(job, error, started))
+                continue
+            assert image is not None
+            try:
+                item = _compute(job, image, upscale, settings, on_tiles, started)
+            except Exception as failure:  # reported in the summary and the exit code; the batch goes on
+                report(_failed(job, failure, started, image))
+                continue
+            _put(computed, item, stop)
+        _put(computed, _END, stop)
+    except BaseException:
+        stop.set()
+        raise
+    finally:
+        reader.join()
+        writer.join()
+    return results
+
+
+def _read_all(jobs: Sequence[Job], loaded: queue.Queue[object], stop: threading.Event) -> None:
+    for job in jobs:
+        if stop.is_set():
+            return
+        try:
+            item: tuple[Job, Image | None, Exception | None] = (job, read_image(job.source), None)
+        except Exception as error:  # handed to the compute loop, which records it for this file
+            item = (job, None, error)
+        if not _put(loaded, item, stop):
+            return
+    _put(loaded, _END, stop)
+
+
+def _drain(loaded: queue.Queue[object], stop: threading.Event) -> Iterator[tuple[Job, Image | None, Exception | None]]:
+    while not stop.is_set():
+        try:
+            item = loaded.get(timeout=POLL_SECONDS)
+        except queue.Empty:
+            continue
+        if item is _END:
+            return
+        yield item  # type: ignore[misc]
+
+
+def _put(target: queue.Queue[object], item: object, stop: threading.Event) -> bool:
+    """Put unless the run is stopping; False when it stopped first."""
+    while not stop.is_set():
+        try:
+            target.put(item, timeout=POLL_SECONDS)
+            return True
+        except queue.Full:
+            continue
+    return False
+
+
+def _compute(job: Job, image: Image, upscale: UpscaleFunction, settings: RunSettings, on_tiles: Progress | None, started: float) -> _Computed:
+    if image.has_alpha and job.format not in FORMATS_WITH_ALPHA:  # fail before spending compute on it
+        raise OutputError(f"{job.output}: the image has an alpha channel and {job.format.upper()} cannot store one; use --format png, webp or tiff")
+    depth, note = output_bit_depth(settings.bit_depth, image.metadata.bit_depth, job.format)
+    pixels = upscale_at_bit_depth(upscale, image.pixels, depth, on_tiles)
+    return _Computed(job, image, pixels, depth, list(image.notes) + ([note] if note else []), started)
+
+
+def upscale_at_bit_depth(upscale: UpscaleFunction, pixels: np.ndarray, bit_depth: int, progress: Progress | None) -> np.ndarray:
+    """Run the model and return uint8/uint16 at ``bit_depth``. When it differs from the input's, the
+    model runs on float [0, 1] so 8-bit input gains real 16-bit precision (and 16-bit input is
+    rounded once, at the end)."""
+    source_depth = 16 if pixels.dtype == np.uint16 else 8
+    if source_depth == bit_depth:
+        return upscale(pixels, progress)
+    source_max = 65535.0 if source_depth == 16 else 255.0
+    result = upscale(pixels.astype(np.float32) / np.float32(source_max), progress)
+    target_max, target_type = (65535.0, np.uint16) if bit_depth == 16 else (255.0, np.uint8)
+    return np.rint(np.clip(result, 0.0, 1.0) * target_max).astype(target_type)
+
+
+def _write_all(computed: queue.Queue[object], settings: RunSettings, report: Callable[[FileResult], None], stop: threading.Event) -> None:
+    while True:
+        try:
+            item = computed.get(timeout=POLL_SECONDS)
+        except queue.Empty:
+            if stop.is_set():
+                return
+            continue
+        if item is _END or stop.is_set():
+            return
+        assert isinstance(item, _Computed)
+        try:
+            item.job.output.parent.mkdir(parents=True, exist_ok=True)
+            notes = write_image(item.job.output, item.pixels, item.image.metadata, format=item.job.format, quality=settings.quality, bit_depth=item.bit_depth)
+        except Exception as error:  # reported in the summary and the exit code; the batch goes on
+            report(_failed(item.job, error, item.started, item.image))
+            continue
+        height, width = item.pixels.shape[:2]
+        report(FileResult(
+            str(item.job.source), str(item.job.output), "done",
+            notes=item.notes + notes,
+            input_size=(item.image.pixels.shape[1], item.image.pixels.shape[0]),
+            output_size=(width, height),
+            bit_depth=item.bit_depth,
+            format=item.job.format,
+            seconds=round(time.perf_counter() - item.started, 3),
+        ))
+
+
+def _failed(job: Job, error: Exception, started: float, image: Image | None = None) -> FileResult:
+    if isinstance(error, SRError):
+        reason, code = str(error), error.exit_code
+    elif isinstance(error, OSError) and error.strerror:  # e.g. the output folder cannot be created
+        reason, code = f"{job.output}: {error.strerror}; check the output folder", OutputError.exit_code
+    else:  # not one of ours: keep the type, it is what a bug report needs
+        reason, code = f"{job.source}: {type(error).__name__}: {error}", UNEXPECTED_EXIT_CODE
+    size = (image.pixels.shape[1], image.pixels.shape[0]) if image is not None else None
+    return FileResult(str(job.source), str(job.output), "failed", reason, code, list(image.notes) if image else [],
+                      input_size=size, format=job.format, seconds=round(time.perf_counter() - started, 3))
