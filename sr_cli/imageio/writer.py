@@ -138,7 +138,8 @@ def _encode_with_pillow(path: Path, chosen: str, pixels: np.ndarray, metadata: I
         options.update(quality=quality or DEFAULT_QUALITY, subsampling=0, optimize=True)
     elif chosen == "webp":
         wanted = quality or DEFAULT_QUALITY
-        options.update(quality=wanted, method=4, lossless=wanted == 100)
+        # exact: keep the colour under fully transparent pixels (libwebp zeroes it by default).
+        options.update(quality=wanted, method=4, lossless=wanted == 100, exact=True)
     elif chosen == "tiff":
         options["compression"] = "tiff_adobe_deflate"
     buffer = io.BytesIO()
