@@ -1,0 +1,196 @@
+"""sr's own weights cache: `<cache>/weights/<sha256>/<filename>`.
+
+A file only ever reaches `weights/<sha256>/` by an atomic rename after its bytes hashed to that
+sha256, so the directory name is the proof of what the file is: `verify_all` re-hashes and compares
+with it, without needing the manifest. Partial downloads live in `weights/.partial/` and are never
+looked at as entries.
+
+The cache root is `SR_CACHE_DIR`, else `$XDG_CACHE_HOME/sr`, else `~/.cache/sr` (design.md, "Caches").
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from sr_cli.errors import ChecksumError, InputError, OutputError
+from sr_cli.weights.manifest import ManifestEntry
+
+_SHA256_DIR = re.compile(r"[0-9a-f]{64}")
+HASH_CHUNK = 1 << 20  # 1 MiB reads: fast, flat memory
+
+
+def cache_root() -> Path:
+    """SR_CACHE_DIR > $XDG_CACHE_HOME/sr > ~/.cache/sr (read on every call, so tests and users can switch)."""
+    explicit = os.environ.get("SR_CACHE_DIR")
+    if explicit:
+        return Path(explicit).expanduser()
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    if xdg:
+        return Path(xdg).expanduser() / "sr"
+    return Path.home() / ".cache" / "sr"
+
+
+def weights_dir() -> Path:
+    return cache_root() / "weights"
+
+
+def partial_dir() -> Path:
+    """Where downloads in progress live (`<filename>.<digest>.part`); never a cache entry."""
+    return weights_dir() / ".partial"
+
+
+def entry_path(sha256: str, filename: str) -> Path:
+    return weights_dir() / sha256 / filename
+
+
+def sha256_of(path: Path, progress: Callable[[int, int], None] | None = None) -> str:
+    """Hex sha256 of a file, read in 1 MiB chunks."""
+    digest = hashlib.sha256()
+    total = path.stat().st_size
+    done = 0
+    with path.open("rb") as handle:
+        while chunk := handle.read(HASH_CHUNK):
+            digest.update(chunk)
+            done += len(chunk)
+            if progress is not None:
+                progress(done, total)
+    return digest.hexdigest()
+
+
+@dataclass(frozen=True)
+class CachedFile:
+    sha256: str  # the directory name: what the file hashed to when it was stored
+    filename: str
+    path: Path
+    size: int
+
+
+def cached_files() -> list[CachedFile]:
+    """Every stored file, sorted by file name."""
+    root = weights_dir()
+    if not root.is_dir():
+        return []
+    found: list[CachedFile] = []
+    for folder in root.iterdir():
+        if not folder.is_dir() or not _SHA256_DIR.fullmatch(folder.name):
+            continue
+        for path in folder.iterdir():
+            if path.is_file() and not path.name.endswith(".tmp"):
+                found.append(CachedFile(sha256=folder.name, filename=path.name, path=path, size=path.stat().st_size))
+    return sorted(found, key=lambda item: (item.filename, item.sha256))
+
+
+def find_cached(entry: ManifestEntry) -> Path | None:
+    """The cached file for `entry`, if one is there and passes the cheap check (its size, where known).
+
+    The full sha256 was checked when the file was stored; `sr weights verify` re-hashes everything.
+    """
+    candidates = _candidates(entry)
+    for path in candidates:
+        if entry.size is None or path.stat().st_size == entry.size:
+            return path
+    return None
+
+
+def _candidates(entry: ManifestEntry) -> Iterator[Path]:
+    if entry.sha256 is not None:
+        path = entry_path(entry.sha256, entry.filename)
+        if path.is_file():
+            yield path
+        return
+    # Prefix-only entries are stored under the full sha256 measured at download time.
+    for item in cached_files():
+        if item.filename == entry.filename and entry.digest_matches(item.sha256):
+            yield item.path
+
+
+def store_verified(source: Path, sha256: str, filename: str, *, move: bool) -> Path:
+    """Put a file whose sha256 was just computed into the cache, atomically; returns its cache path.
+
+    `move=True` renames `source` (a finished download in the cache's own .partial folder); otherwise
+    the file is hard-linked when possible (same filesystem, e.g. the Hugging Face cache) or copied.
+    """
+    target = entry_path(sha256, filename)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if move:
+            os.replace(source, target)
+            return target
+        source = source.resolve()  # a hub snapshot entry is a symlink: link/copy the blob it points to
+        temporary = Path(tempfile.mkstemp(dir=target.parent, prefix=f".{filename}.", suffix=".tmp")[1])
+        try:
+            temporary.unlink()
+            try:
+                os.link(source, temporary)
+            except OSError:  # another filesystem, or links not allowed: copy instead
+                shutil.copyfile(source, temporary)
+                _fsync(temporary)
+            os.replace(temporary, target)
+        except BaseException:
+            temporary.unlink(missing_ok=True)
+            raise
+    except OSError as error:
+        raise OutputError(f"{target}: cannot write to the weights cache ({error.strerror}); "
+                          f"free some space or point SR_CACHE_DIR at a writable folder") from error
+    return target
+
+
+def import_file(entry: ManifestEntry, source: Path, progress: Callable[[int, int], None] | None = None) -> Path:
+    """`sr weights import`: check a file obtained elsewhere against the manifest and copy it into the cache."""
+    if not source.is_file():
+        raise InputError(f"{source}: no such file; pass the path of the downloaded {entry.filename}")
+    digest = sha256_of(source, progress)
+    if not entry.digest_matches(digest):
+        expected = entry.sha256 or f"{entry.sha256_prefix}..."
+        raise ChecksumError(f"{source}: sha256 {digest} is not that of {entry.name} ({expected}); "
+                            f"this is not the published {entry.filename}, nothing was imported")
+    size = source.stat().st_size
+    if entry.size is not None and size != entry.size:  # cannot happen with a matching full sha256; prefix-only guard
+        raise ChecksumError(f"{source}: {size} bytes, but {entry.name} has {entry.size}; nothing was imported")
+    return store_verified(source, digest, entry.filename, move=False)
+
+
+@dataclass(frozen=True)
+class VerifyResult:
+    file: CachedFile
+    actual_sha256: str
+
+    @property
+    def ok(self) -> bool:
+        return self.actual_sha256 == self.file.sha256
+
+
+def verify_all(progress: Callable[[int, int], None] | None = None,
+               *, remove_bad: bool = False) -> list[VerifyResult]:
+    """Re-hash every cached file against the sha256 it was stored under; optionally delete the bad ones."""
+    files = cached_files()
+    total = sum(item.size for item in files)
+    done = 0
+    results: list[VerifyResult] = []
+    for item in files:
+        offset = done
+        report = None if progress is None else (lambda d, _t, o=offset: progress(o + d, total))
+        results.append(VerifyResult(file=item, actual_sha256=sha256_of(item.path, report)))
+        done += item.size
+        if remove_bad and not results[-1].ok:
+            item.path.unlink()
+            _remove_if_empty(item.path.parent)
+    return results
+
+
+def _remove_if_empty(folder: Path) -> None:
+    try:
+        folder.rmdir()
+    except OSError:
+        pass  # not empty (another file of the same hash) or already gone: both fine
+
+
+def _fsync(path: Path) -> None:
+    with path.open("rb+") as handle:
+        os.fsync(handle.fileno())
