@@ -48,8 +48,21 @@ def family_of(module: nn.Module) -> str:
 # (radius 1) / 5x5 (radius 2) conv at the resolution it runs at, divided back to input pixels.
 # A tile given that much context reproduces the whole-image output exactly (up to float rounding).
 #
-# For now `min_overlap` is the exact radius (conservative; measured values replace it per family once
-# bench/min_overlap.py has run -- see the report of issue 2).
+# `min_overlap` (measured with bench/min_overlap.py and a Set5 sweep of the real VDSR, torch 2.13 CPU):
+# - Random-init models are NOT a usable proxy: with PyTorch's default init the residual branches are tiny,
+#   so the needed context collapses (tiled == whole within 1/255 at c = 8 for EDSR/MDSR baseline, 4 for
+#   full EDSR, 6 for RRDB x4, 10 for RRDB x2, 2 for SRVGG, 0 for VDSR).
+# - The one trained model we have, VDSR model_epoch_50.pth (radius 20), needs up to 11 px on Set5 (x3
+#   bicubic input, 8x8 cores at 4 positions per image; butterfly/woman edges are the worst case), i.e.
+#   about 55 % of its radius -- far above its random-init 0.
+# So every family whose exact radius is modest uses the exact radius (tiled output then equals the whole
+# one up to float rounding, whatever the weights): VDSR 20, EDSR baseline 36, full EDSR 68, MDSR 44,
+# SRVGG x4v3 34. RRDB's radius (349 px for x4, 698 for x2) would make tiles mostly overlap; it uses an
+# estimate instead: effective receptive fields grow like sqrt(depth) (Luo et al., NeurIPS 2016), and
+# scaling VDSR's measured 11 px by sqrt(349 / 20) gives 46 px -> 48 px on the net's own input grid
+# (x pixel_unshuffle factor in image pixels). This one is an estimate, not a guarantee; no trained
+# RRDB file is available here to measure it (see the issue-2 report).
+_RRDB_CONTEXT_ON_GRID = 48
 
 
 def receptive_radius(family: str, params: AnyParams) -> int:
@@ -79,7 +92,11 @@ def receptive_radius(family: str, params: AnyParams) -> int:
 
 
 def min_overlap_for(family: str, params: AnyParams) -> int:
-    return receptive_radius(family, params)
+    """Input pixels of context a tile needs (see the measurements above)."""
+    radius = receptive_radius(family, params)
+    if isinstance(params, RRDBParams):
+        return min(radius, _RRDB_CONTEXT_ON_GRID * params.unshuffle)
+    return radius
 
 
 # --- SRNet -------------------------------------------------------------------------------------------
