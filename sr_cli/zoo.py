@@ -1,0 +1,150 @@
+"""Model name (+ scale) -> manifest entry -> verified file -> SRNet; or a weights file -> SRNet.
+
+Names. Every manifest entry has a canonical name (`edsr-baseline-x2`, `mdsr`, `esrgan`, `vdsr`, ...).
+Some entries also answer to a family alias that the scale disambiguates:
+
+- `edsr` -> `edsr-x2|x3|x4`: the paper's "EDSR" is the full model (32 blocks, 256 features);
+  the small one is asked for explicitly, `edsr-baseline` -> `edsr-baseline-x2|x3|x4`.
+- `realesrgan` -> `realesrgan-x4plus` or `realesrgan-x2plus`; `realesrnet`, `realesr-general`, `rrdb-psnr`
+  are single-entry aliases.
+- `mdsr` / `mdsr-baseline` are one file each serving x2, x3 and x4; `esrgan` is x4 only;
+  `vdsr` serves any scale > 1 (it runs on a bicubic-upscaled input).
+
+Case and `_`/`-` do not matter. An alias without a scale that fits several entries, a scale an entry
+does not serve, or an unknown name raise UnknownModelError listing the choices (with "did you mean").
+"""
+from __future__ import annotations
+
+import difflib
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from sr_cli.archs.runtime import SRNet
+from sr_cli.errors import ChecksumError, CheckpointError, InputError, UnknownModelError, UsageError
+from sr_cli.weights.download import fetch
+from sr_cli.weights.loading import LoadedCheckpoint, load_checkpoint, srnet_for
+from sr_cli.weights.manifest import ManifestEntry, load_manifest
+
+_WEIGHT_SUFFIXES = (".pt", ".pth", ".ckpt", ".bin", ".safetensors")
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    name: str  # the manifest name, or the file path as given
+    entry: ManifestEntry | None  # None for a file given by path
+    srnet: SRNet
+    checkpoint: LoadedCheckpoint
+
+
+def model_names() -> list[str]:
+    """Canonical names, in manifest order."""
+    return load_manifest().names()
+
+
+def normalise(name: str) -> str:
+    return name.strip().lower().replace("_", "-")
+
+
+def resolve(model: str, scale: float | None = None) -> ManifestEntry:
+    """The manifest entry for a name or alias at `scale` (None: only unambiguous names resolve)."""
+    if scale is not None and not scale > 0:
+        raise UsageError(f"--scale {scale:g} is not a positive factor")
+    manifest = load_manifest()
+    key = normalise(model)
+    entry = manifest.get(key)
+    if entry is not None:
+        if scale is not None and not entry.serves(scale):
+            raise UnknownModelError(f"{entry.name} serves {_scales_text(entry)}, not x{scale:g}; {_alternatives(scale)}")
+        return entry
+    group = [candidate for candidate in manifest.entries if key in candidate.aliases]
+    if not group:
+        raise UnknownModelError(_unknown_message(model))
+    if scale is not None:
+        fitting = [candidate for candidate in group if candidate.serves(scale)]
+        if len(fitting) == 1:
+            return fitting[0]
+        if not fitting:
+            listed = ", ".join(f"{c.name} ({_scales_text(c)})" for c in group)
+            raise UnknownModelError(f"{model!r} has no x{scale:g} weights (it means {listed}); {_alternatives(scale)}")
+        group = fitting
+    if len(group) == 1:
+        return group[0]
+    listed = ", ".join(f"{c.name} ({_scales_text(c)})" for c in group)
+    raise UnknownModelError(f"{model!r} is ambiguous: it means one of {listed}; pass --scale or the full name")
+
+
+def pair_of(entry: ManifestEntry) -> ManifestEntry | None:
+    """The interpolation/denoise partner of `entry` (validated to exist and share the architecture)."""
+    if entry.pair is None:
+        return None
+    partner = load_manifest().get(entry.pair.name)
+    assert partner is not None, "the manifest validation guarantees pairs exist"
+    return partner
+
+
+def looks_like_path(model: str | Path) -> bool:
+    """A --model value is a file when it is a Path, names an existing file, has a path separator,
+    or ends like a weights file; everything else is a manifest name."""
+    if isinstance(model, Path):
+        return True
+    return Path(model).is_file() or "/" in model or "\\" in model or model.lower().endswith(_WEIGHT_SUFFIXES)
+
+
+def load(model_or_path: str | Path, scale: float, *, res_scale: float | None = None,
+         progress: Callable[[int, int], None] | None = None, offline: bool | None = None) -> LoadedModel:
+    """A ready SRNet at `scale` from a manifest name (downloaded and verified as needed) or a weights file.
+
+    res_scale: EDSR/MDSR residual scaling, which a checkpoint's shapes cannot show; for names the
+    manifest gives it, for files detection uses the full-EDSR shape rule unless you pass it.
+    """
+    if looks_like_path(model_or_path):
+        path = Path(model_or_path).expanduser()
+        if not path.is_file():
+            raise InputError(f"{path}: no such weights file; pass an existing file or a model name "
+                             f"({', '.join(model_names())})")
+        checkpoint = load_checkpoint(path, res_scale=res_scale)
+        return LoadedModel(name=str(model_or_path), entry=None, srnet=srnet_for(checkpoint, scale), checkpoint=checkpoint)
+
+    entry = resolve(str(model_or_path), scale)
+    path = fetch(entry, progress=progress, offline=offline)
+    checkpoint = load_checkpoint(path, res_scale=res_scale if res_scale is not None else entry.res_scale)
+    _check_matches_manifest(entry, checkpoint)
+    return LoadedModel(name=entry.name, entry=entry, srnet=srnet_for(checkpoint, scale), checkpoint=checkpoint)
+
+
+def _check_matches_manifest(entry: ManifestEntry, checkpoint: LoadedCheckpoint) -> None:
+    """The file hashed right when cached; make sure it still does and is the architecture the manifest says."""
+    if not entry.digest_matches(checkpoint.sha256):
+        raise ChecksumError(f"{checkpoint.path}: sha256 {checkpoint.sha256} no longer matches {entry.name}; "
+                            f"the cached file changed since it was verified: run `sr weights verify --remove-bad` "
+                            f"and download it again")
+    detected = checkpoint.detected
+    scales = list(entry.scales) if entry.scales is not None else None
+    if detected.family != entry.family or detected.scales != scales or \
+            (entry.num_params is not None and detected.num_params != entry.num_params):
+        raise CheckpointError(
+            f"{checkpoint.path}: holds a {detected.family} model (scales {detected.scales}, {detected.num_params} "
+            f"parameters) but the manifest's {entry.name} is {entry.family} (scales {scales}, {entry.num_params}); "
+            f"report this manifest bug, or pass the file with --weights to use what it holds")
+
+
+def _scales_text(entry: ManifestEntry) -> str:
+    if entry.scales is None:
+        return "any scale"
+    return "/".join(f"x{s}" for s in entry.scales)
+
+
+def _alternatives(scale: float) -> str:
+    fitting = [entry.name for entry in load_manifest().entries if entry.serves(scale)]
+    if not fitting:
+        return "no model serves that scale"
+    return f"models for x{scale:g}: {', '.join(fitting)}"
+
+
+def _unknown_message(model: str) -> str:
+    manifest = load_manifest()
+    known = manifest.names() + sorted({alias for entry in manifest.entries for alias in entry.aliases})
+    guesses = difflib.get_close_matches(normalise(model), known, n=3, cutoff=0.6)
+    hint = f"; did you mean {' or '.join(guesses)}?" if guesses else ""
+    return f"unknown model {model!r}{hint} (choices: {', '.join(known)}; or pass a weights file)"
