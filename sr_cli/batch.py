@@ -133,7 +133,7 @@ def scale_label(factor: float) -> str:
 def model_label(name: str | Path) -> str:
     """A file-name-safe label for a model name or a weights file (its stem)."""
     text = Path(name).stem if Path(name).suffix else str(name)
-    return re.sub(r"[^A-Za-z0-9.+-]+", "-", text).strip("-.") or "model"
+    return re.sub(r"[^A-Za-z0-9._+-]+", "-", text).strip("-.") or "model"
 
 
 def normalize_format(name: str) -> str:
