@@ -266,4 +266,5 @@ def test_import_checks_sha256(tmp_path: Path) -> None:
     good.write_bytes(PAYLOAD)
     stored = cache.import_file(entry, good)
     assert stored.read_bytes() == PAYLOAD and good.exists()
-    assert os.path.samefile(cache.find_cached(entry), stored)  # type: ignore[arg-type]
+    assert cache.find_cached(entry) == stored
+    assert not os.path.samefile(good, stored), "an imported file must be a copy the user cannot edit by accident"

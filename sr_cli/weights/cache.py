@@ -17,6 +17,7 @@ import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 from sr_cli.errors import ChecksumError, InputError, OutputError
 from sr_cli.weights.manifest import ManifestEntry
@@ -110,25 +111,31 @@ def _candidates(entry: ManifestEntry) -> Iterator[Path]:
             yield item.path
 
 
-def store_verified(source: Path, sha256: str, filename: str, *, move: bool) -> Path:
+def store_verified(source: Path, sha256: str, filename: str, *, how: Literal["move", "link", "copy"]) -> Path:
     """Put a file whose sha256 was just computed into the cache, atomically; returns its cache path.
 
-    `move=True` renames `source` (a finished download in the cache's own .partial folder); otherwise
-    the file is hard-linked when possible (same filesystem, e.g. the Hugging Face cache) or copied.
+    "move" renames `source` (a finished download in the cache's own .partial folder); "link" hard-links
+    it when the filesystem allows (the Hugging Face cache: no second copy of big files) and copies
+    otherwise; "copy" always copies (a user's file, which they might later edit in place).
     """
     target = entry_path(sha256, filename)
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
-        if move:
+        if how == "move":
             os.replace(source, target)
             return target
         source = source.resolve()  # a hub snapshot entry is a symlink: link/copy the blob it points to
         temporary = Path(tempfile.mkstemp(dir=target.parent, prefix=f".{filename}.", suffix=".tmp")[1])
         try:
             temporary.unlink()
-            try:
-                os.link(source, temporary)
-            except OSError:  # another filesystem, or links not allowed: copy instead
+            linked = False
+            if how == "link":
+                try:
+                    os.link(source, temporary)
+                    linked = True
+                except OSError:  # another filesystem, or links not allowed: copy instead
+                    linked = False
+            if not linked:
                 shutil.copyfile(source, temporary)
                 _fsync(temporary)
             os.replace(temporary, target)
@@ -153,7 +160,7 @@ def import_file(entry: ManifestEntry, source: Path, progress: Callable[[int, int
     size = source.stat().st_size
     if entry.size is not None and size != entry.size:  # cannot happen with a matching full sha256; prefix-only guard
         raise ChecksumError(f"{source}: {size} bytes, but {entry.name} has {entry.size}; nothing was imported")
-    return store_verified(source, digest, entry.filename, move=False)
+    return store_verified(source, digest, entry.filename, how="copy")
 
 
 @dataclass(frozen=True)

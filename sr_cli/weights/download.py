@@ -119,7 +119,7 @@ def _keep_hub_file(entry: ManifestEntry, path: Path) -> Path:
     if not entry.digest_matches(digest):
         evict_from_hub_cache(path)
         raise _SourceFailed(_mismatch(entry, digest), checksum=True)
-    return store_verified(path, digest, entry.filename, move=False)
+    return store_verified(path, digest, entry.filename, how="link")
 
 
 def _mismatch(entry: ManifestEntry, digest: str) -> str:
@@ -148,7 +148,7 @@ def _from_url(entry: ManifestEntry, url: str, progress: Progress | None, timeout
     if not entry.digest_matches(result.sha256):
         part.unlink(missing_ok=True)
         raise _SourceFailed(_mismatch(entry, result.sha256), checksum=True)
-    return store_verified(part, result.sha256, entry.filename, move=True)
+    return store_verified(part, result.sha256, entry.filename, how="move")
 
 
 @dataclass(frozen=True)
