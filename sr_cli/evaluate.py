@@ -1,0 +1,375 @@
+"""`sr eval`: PSNR/SSIM of a model on a benchmark set, measured the way the published tables were.
+
+Protocols (docs/eval.md says why each choice was made):
+
+``paper`` (default): each model as its paper measured it.
+  - RGB models (EDSR, MDSR, ESRGAN, ...): the network runs on the shipped, MATLAB-made RGB LR file; its
+    output is clamped and rounded to 8 bits; Y = MATLAB ``rgb2ycbcr`` on uint8 (rounded) for output and HR.
+  - ``bicubic``: the SRCNN / VDSR MATLAB recipe of the published Bicubic rows: Y = rgb2ycbcr(uint8 HR)
+    (rounded), im2double, imresize 1/s then s (double), output rounded to 8 bits, scored against that Y.
+  - ``vdsr``: the recipe of the published numbers of these weights (pytorch-vdsr eval.py on the MATLAB-made
+    Set5_mat): Y = rgb2ycbcr(double HR) (not rounded), imresize 1/s then s in double, VDSR on that Y, output
+    clamped to [0, 255] but NOT rounded, scored against the double HR Y.
+``rgb-lr``: every model, Y models included, from the shipped RGB LR through the `sr upscale` path
+  (``sr_cli.api``), 8-bit output, scored like ``paper`` RGB models. What users get.
+``edsr-pytorch``: EDSR-PyTorch's ``calc_psnr``: 8-bit output, Y = (65.738 R + 129.057 G + 25.064 B) / 256
+  (+16) not rounded; DIV2K: RGB with a border of scale + 6.
+``basicsr``: BasicSR's ``calculate_psnr/ssim(test_y_channel=True)``: 8-bit output, Y = 16 + (65.481 R +
+  128.553 G + 24.966 B) / 255 not rounded.
+
+In every protocol the border is ``scale`` pixels (``--crop N`` overrides it); ``--rgb`` scores the three
+RGB channels (SSIM: mean over channels) with a border of scale + 6, as the EDSR authors do on DIV2K.
+Grayscale images (Set14 ``bridge``) are scored on their single channel: RGB models get the gray image
+replicated to RGB and their output is folded back with BT.601 luma weights (as ``sr upscale`` does).
+"""
+from __future__ import annotations
+
+import io
+import math
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from sr_cli.archs.runtime import SRNet
+from sr_cli.color import rgb_to_y
+from sr_cli.data.benchmarks import Dataset, ImagePair, load_pair
+from sr_cli.data.published import published_for
+from sr_cli.errors import InputError, OutputError, UsageError
+from sr_cli.metrics import psnr, ssim, y_channel
+from sr_cli.resize import imresize
+
+__all__ = [
+    "PROTOCOLS",
+    "BICUBIC",
+    "EvalOptions",
+    "ImageScore",
+    "EvalResult",
+    "evaluate",
+    "model_label",
+]
+
+Progress = Callable[[int, int], None]
+PROTOCOLS: tuple[str, ...] = ("paper", "rgb-lr", "edsr-pytorch", "basicsr")
+BICUBIC = "bicubic"
+_DIV2K_EXTRA_BORDER = 6  # EDSR-PyTorch: shave = scale + 6 outside the benchmark sets
+_LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)  # gray out of an RGB model, as sr_cli.api does
+_EDSR_PYTORCH_Y = np.array([65.738, 129.057, 25.064]) / 256.0
+
+
+@dataclass(frozen=True)
+class EvalOptions:
+    protocol: str = "paper"
+    ensemble: bool = False
+    crop: int | None = None  # border in pixels; None: scale (scale + 6 with rgb)
+    rgb: bool = False  # score RGB instead of Y
+    save_dir: Path | None = None  # write the SR outputs here (PNG, atomic)
+    device: str = "cpu"  # torch device for the direct (paper / edsr-pytorch / basicsr) path
+    res_scale: float | None = None  # EDSR/MDSR files whose residual scaling the shapes cannot tell
+
+    def __post_init__(self) -> None:
+        if self.protocol not in PROTOCOLS:
+            raise UsageError(f"--protocol {self.protocol}: unknown; choose one of {', '.join(PROTOCOLS)}")
+        if self.crop is not None and self.crop < 0:
+            raise UsageError(f"--crop {self.crop}: must be 0 or more pixels")
+
+
+@dataclass(frozen=True)
+class ImageScore:
+    name: str
+    psnr: float
+    ssim: float
+
+
+@dataclass(frozen=True)
+class EvalResult:
+    dataset: str  # the dataset key ("set5") or, for a folder, its path
+    dataset_label: str  # shown in tables: "Set5"
+    model: str  # as given (name or path)
+    label: str  # shown in tables and matched with published rows: "Bicubic", "VDSR+", "EDSR"
+    scale: int
+    protocol: str
+    ensemble: bool
+    psnr: float
+    ssim: float
+    n_images: int
+    per_image: tuple[ImageScore, ...] = field(repr=False)
+    published_psnr: float | None
+    published_ssim: float | None
+    published_source: str | None
+
+    def to_record(self, *, per_image: bool) -> dict[str, object]:
+        """The `--json` record (JSON-safe: inf PSNR becomes the string "inf")."""
+        record: dict[str, object] = {
+            "dataset": self.dataset,
+            "model": self.label,
+            "model_arg": self.model,
+            "scale": self.scale,
+            "protocol": self.protocol,
+            "ensemble": self.ensemble,
+            "psnr": _json_float(self.psnr),
+            "ssim": self.ssim,
+            "n_images": self.n_images,
+            "published_psnr": self.published_psnr,
+            "published_ssim": self.published_ssim,
+            "published_source": self.published_source,
+        }
+        if per_image:
+            record["per_image"] = [{**asdict(s), "psnr": _json_float(s.psnr)} for s in self.per_image]
+        return record
+
+
+def _json_float(value: float) -> float | str:
+    return value if math.isfinite(value) else ("inf" if value > 0 else "-inf")
+
+
+# --- models ------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Model:
+    """What `evaluate` needs of a model: its kind and how to run it."""
+
+    arg: str
+    family: str  # "bicubic" | an SRNet family
+    srnet: SRNet | None  # None for bicubic
+    entry_name: str | None  # manifest name when loaded by name
+
+
+def _load_model(model: str, scale: int, options: EvalOptions) -> _Model:
+    if model.lower() == BICUBIC:
+        return _Model(arg=model, family=BICUBIC, srnet=None, entry_name=None)
+    if options.protocol == "rgb-lr":
+        return _Model(arg=model, family=_family_via_api(model, scale, options), srnet=None, entry_name=None)
+    path = Path(model)
+    if path.is_file():
+        from sr_cli.weights.loading import load_checkpoint, srnet_for
+
+        srnet = srnet_for(load_checkpoint(path, res_scale=options.res_scale), scale)
+        return _Model(arg=model, family=srnet.family, srnet=srnet, entry_name=None)
+    from sr_cli import zoo
+
+    loaded = zoo.load(model, scale, res_scale=options.res_scale)
+    return _Model(arg=model, family=loaded.srnet.family, srnet=loaded.srnet, entry_name=loaded.entry.name if loaded.entry else None)
+
+
+def _family_via_api(model: str, scale: int, options: EvalOptions) -> str:
+    return _upscaler(model, scale, options).family
+
+
+_UPSCALERS: dict[tuple[str, int, bool, float | None], object] = {}
+
+
+def _upscaler(model: str, scale: int, options: EvalOptions):  # type: ignore[no-untyped-def]
+    """The `sr upscale` object for rgb-lr (cached per model/scale: loading is the slow part)."""
+    from sr_cli.api import UpscaleOptions, load_model
+
+    key = (model, scale, options.ensemble, options.res_scale)
+    if key not in _UPSCALERS:
+        _UPSCALERS.clear()  # one at a time: models are large
+        _UPSCALERS[key] = load_model(model, scale, res_scale=options.res_scale, options=UpscaleOptions(ensemble=options.ensemble))
+    return _UPSCALERS[key]
+
+
+_LABELS = {"edsr": "EDSR", "mdsr": "MDSR", "vdsr": "VDSR", "rrdb": "RRDB", "srvgg": "SRVGG"}
+
+
+def model_label(model: str, family: str, *, ensemble: bool) -> str:
+    """Table label: Bicubic / VDSR / EDSR / MDSR (+ when self-ensembled); baselines and others by name."""
+    name = Path(model).stem if Path(model).suffix else model
+    lowered = name.lower()
+    if family == BICUBIC:
+        base = "Bicubic"
+    elif family == "vdsr":
+        base = "VDSR"
+    elif family in ("edsr", "mdsr") and "baseline" not in lowered and (
+        lowered in (family, f"{family}-x2", f"{family}-x3", f"{family}-x4")
+    ):
+        base = _LABELS[family]
+    else:
+        base = name
+    return base + ("+" if ensemble else "")
+
+
+def _published(label: str, model: _Model, dataset: Dataset, scale: int, options: EvalOptions) -> tuple[
+    float | None, float | None, str | None
+]:
+    candidates = [label]
+    shipped_vdsr = model.arg.lower() == "vdsr" or model.entry_name == "vdsr" or Path(model.arg).name == "model_epoch_50.pth"
+    if model.family == "vdsr" and not options.ensemble and shipped_vdsr:
+        candidates.insert(0, "VDSR (pytorch-vdsr model_epoch_50)")  # the numbers published for these weights
+    for method in candidates:
+        row = published_for(method, dataset.key, scale)
+        if row is not None:
+            return row.psnr, row.ssim, row.source.key
+    return None, None, None
+
+
+# --- running -----------------------------------------------------------------------------------------
+
+
+def _to_tensor(image: np.ndarray, device: str) -> torch.Tensor:
+    """uint8 HxWxC -> float32 [1,C,H,W] in [0,1]."""
+    return torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))).to(device=device, dtype=torch.float32).div_(255.0)[None]
+
+
+def _forward(srnet: SRNet, x: torch.Tensor, ensemble: bool) -> torch.Tensor:
+    from sr_cli.engine.ensemble import ensemble_forward
+    from sr_cli.engine.tiling import pad_to_multiple
+
+    height, width = x.shape[-2:]
+    padded = pad_to_multiple(x[0], srnet.size_multiple)[None]
+    with torch.inference_mode():
+        out = ensemble_forward(srnet, padded) if ensemble else srnet(padded).float()
+    return out[..., : height * srnet.scale, : width * srnet.scale]
+
+
+def _to_uint8(out: torch.Tensor) -> np.ndarray:
+    """float [1,C,H,W] in [0,1] -> uint8 HxWxC: clamp, scale, round half up (MATLAB uint8())."""
+    levels = torch.floor(out.clamp(0.0, 1.0) * 255.0 + 0.5)
+    return levels[0].permute(1, 2, 0).to("cpu", torch.uint8).numpy()
+
+
+def _run_rgb_model(srnet: SRNet, lr: np.ndarray, options: EvalOptions) -> np.ndarray:
+    """The network on the whole LR image (no tiling), 8-bit output; gray in -> gray out."""
+    gray = lr.ndim == 2
+    rgb = np.repeat(lr[..., None], 3, axis=2) if gray else lr
+    out = _forward(srnet, _to_tensor(rgb, options.device), options.ensemble)
+    if gray:
+        folded = (out[0].permute(1, 2, 0).cpu().numpy() @ _LUMA)[None, None]
+        return _to_uint8(torch.from_numpy(folded))[..., 0]
+    return _to_uint8(out)
+
+
+def _run_via_api(model: _Model, lr: np.ndarray, scale: int, options: EvalOptions) -> np.ndarray:
+    if model.family == BICUBIC:  # `sr upscale` has no bicubic model: MATLAB imresize on the 8-bit image
+        return imresize(lr, float(scale))
+    return _upscaler(model.arg, scale, options).upscale(lr)
+
+
+def _y_recipe_input(hr: np.ndarray, rounded_y: bool) -> np.ndarray:
+    """HR luma on 0..255 (float64): MATLAB rgb2ycbcr on uint8 (rounded) or on double (not rounded)."""
+    if hr.ndim == 2:
+        return hr.astype(np.float64)
+    if rounded_y:
+        return y_channel(hr, rounded=True)
+    return rgb_to_y(hr.astype(np.float64) / 255.0) * 255.0
+
+
+def _paper_y_model(model: _Model, pair: ImagePair, scale: int, options: EvalOptions) -> tuple[np.ndarray, np.ndarray]:
+    """(reference Y, SR Y) on 0..255 for bicubic / VDSR, per the MATLAB recipes in the module docstring."""
+    is_bicubic = model.family == BICUBIC
+    reference = _y_recipe_input(pair.hr, rounded_y=is_bicubic)
+    upscaled = imresize(imresize(reference / 255.0, 1.0 / scale), float(scale))
+    if is_bicubic:
+        return reference, np.clip(np.floor(upscaled * 255.0 + 0.5), 0.0, 255.0)
+    assert model.srnet is not None
+    x = torch.from_numpy(upscaled).to(device=options.device, dtype=torch.float32)[None, None]
+    out = _forward(model.srnet, x, options.ensemble)[0, 0].double().cpu().numpy()
+    return reference, np.clip(out * 255.0, 0.0, 255.0)
+
+
+def _score_8bit(sr: np.ndarray, hr: np.ndarray, scale: int, options: EvalOptions, dataset: Dataset, name: str) -> ImageScore:
+    if sr.shape != hr.shape:
+        raise InputError(
+            f"{name}: the SR output is {sr.shape[1]}x{sr.shape[0]} but the HR is {hr.shape[1]}x{hr.shape[0]}; "
+            f"the model does not produce exactly x{scale}"
+        )
+    rgb = options.rgb or (options.protocol == "edsr-pytorch" and dataset.key == "div2k-val")
+    border = options.crop if options.crop is not None else scale + (_DIV2K_EXTRA_BORDER if rgb else 0)
+    if rgb or sr.ndim == 2:
+        a, b = sr.astype(np.float64), hr.astype(np.float64)
+    elif options.protocol == "edsr-pytorch":
+        a = 16.0 + sr.astype(np.float64) @ _EDSR_PYTORCH_Y
+        b = 16.0 + hr.astype(np.float64) @ _EDSR_PYTORCH_Y
+    else:
+        rounded = options.protocol in ("paper", "rgb-lr")
+        a, b = y_channel(sr, rounded=rounded), y_channel(hr, rounded=rounded)
+    return ImageScore(name=name, psnr=psnr(a, b, border=border, name=name), ssim=ssim(a, b, border=border, name=name))
+
+
+def _score_y(reference: np.ndarray, sr_y: np.ndarray, scale: int, options: EvalOptions, name: str) -> ImageScore:
+    border = options.crop if options.crop is not None else scale
+    return ImageScore(
+        name=name, psnr=psnr(sr_y, reference, border=border, name=name), ssim=ssim(sr_y, reference, border=border, name=name)
+    )
+
+
+def _save(options: EvalOptions, dataset: Dataset, label: str, scale: int, name: str, pixels: np.ndarray, sources: tuple[Path, ...]) -> None:
+    from PIL import Image
+
+    from sr_cli.imageio.atomic import write_bytes_atomic
+
+    assert options.save_dir is not None
+    folder = options.save_dir / dataset.label / f"x{scale}" / label.replace("/", "_")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise OutputError(f"{folder}: cannot create the folder ({error.strerror}); choose another --save-dir") from error
+    target = folder / f"{name}.png"
+    if any(target.resolve() == source.resolve() for source in sources):
+        raise OutputError(f"{target}: is one of the input images; choose a --save-dir outside the dataset")
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="PNG")
+    write_bytes_atomic(target, buffer.getvalue())
+
+
+def evaluate(
+    dataset: Dataset,
+    model: str,
+    scale: int,
+    options: EvalOptions = EvalOptions(),
+    progress: Progress | None = None,
+) -> EvalResult:
+    """PSNR/SSIM of ``model`` (a manifest name, a weights file, or ``bicubic``) on ``dataset`` at x``scale``."""
+    if scale < 1 or int(scale) != scale:
+        raise UsageError(f"--scale {scale}: benchmark evaluation needs an integer scale of 2 or more")
+    loaded = _load_model(model, scale, options)
+    y_model = loaded.family in (BICUBIC, "vdsr")
+    if options.ensemble and loaded.family == BICUBIC:
+        raise UsageError("--ensemble has no meaning for bicubic; drop it or choose a network")
+    paper_y_path = options.protocol == "paper" and y_model and not options.rgb
+    via_api = options.protocol == "rgb-lr" or (y_model and not paper_y_path)
+    if via_api and loaded.family == "vdsr" and loaded.srnet is not None:
+        loaded = _Model(arg=loaded.arg, family="vdsr", srnet=None, entry_name=loaded.entry_name)  # api loads it
+    label = model_label(model, loaded.family, ensemble=options.ensemble)
+    images = dataset.images(scale)
+    scores: list[ImageScore] = []
+    for index, image in enumerate(images):
+        pair = load_pair(image, scale)
+        sources = tuple(p for p in (image.hr_path, image.lr_path) if p is not None)
+        if paper_y_path:
+            reference, sr_y = _paper_y_model(loaded, pair, scale, options)
+            scores.append(_score_y(reference, sr_y, scale, options, str(image.hr_path)))
+            saved = np.clip(np.floor(sr_y + 0.5), 0, 255).astype(np.uint8)
+        else:
+            if via_api:
+                sr = _run_via_api(loaded, pair.lr, scale, options)
+            else:
+                assert loaded.srnet is not None
+                sr = _run_rgb_model(loaded.srnet, pair.lr, options)
+            scores.append(_score_8bit(sr, pair.hr, scale, options, dataset, str(image.hr_path)))
+            saved = sr
+        if options.save_dir is not None:
+            _save(options, dataset, label, scale, image.name, saved, sources)
+        if progress is not None:
+            progress(index + 1, len(images))
+    published_psnr, published_ssim, source = _published(label, loaded, dataset, scale, options)
+    return EvalResult(
+        dataset=dataset.key,
+        dataset_label=dataset.label,
+        model=model,
+        label=label,
+        scale=scale,
+        protocol=options.protocol,
+        ensemble=options.ensemble,
+        psnr=float(np.mean([s.psnr for s in scores])),
+        ssim=float(np.mean([s.ssim for s in scores])),
+        n_images=len(scores),
+        per_image=tuple(scores),
+        published_psnr=published_psnr,
+        published_ssim=published_ssim,
+        published_source=source,
+    )
