@@ -134,6 +134,9 @@ class RestrictedUnpickler(pickle.Unpickler):
         ("torch.nn.parameter", "Parameter"): ParameterStandIn,
         ("torch.nn.backends.thnn", "_get_thnn_function_backend"): _thnn_backend,
         ("collections", "OrderedDict"): OrderedDict,
+        # nn.Module keeps e.g. `_non_persistent_buffers_set`; protocol 2 names the type `__builtin__.set`.
+        ("builtins", "set"): set, ("__builtin__", "set"): set,
+        ("builtins", "frozenset"): frozenset, ("__builtin__", "frozenset"): frozenset,
     }
 
     def __init__(self, file: io.BufferedIOBase, source: str) -> None:
