@@ -271,10 +271,10 @@ def _paper_y_model(model: _Model, pair: ImagePair, scale: int, options: EvalOpti
     return reference, np.clip(out * 255.0, 0.0, 255.0)
 
 
-def _score_8bit(sr: np.ndarray, hr: np.ndarray, scale: int, options: EvalOptions, dataset: Dataset, name: str) -> ImageScore:
+def _score_8bit(sr: np.ndarray, hr: np.ndarray, scale: int, options: EvalOptions, dataset: Dataset, name: str, path: str) -> ImageScore:
     if sr.shape != hr.shape:
         raise InputError(
-            f"{name}: the SR output is {sr.shape[1]}x{sr.shape[0]} but the HR is {hr.shape[1]}x{hr.shape[0]}; "
+            f"{path}: the SR output is {sr.shape[1]}x{sr.shape[0]} but the HR is {hr.shape[1]}x{hr.shape[0]}; "
             f"the model does not produce exactly x{scale}"
         )
     rgb = options.rgb or (options.protocol == "edsr-pytorch" and dataset.key == "div2k-val")
@@ -287,13 +287,13 @@ def _score_8bit(sr: np.ndarray, hr: np.ndarray, scale: int, options: EvalOptions
     else:
         rounded = options.protocol in ("paper", "rgb-lr")
         a, b = y_channel(sr, rounded=rounded), y_channel(hr, rounded=rounded)
-    return ImageScore(name=name, psnr=psnr(a, b, border=border, name=name), ssim=ssim(a, b, border=border, name=name))
+    return ImageScore(name=name, psnr=psnr(a, b, border=border, name=path), ssim=ssim(a, b, border=border, name=path))
 
 
-def _score_y(reference: np.ndarray, sr_y: np.ndarray, scale: int, options: EvalOptions, name: str) -> ImageScore:
+def _score_y(reference: np.ndarray, sr_y: np.ndarray, scale: int, options: EvalOptions, name: str, path: str) -> ImageScore:
     border = options.crop if options.crop is not None else scale
     return ImageScore(
-        name=name, psnr=psnr(sr_y, reference, border=border, name=name), ssim=ssim(sr_y, reference, border=border, name=name)
+        name=name, psnr=psnr(sr_y, reference, border=border, name=path), ssim=ssim(sr_y, reference, border=border, name=path)
     )
 
 
@@ -342,7 +342,7 @@ def evaluate(
         sources = tuple(p for p in (image.hr_path, image.lr_path) if p is not None)
         if paper_y_path:
             reference, sr_y = _paper_y_model(loaded, pair, scale, options)
-            scores.append(_score_y(reference, sr_y, scale, options, str(image.hr_path)))
+            scores.append(_score_y(reference, sr_y, scale, options, image.name, str(image.hr_path)))
             saved = np.clip(np.floor(sr_y + 0.5), 0, 255).astype(np.uint8)
         else:
             if via_api:
@@ -350,7 +350,7 @@ def evaluate(
             else:
                 assert loaded.srnet is not None
                 sr = _run_rgb_model(loaded.srnet, pair.lr, options)
-            scores.append(_score_8bit(sr, pair.hr, scale, options, dataset, str(image.hr_path)))
+            scores.append(_score_8bit(sr, pair.hr, scale, options, dataset, image.name, str(image.hr_path)))
             saved = sr
         if options.save_dir is not None:
             _save(options, dataset, label, scale, image.name, saved, sources)

@@ -40,6 +40,7 @@ __all__ = [
     "resolve_dataset",
     "load_pair",
     "read_rgb_or_gray",
+    "downscale_file",
 ]
 
 Progress = Callable[[int, int], None]
@@ -289,3 +290,29 @@ def load_pair(image: BenchmarkImage, scale: int) -> ImagePair:
             )
     height, width = lr.shape[0] * scale, lr.shape[1] * scale
     return ImagePair(name=image.name, hr=hr[:height, :width], lr=lr, lr_is_shipped=shipped)
+
+
+def downscale_file(hr_path: Path, out_dir: Path, scale: int, *, overwrite: bool = False) -> Path:
+    """`sr downscale`: ``out_dir/<stem>.png`` = imresize(modcrop(HR, s), 1/s) like the benchmark LR files.
+
+    8- and 16-bit, gray, RGB and alpha are kept (every channel is resized the same way, rounded per pass
+    in the file's bit depth); ICC/EXIF/text travel with the pixels. Output is PNG (lossless) so the LR is
+    exactly what the resize produced. Never overwrites an input; an existing output needs ``overwrite``.
+    """
+    from sr_cli.errors import OutputError
+    from sr_cli.imageio import read_image, write_image
+
+    if scale < 2:
+        raise InputError(f"--scale {scale}: downscaling needs an integer factor of 2 or more")
+    target = out_dir / f"{hr_path.stem}.png"
+    if target.resolve() == hr_path.resolve():
+        raise OutputError(f"{target}: would overwrite the input; choose another -o folder")
+    if target.exists() and not overwrite:
+        raise OutputError(f"{target}: exists; pass --overwrite to replace it or choose another -o folder")
+    image = read_image(hr_path)
+    pixels = image.pixels
+    if pixels.shape[0] < scale or pixels.shape[1] < scale:
+        raise InputError(f"{hr_path}: {pixels.shape[1]}x{pixels.shape[0]} is smaller than the scale {scale}")
+    lr = downscale_like_benchmark(pixels, scale)
+    write_image(target, lr, image.metadata, format="png")
+    return target
