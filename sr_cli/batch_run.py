@@ -91,10 +91,11 @@ def run_jobs(
             report(FileResult(str(job.source), str(job.output), "skipped", "output exists (--skip-existing)", format=job.format))
     pending = [job for job in jobs if not job.skip]
     stop = threading.Event()
+    crashed: list[BaseException] = []  # a thread that died (e.g. on_result raised): the run stops and re-raises it
     loaded: queue.Queue[object] = queue.Queue(maxsize=QUEUE_DEPTH)
     computed: queue.Queue[object] = queue.Queue(maxsize=QUEUE_DEPTH)
-    reader = threading.Thread(target=_read_all, args=(pending, loaded, stop), name="sr-reader")
-    writer = threading.Thread(target=_write_all, args=(computed, settings, report, stop), name="sr-writer")
+    reader = _thread("sr-reader", lambda: _read_all(pending, loaded, stop), stop, crashed)
+    writer = _thread("sr-writer", lambda: _write_all(computed, settings, report, stop), stop, crashed)
     reader.start()
     writer.start()
     try:
@@ -119,7 +120,22 @@ def run_jobs(
     finally:
         reader.join()
         writer.join()
+    if crashed:
+        raise crashed[0]
     return results
+
+
+def _thread(name: str, body: Callable[[], None], stop: threading.Event, crashed: list[BaseException]) -> threading.Thread:
+    """A non-daemon thread (the interpreter waits for it, so an atomic write is never cut short) that
+    stops the whole run if its body raises."""
+    def guarded() -> None:
+        try:
+            body()
+        except BaseException as error:  # kept and re-raised on the calling thread by run_jobs
+            crashed.append(error)
+            stop.set()
+
+    return threading.Thread(target=guarded, name=name)
 
 
 def _read_all(jobs: Sequence[Job], loaded: queue.Queue[object], stop: threading.Event) -> None:

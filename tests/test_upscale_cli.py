@@ -238,3 +238,34 @@ def test_real_sr_with_vdsr_beats_bicubic_on_set5(tmp_path: Path, datasets_dir: P
         bicubic = np.asarray(lr.resize((2 * lr.width, 2 * lr.height), PILImage.BICUBIC))
         gain = y_psnr(output, hr, border=2) - y_psnr(bicubic, hr, border=2)
         assert gain > 1.0, f"{name}: VDSR only {gain:.2f} dB above bicubic"
+
+
+def test_real_engine_with_a_synthesised_edsr_checkpoint(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A random-init tiny EDSR saved as a plain state dict runs through `--weights`; each output is what
+    the Python API gives for the same pixels (the command adds no processing of its own), with the
+    input's dtype and channel count."""
+    import torch
+
+    from sr_cli.api import UpscaleOptions, load_model
+    from sr_cli.archs.edsr import EDSR, EDSRParams
+
+    torch.manual_seed(0)
+    weights = tmp_path / "tiny_edsr.pt"
+    torch.save(EDSR(EDSRParams(n_resblocks=1, n_feats=8, scale=2)).state_dict(), weights)
+    inputs = {
+        "rgb.png": RNG.integers(0, 256, (9, 7, 3)).astype(np.uint8),
+        "gray16.png": RNG.integers(0, 65536, (6, 8, 1)).astype(np.uint16),
+        "rgba.tiff": RNG.integers(0, 256, (8, 8, 4)).astype(np.uint8),
+    }
+    inputs["rgba.tiff"][:, :4, 3] = 0
+    for name, pixels in inputs.items():
+        write_image(tmp_path / name, pixels, quality=100)
+    code, out, err = run_sr([*(str(tmp_path / name) for name in inputs), "-o", str(tmp_path / "out"),
+                             "--weights", str(weights), "--scale", "2", "--tile", "0", "--json"], capsys)
+    assert code == 0, err
+    reference = load_model(weights, 2, options=UpscaleOptions(tile=0))
+    for name, pixels in inputs.items():
+        stem, suffix = name.split(".")
+        result = read_image(tmp_path / "out" / f"{stem}_x2_tiny_edsr.{suffix}").pixels
+        assert result.shape == (2 * pixels.shape[0], 2 * pixels.shape[1], pixels.shape[2]) and result.dtype == pixels.dtype
+        np.testing.assert_array_equal(result, reference.upscale(read_image(tmp_path / name).pixels))
