@@ -1,11 +1,100 @@
-"""`sr blend` (being written; see docs/design.md for who owns it)."""
+"""`sr blend`: network interpolation between a PSNR model and its GAN model (docs/blend.md)."""
 from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Optional
 
 import typer
 
+from sr_cli import blend as blending
+from sr_cli.api import UpscaleOptions
+from sr_cli.cli.console import note, stdout, warn
+from sr_cli.errors import UsageError
+from sr_cli.imageio import read_image, to_bit_depth, write_image
+
+MODES = ("weights", "image")
+
 
 def register(app: typer.Typer) -> None:
-    """Add the `blend` command(s) to the app."""
-    @app.command("blend", hidden=True)
-    def _placeholder() -> None:
-        raise typer.Exit(1)
+    """Add the `blend` command to the app."""
+
+    @app.command("blend")
+    def blend(
+        alpha: Annotated[Optional[float], typer.Option("--alpha", "-a", help="0 = the PSNR model, 1 = the GAN model.")] = None,
+        psnr: Annotated[Optional[str], typer.Option("--psnr", help="PSNR-oriented model: name or file (default: esrgan-psnr).")] = None,
+        gan: Annotated[Optional[str], typer.Option("--gan", help="GAN model: name or file (default: esrgan).")] = None,
+        output: Annotated[Optional[Path], typer.Option("--output", "-o", help="blended.safetensors; with --sweep or --mode image: an image.")] = None,
+        mode: Annotated[str, typer.Option("--mode", help="weights (network interpolation) | image (blend the two outputs; a comparison).")] = "weights",
+        sweep: Annotated[Optional[str], typer.Option("--sweep", help="Alphas for a contact sheet, e.g. 0,0.2,0.4,0.6,0.8,1 (needs --image).")] = None,
+        image: Annotated[Optional[Path], typer.Option("--image", help="Input image for --sweep or --mode image.")] = None,
+        crop: Annotated[Optional[str], typer.Option("--crop", help="x,y,w,h of the input region shown in a sweep (default: 96x96 centre).")] = None,
+        scale: Annotated[Optional[float], typer.Option("--scale", "-s", help="Scale for images (default: the models' own).")] = None,
+        res_scale: Annotated[Optional[float], typer.Option("--res-scale", help="EDSR residual scaling for files that do not record it.")] = None,
+        device: Annotated[str, typer.Option("--device", help="auto | cpu | cuda | cuda:N | mps (images only).")] = "auto",
+        overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace the output if it exists.")] = False,
+        json_record: Annotated[bool, typer.Option("--json", help="Print a JSON record of what was written.")] = False,
+    ) -> None:
+        """Blend a PSNR model and its GAN model: theta = (1 - alpha) PSNR + alpha GAN."""
+        if mode not in MODES:
+            raise UsageError(f"--mode {mode!r}: use weights or image")
+        if output is None:
+            raise UsageError("give -o: a .safetensors file for weights, an image file for --sweep / --mode image")
+        if output.exists() and not overwrite:
+            raise UsageError(f"{output} exists; pass --overwrite to replace it or choose another -o")
+        if sweep is None and alpha is None:
+            raise UsageError("give --alpha A (0..1), or --sweep 0,0.5,1 with --image for a contact sheet")
+        if sweep is not None and alpha is not None:
+            raise UsageError("--sweep and --alpha exclude each other: the sweep sets the alphas")
+        psnr_label, gan_label = blending.default_labels(psnr, gan)
+        first = blending.load_endpoint(psnr_label, res_scale=res_scale)
+        second = blending.load_endpoint(gan_label, res_scale=res_scale)
+        if mode == "weights":
+            blending.check_not_degenerate(first, second)
+
+        if sweep is None and mode == "weights":
+            if image is not None:
+                warn("--image is only used with --sweep or --mode image; ignored")
+            if output.suffix.lower() != ".safetensors":
+                raise UsageError(f"{output}: blended weights are written as .safetensors; name the output *.safetensors")
+            result = blending.blend(first, second, alpha)  # type: ignore[arg-type]
+            blending.save(result, output)
+            record = {"output": str(output), "alpha": alpha, "family": result.family, "mode": "weights",
+                      "sources": json.loads(result.metadata["sr.sources"])}
+        else:
+            if image is None:
+                raise UsageError("--sweep and --mode image need --image PHOTO")
+            picture = read_image(image)
+            for message in picture.notes:
+                note(f"{image}: {message}")
+            scale_used = scale if scale is not None else _own_scale(first)
+            options = UpscaleOptions(device=device)
+            if sweep is not None:
+                alphas = blending.parse_alphas(sweep)
+                pixels = picture.pixels
+                x, y, w, h = blending.parse_crop(crop, pixels.shape[0], pixels.shape[1])
+                region = pixels[y:y + h, x:x + w]
+                tiles = blending.sweep_images(first, second, alphas, to_bit_depth(region, 8), scale=scale_used,
+                                              mode=mode, options=options)
+                label = "alpha" if mode == "weights" else "image alpha"
+                sheet = blending.contact_sheet(tiles, [f"{label} {a:g}" for a in alphas])
+                write_image(output, sheet)
+                record = {"output": str(output), "alphas": alphas, "mode": mode, "crop": [x, y, w, h]}
+            else:
+                tiles = blending.sweep_images(first, second, [alpha], picture.pixels, scale=scale_used,  # type: ignore[list-item]
+                                              mode="image", options=options)
+                for message in write_image(output, tiles[0], picture.metadata):
+                    note(f"{output}: {message}")
+                record = {"output": str(output), "alpha": alpha, "mode": "image"}
+        if json_record:
+            stdout.print(json.dumps(record), markup=False)
+        else:
+            stdout.print(f"wrote {output}", markup=False)
+
+
+def _own_scale(endpoint: blending.Endpoint) -> float:
+    scales = endpoint.checkpoint.detected.scales
+    if not scales:
+        raise UsageError(f"{endpoint.label} serves any scale; pass --scale for the images")
+    return float(scales[-1])
+

@@ -1,0 +1,230 @@
+"""`sr blend`: network interpolation between a PSNR-oriented model and its GAN model (ESRGAN, Sec. 3.4).
+
+theta = (1 - alpha) * theta_PSNR + alpha * theta_GAN. The result is a .safetensors file whose metadata
+names both sources (label and sha256), alpha, family and hyperparameters, so `sr upscale --weights` and
+`sr weights inspect` read it like any other checkpoint. `--mode image` blends the two models' OUTPUT
+images instead, the comparison the ESRGAN paper draws (Fig. 9); it is not the default.
+"""
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from sr_cli.api import UpscaleOptions, Upscaler
+from sr_cli.archs.runtime import SRNet, build_module, to_srnets
+from sr_cli.errors import CheckpointError, UsageError
+from sr_cli.weights.interpolate import check_alpha, check_compatible, interpolate_state_dicts
+from sr_cli.weights.loading import LoadedCheckpoint, load_checkpoint
+from sr_cli.weights.safetensors_io import save_safetensors, sr_metadata
+
+DEFAULT_PAIR = ("esrgan-psnr", "esrgan")
+# A 50/50 blend whose output strays from the midpoint of the two endpoint outputs by more than this
+# fraction of the endpoints' own signal is "garbage": related models (one fine-tuned from the other, as
+# ESRGAN's GAN model is from its PSNR model) stay close to the midpoint; unrelated ones do not.
+MAX_MIDPOINT_DEVIATION = 0.5
+# ... and one whose output has almost no contrast left (std below this fraction of the endpoints') is flat.
+MIN_CONTRAST_RATIO = 0.1
+PATTERN_SIZE = 32
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """One side of a blend: what the user named (manifest name or file) and the loaded checkpoint."""
+
+    label: str
+    checkpoint: LoadedCheckpoint
+    variant: str | None  # "psnr" | "gan" from the manifest; None for a plain file
+
+
+@dataclass(frozen=True)
+class Blend:
+    family: str
+    params: object
+    state_dict: dict[str, Tensor]
+    metadata: dict[str, str]
+
+
+def default_labels(psnr: str | None, gan: str | None) -> tuple[str, str]:
+    """Fill in a missing side from the manifest pair of the other (default: ESRGAN's PSNR + GAN pair)."""
+    from sr_cli import zoo
+
+    if psnr is None and gan is None:
+        return DEFAULT_PAIR
+    given, missing_role = (psnr, "gan") if gan is None else (gan, "psnr") if psnr is None else (None, None)
+    if given is None:
+        return psnr, gan  # type: ignore[return-value]
+    if zoo.looks_like_path(given):
+        raise UsageError(f"{given} is a file: pass its partner too (--{missing_role} NAME|FILE)")
+    partner = zoo.pair_of(zoo.resolve(given))
+    if partner is None:
+        raise UsageError(f"{given} has no PSNR/GAN partner in the manifest; pass --{missing_role} NAME|FILE")
+    return (given, partner.name) if missing_role == "gan" else (partner.name, given)
+
+
+def load_endpoint(spec: str, *, res_scale: float | None = None) -> Endpoint:
+    """A manifest name (downloaded and verified as needed) or a weights file."""
+    from sr_cli import zoo
+    from sr_cli.weights.download import fetch
+
+    if zoo.looks_like_path(spec):
+        return Endpoint(spec, load_checkpoint(Path(spec).expanduser(), res_scale=res_scale), None)
+    entry = zoo.resolve(spec)
+    checkpoint = load_checkpoint(fetch(entry), res_scale=res_scale if res_scale is not None else entry.res_scale)
+    return Endpoint(entry.name, checkpoint, entry.variant)
+
+
+def blend(psnr: Endpoint, gan: Endpoint, alpha: float) -> Blend:
+    """The interpolated weights with their provenance, after every compatibility check."""
+    check_alpha(alpha)
+    first, second = psnr.checkpoint.detected, gan.checkpoint.detected
+    what = f"{psnr.label} and {gan.label}"
+    if first.family != second.family:
+        raise CheckpointError(f"{what} cannot be blended: one is {first.family}, the other {second.family}; "
+                              f"blend two checkpoints of the same architecture")
+    check_compatible(first.state_dict, second.state_dict, what)
+    if first.params != second.params:
+        raise CheckpointError(f"{what} cannot be blended: hyperparameters differ ({first.params} vs {second.params})")
+    for endpoint, role in ((psnr, "psnr"), (gan, "gan")):
+        if endpoint.variant is not None and endpoint.variant != role:
+            raise UsageError(f"{endpoint.label} is the {endpoint.variant.upper()} model of its pair; "
+                             f"pass it as --{endpoint.variant}")
+    state_dict = interpolate_state_dicts(first.state_dict, second.state_dict, alpha)
+    sources = [{"role": role, "label": e.label, "sha256": e.checkpoint.sha256, "layout": e.checkpoint.detected.layout}
+               for role, e in (("psnr", psnr), ("gan", gan))]
+    metadata = sr_metadata(first.family, first.params, alpha=repr(float(alpha)), sources=json.dumps(sources),
+                           blend="weights")
+    return Blend(first.family, first.params, state_dict, metadata)
+
+
+def module_of(result: Blend) -> nn.Module:
+    """The blended weights in a ready module (strict load, eval mode)."""
+    module = build_module(result.family, result.params)  # type: ignore[arg-type]
+    module.load_state_dict(result.state_dict, strict=True)
+    return module.eval()
+
+
+def check_not_degenerate(psnr: Endpoint, gan: Endpoint) -> None:
+    """Refuse a pair whose 50/50 blend outputs garbage on a test pattern (unrelated models)."""
+    half = module_of(blend(psnr, gan, 0.5))
+    pattern = probe_pattern(PATTERN_SIZE)
+    outputs = [_forward(net, pattern) for net in (psnr.checkpoint.module, gan.checkpoint.module, half)]
+    out_psnr, out_gan, out_half = outputs
+    what = f"{psnr.label} and {gan.label}"
+    if not torch.isfinite(out_half).all():
+        raise CheckpointError(f"{what}: their 50/50 blend outputs NaN/Inf on a test pattern; "
+                              f"they are not a PSNR/GAN pair of one training run")
+    signal = 0.5 * (out_psnr.std() + out_gan.std())
+    midpoint = 0.5 * (out_psnr + out_gan)
+    deviation = float((out_half - midpoint).pow(2).mean().sqrt() / signal.clamp_min(1e-8))
+    contrast = float(out_half.std() / signal.clamp_min(1e-8))
+    if deviation > MAX_MIDPOINT_DEVIATION or contrast < MIN_CONTRAST_RATIO:
+        raise CheckpointError(
+            f"{what}: their 50/50 blend outputs a degenerate image on a test pattern (off the midpoint of the "
+            f"two outputs by {deviation:.0%} of their signal, contrast {contrast:.0%}); network interpolation "
+            f"only works between a model and one fine-tuned from it, e.g. ESRGAN's PSNR and GAN models")
+
+
+def probe_pattern(size: int) -> Tensor:
+    """[1, 3, size, size] in [0, 1]: ramps, a disc and a checkerboard, so flat output is easy to tell."""
+    coords = torch.linspace(0.0, 1.0, size)
+    yy, xx = torch.meshgrid(coords, coords, indexing="ij")
+    disc = (((xx - 0.5) ** 2 + (yy - 0.5) ** 2) < 0.09).float()
+    checker = ((torch.arange(size)[:, None] // 4 + torch.arange(size)[None, :] // 4) % 2).float()
+    return torch.stack([0.2 + 0.6 * xx, 0.2 + 0.6 * disc, 0.2 + 0.3 * yy + 0.3 * checker])[None]
+
+
+def _forward(module: nn.Module, pattern: Tensor) -> Tensor:
+    net: SRNet = next(iter(to_srnets(module).values()))  # type: ignore[arg-type]
+    x = pattern.mean(dim=1, keepdim=True) if net.in_channels == 1 else pattern
+    with torch.inference_mode():
+        return net(x).float()
+
+
+def save(result: Blend, path: Path) -> None:
+    save_safetensors(path, result.state_dict, result.metadata)
+
+
+# --- images: --mode image and --sweep ------------------------------------------------------------------
+
+
+def srnet_of(module: nn.Module, scale: float) -> SRNet:
+    for net in to_srnets(module).values():  # type: ignore[arg-type]
+        if net.serves(scale):
+            return net
+    raise UsageError(f"the blended model does not serve x{scale:g}")
+
+
+def upscaler_for(module: nn.Module, scale: float, label: str, options: UpscaleOptions) -> Upscaler:
+    return Upscaler(srnet_of(module, scale), name=label, output_scale=float(scale), options=options)
+
+
+def blend_images(first: np.ndarray, second: np.ndarray, alpha: float) -> np.ndarray:
+    """(1 - alpha) * first + alpha * second, in float, returned in the inputs' dtype."""
+    check_alpha(alpha)
+    mixed = (1.0 - alpha) * first.astype(np.float64) + alpha * second.astype(np.float64)
+    if np.issubdtype(first.dtype, np.integer):
+        return np.clip(np.rint(mixed), 0, np.iinfo(first.dtype).max).astype(first.dtype)
+    return mixed.astype(first.dtype)
+
+
+def sweep_images(psnr: Endpoint, gan: Endpoint, alphas: Sequence[float], crop: np.ndarray, *, scale: float,
+                 mode: str, options: UpscaleOptions) -> list[np.ndarray]:
+    """The crop upscaled at each alpha, by weight blending (default) or output blending."""
+    for alpha in alphas:
+        check_alpha(alpha)
+    if mode == "image":
+        ends = [upscaler_for(e.checkpoint.module, scale, e.label, options).upscale(crop) for e in (psnr, gan)]
+        return [blend_images(ends[0], ends[1], alpha) for alpha in alphas]
+    return [upscaler_for(module_of(blend(psnr, gan, alpha)), scale, f"alpha {alpha:g}", options).upscale(crop)
+            for alpha in alphas]
+
+
+def contact_sheet(tiles: Sequence[np.ndarray], labels: Sequence[str], *, columns: int = 3,
+                  gap: int = 8, label_height: int = 22) -> np.ndarray:
+    """Tiles (same size, HxWxC uint8) in a labelled grid on a white background, HxWx3 uint8."""
+    from PIL import Image, ImageDraw
+
+    height, width = tiles[0].shape[:2]
+    columns = max(1, min(columns, len(tiles)))
+    rows = -(-len(tiles) // columns)
+    sheet = Image.new("RGB", (columns * (width + gap) + gap, rows * (height + label_height + gap) + gap), "white")
+    draw = ImageDraw.Draw(sheet)
+    for index, (tile, label) in enumerate(zip(tiles, labels)):
+        left = gap + (index % columns) * (width + gap)
+        top = gap + (index // columns) * (height + label_height + gap)
+        rgb = tile if tile.ndim == 3 and tile.shape[2] == 3 else np.repeat(tile.reshape(height, width, -1)[:, :, :1], 3, 2)
+        sheet.paste(Image.fromarray(np.ascontiguousarray(rgb)), (left, top + label_height))
+        draw.text((left + 2, top + 4), label, fill="black")
+    return np.asarray(sheet)
+
+
+def parse_alphas(text: str) -> list[float]:
+    try:
+        values = [float(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise UsageError(f"--sweep {text!r}: give alphas separated by commas, e.g. 0,0.2,0.4,0.6,0.8,1") from None
+    if not values:
+        raise UsageError("--sweep needs at least one alpha, e.g. 0,0.5,1")
+    for value in values:
+        check_alpha(value)
+    return values
+
+
+def parse_crop(text: str | None, height: int, width: int, size: int = 96) -> tuple[int, int, int, int]:
+    """x,y,w,h of the region to show (default: a size x size square at the centre), checked against the image."""
+    if text is None:
+        w, h = min(size, width), min(size, height)
+        return (width - w) // 2, (height - h) // 2, w, h
+    try:
+        x, y, w, h = (int(part) for part in text.split(","))
+    except ValueError:
+        raise UsageError(f"--crop {text!r}: give x,y,width,height in input pixels, e.g. 100,80,96,96") from None
+    if w < 1 or h < 1 or x < 0 or y < 0 or x + w > width or y + h > height:
+        raise UsageError(f"--crop {text}: the region must lie inside the {width}x{height} image")
+    return x, y, w, h
