@@ -22,9 +22,12 @@ from pathlib import Path
 
 from sr_cli.archs.runtime import SRNet
 from sr_cli.errors import ChecksumError, CheckpointError, InputError, UnknownModelError, UsageError
+from sr_cli.weights.cache import find_cached, sha256_of
+from sr_cli.weights.detect import DetectedCheckpoint, detect
 from sr_cli.weights.download import fetch
 from sr_cli.weights.loading import LoadedCheckpoint, load_checkpoint, srnet_for
 from sr_cli.weights.manifest import ManifestEntry, load_manifest
+from sr_cli.weights.reading import read_checkpoint
 
 _WEIGHT_SUFFIXES = (".pt", ".pth", ".ckpt", ".bin", ".safetensors")
 
@@ -148,3 +151,51 @@ def _unknown_message(model: str) -> str:
     guesses = difflib.get_close_matches(normalise(model), known, n=3, cutoff=0.6)
     hint = f"; did you mean {' or '.join(guesses)}?" if guesses else ""
     return f"unknown model {model!r}{hint} (choices: {', '.join(known)}; or pass a weights file)"
+
+
+# --- what `sr weights list` / `sr weights inspect` show ------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ModelStatus:
+    entry: ManifestEntry
+    cached: Path | None  # the verified file in sr's cache, if there
+
+
+def catalogue() -> list[ModelStatus]:
+    """Every manifest entry with its cached file (cheap check: presence and size)."""
+    return [ModelStatus(entry=entry, cached=find_cached(entry)) for entry in load_manifest().entries]
+
+
+@dataclass(frozen=True)
+class FileReport:
+    """What a weights file holds: detection results plus identity (for `sr weights inspect`)."""
+
+    path: Path
+    size: int
+    sha256: str
+    container: str
+    serialization: str
+    detected: DetectedCheckpoint
+    manifest_name: str | None  # the manifest entry whose published file this is, if any
+
+
+def describe_file(path: Path, *, res_scale: float | None = None) -> FileReport:
+    """Read a checkpoint safely and place it (family, layout, hyperparameters); nothing is executed.
+
+    When the file is a published one (its sha256 matches a manifest entry), that entry's res_scale
+    applies unless `res_scale` is given.
+    """
+    if not path.is_file():
+        raise InputError(f"{path}: no such file; pass the path of a weights file")
+    digest = sha256_of(path)
+    # A full sha256 identifies a file whatever its name; a published prefix only together with the name.
+    known = next((entry for entry in load_manifest().entries
+                  if entry.sha256 == digest or (entry.filename == path.name and entry.digest_matches(digest))), None)
+    if res_scale is None and known is not None:
+        res_scale = known.res_scale
+    raw = read_checkpoint(path)
+    detected = detect(raw.tensors, res_scale=res_scale, metadata=raw.metadata, source=str(path))
+    return FileReport(path=path, size=path.stat().st_size, sha256=digest, container=raw.container,
+                      serialization=raw.serialization, detected=detected,
+                      manifest_name=known.name if known is not None else None)
