@@ -24,6 +24,7 @@ __all__ = [
     "ycbcr_to_rgb",
     "rgb_to_y",
     "rgb_to_ycbcr_uint8",
+    "rgb_to_y_uint8",
     "rgb_to_ycbcr_torch",
     "ycbcr_to_rgb_torch",
     "rgb_to_y_torch",
@@ -95,6 +96,16 @@ def rgb_to_ycbcr_uint8(rgb: np.ndarray) -> np.ndarray:
         raise InputError(f"rgb_to_ycbcr_uint8: expected uint8 data, got {rgb.dtype}")
     levels = _apply(rgb.astype(np.float64), _FORWARD, YCBCR_OFFSET, np.dtype(np.float64))
     return np.clip(np.floor(levels + 0.5), 0, 255).astype(np.uint8)  # values are >= 0: floor(x+.5) = round-half-up
+
+
+def rgb_to_y_uint8(rgb: np.ndarray) -> np.ndarray:
+    """The Y plane of ``rgb_to_ycbcr_uint8`` (same arithmetic, same rounding), without computing Cb/Cr."""
+    _check_three_channels(rgb, "rgb_to_y_uint8")
+    if rgb.dtype != np.uint8:
+        raise InputError(f"rgb_to_y_uint8: expected uint8 data, got {rgb.dtype}")
+    m = _FORWARD[0]
+    levels = m[0] * rgb[..., 0].astype(np.float64) + m[1] * rgb[..., 1] + m[2] * rgb[..., 2] + YCBCR_OFFSET[0]
+    return np.clip(np.floor(levels + 0.5), 0, 255).astype(np.uint8)
 
 
 def _torch_matrix(matrix: np.ndarray, like: torch.Tensor) -> torch.Tensor:
