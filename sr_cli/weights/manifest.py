@@ -128,6 +128,9 @@ class ManifestEntry:
     sources: tuple[Source, ...]
     notes: tuple[str, ...]
 
+    def __hash__(self) -> int:  # hyperparameters is a dict: hash by identity of the weights instead
+        return hash((self.name, self.sha256, self.sha256_prefix))
+
     @property
     def params(self) -> AnyParams:
         """The architecture's typed hyperparameters (validated when the manifest was read)."""
@@ -331,7 +334,7 @@ def _entry(node: _Node) -> ManifestEntry:
         aliases=tuple(item.string(_NAME, "a lowercase name") for item in obj["aliases"].array()),
         family=family,
         filename=filename,
-        hyperparameters=MappingProxyType(hyperparameters),
+        hyperparameters=hyperparameters,
         scales=scales,
         variant=obj["variant"].choice(VARIANTS),  # type: ignore[arg-type]
         pair=pair,
