@@ -44,8 +44,10 @@ class MeanShift(nn.Conv2d):
         if len(mean) != n_colors:
             raise ValueError(f"MeanShift needs {n_colors} mean values, got {len(mean)}")
         with torch.no_grad():
-            self.weight.copy_(torch.eye(n_colors).view(n_colors, n_colors, 1, 1))
-            self.bias.copy_(sign * rgb_range * torch.tensor(mean, dtype=torch.float32))
+            # built on the CPU explicitly, then copied: cheap even when the module is built on the meta
+            # device (torch.eye on meta would pull in torch._refs, seconds of import time)
+            self.weight.copy_(torch.eye(n_colors, device="cpu").view(n_colors, n_colors, 1, 1))
+            self.bias.copy_(sign * rgb_range * torch.tensor(mean, dtype=torch.float32, device="cpu"))
         self.requires_grad_(False)
 
 

@@ -7,6 +7,7 @@ loads with `strict=True`. res_scale is invisible in shapes: see `_res_scale`.
 """
 from __future__ import annotations
 
+import functools
 import json
 import re
 from dataclasses import dataclass, fields
@@ -226,9 +227,14 @@ _DEFAULT_LAYOUT = {"edsr": "edsr-pytorch", "mdsr": "edsr-pytorch", "rrdb": "basi
 
 def expected_shapes(family: str, params: AnyParams) -> dict[str, tuple[int, ...]]:
     """Key -> shape of the model's state dict, built on the meta device (no memory, no init time)."""
+    return dict(_expected_shapes_cached(family, params))
+
+
+@functools.lru_cache(maxsize=64)
+def _expected_shapes_cached(family: str, params: AnyParams) -> tuple[tuple[str, tuple[int, ...]], ...]:
     with torch.device("meta"):
         module = build_module(family, params)
-    return {k: tuple(v.shape) for k, v in module.state_dict().items()}
+    return tuple((k, tuple(v.shape)) for k, v in module.state_dict().items())
 
 
 @dataclass

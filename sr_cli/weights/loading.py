@@ -5,6 +5,7 @@ import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
+import torch
 from torch import nn
 
 from sr_cli.archs.runtime import SRNet, build_module, to_srnets
@@ -34,9 +35,11 @@ def load_checkpoint(path: Path, *, res_scale: float | None = None) -> LoadedChec
     path = Path(path)
     raw = read_checkpoint(path)
     detected = detect(raw.tensors, res_scale=res_scale, metadata=raw.metadata, source=str(path))
-    module = build_module(detected.family, detected.params)
-    # detect() has already proven the keys and shapes equal the model's, so strict loading cannot fail
-    # on names; it still guards against anything we missed.
+    # Built on the meta device and given uninitialised CPU memory: random init of a 43M-parameter net
+    # would be wasted work, since strict loading below overwrites every tensor (and raises otherwise).
+    with torch.device("meta"):
+        module = build_module(detected.family, detected.params)
+    module = module.to_empty(device="cpu")
     module.load_state_dict(detected.state_dict, strict=True)
     module.eval()
     return LoadedCheckpoint(detected, module, path, sha256_of(path))
