@@ -75,7 +75,7 @@ def auto_tile_size(
 
 
 def estimate_cost_per_pixel(
-    model: nn.Module, *, in_channels: int, size_multiple: int, device: torch.device, probe_side: int = 64
+    model: nn.Module, *, in_channels: int, size_multiple: int, device: torch.device, probe_side: int | None = None
 ) -> float:
     """Peak bytes per input pixel of one forward pass of `model` on `device` (already moved there).
 
@@ -84,6 +84,8 @@ def estimate_cost_per_pixel(
     once the next layer ran, so about 2-3 activations (plus a residual trunk or a dense block's
     concatenation) are alive at the peak; 4x covers the dense blocks of RRDB.
     """
+    if probe_side is None:  # activations scale linearly with pixels: a small probe suffices off the GPU
+        probe_side = 64 if device.type == "cuda" else 16
     side = max(probe_side - probe_side % size_multiple, size_multiple)
     probe = torch.rand(1, in_channels, side, side, device=device)
     pixels = float(side * side)
