@@ -1,7 +1,6 @@
 """imageio: every mode round-trips, and what we read agrees with independent decoders (OpenCV, Pillow)."""
 from __future__ import annotations
 
-import io
 import os
 from pathlib import Path
 

@@ -163,7 +163,7 @@ class _Renderer:
         self._progress.update(self._download, completed=done, total=total or None)
 
     def file_started(self, job: Job, index: int) -> None:
-        self._progress.update(self._tiles, description=f"tiles {job.source.name}", completed=0, total=None, visible=True)
+        self._progress.reset(self._tiles, total=None, description=f"tiles {escape(job.source.name)}", visible=True)
 
     def tiles(self, done: int, total: int) -> None:
         self._progress.update(self._tiles, completed=done, total=total)
