@@ -215,7 +215,7 @@ def test_every_source_failing_lists_each_in_one_line(server: FaultServer) -> Non
         download.fetch(entry)
     message = str(caught.value)
     assert "\n" not in message
-    assert "hf:owner/m@01234567/w.pth:" in message
+    assert "hf:owner/m@01234567/w.pth: HTTP 404" in message
     assert f"{server.url('/a.pth')}: HTTP 500" in message
     assert f"{server.url('/missing.pth')}: HTTP 404" in message
 

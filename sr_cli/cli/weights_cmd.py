@@ -95,7 +95,7 @@ def register(app: typer.Typer) -> None:
     def download(
         names: Annotated[Optional[list[str]], typer.Argument(help="Model names (sr weights list).", show_default=False)] = None,
         all_models: Annotated[bool, typer.Option("--all", help="Every model in the manifest.")] = False,
-        timeout: Annotated[float, typer.Option("--timeout", min=0.1, help="Seconds a silent server gets before the next source is tried.")] = 30.0,
+        timeout: Annotated[float, typer.Option("--timeout", min=0.1, help="Seconds a silent server gets before the next source is tried (hub mirrors: huggingface_hub retries once with 60 s).")] = 30.0,
     ) -> None:
         """Download (or find in the cache) and verify weights; prints `NAME<TAB>PATH` per model."""
         from sr_cli.weights.download import fetch

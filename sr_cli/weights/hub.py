@@ -47,7 +47,9 @@ def fetch_from_hub(source: HubSource, *, local_only: bool, timeout: float,
     """Path of `source` inside the Hugging Face cache, downloading it unless `local_only`.
 
     Raises HubUnavailable with the reason on any failure (not found, HTTP error, network down,
-    timeout, truncated transfer, not in the local cache while offline).
+    timeout, truncated transfer, not in the local cache while offline). `timeout` bounds the first
+    metadata request; huggingface_hub itself retries a timed-out one once with 60 s and resumes a
+    broken transfer a few times (its policy, kept: mirrors are usually right and only slow).
     """
     try:
         path = hf_hub_download(
@@ -62,11 +64,11 @@ def fetch_from_hub(source: HubSource, *, local_only: bool, timeout: float,
             tqdm_class=_forwarding_tqdm(progress),
             library_name="sr-cli",
         )
-    except EntryNotFoundError as error:  # includes LocalEntryNotFoundError: offline and not in the hub cache
-        raise HubUnavailable(_first_line(error) if not local_only else "not in the Hugging Face cache") from error
-    except HfHubHTTPError as error:
+    except HfHubHTTPError as error:  # first: a remote 404 is both an HTTP error and an EntryNotFoundError
         status = error.response.status_code if error.response is not None else "?"
         raise HubUnavailable(f"HTTP {status}") from error
+    except EntryNotFoundError as error:  # LocalEntryNotFoundError: not in the hub cache, or the hub unreachable
+        raise HubUnavailable("not in the Hugging Face cache" if local_only else _first_line(error)) from error
     except httpx2.TimeoutException as error:
         raise HubUnavailable(f"timed out after {timeout:g} s") from error
     except (httpx2.HTTPError, OSError) as error:  # network down, connection reset, size mismatch (OSError)
