@@ -304,3 +304,40 @@ def test_unknown_suffix_and_bad_arrays_are_refused(tmp_path: Path) -> None:
         write_image(tmp_path / "out.png", np.zeros((4, 4, 3), np.float32))
     with pytest.raises(OutputError, match="shape"):
         write_image(tmp_path / "out.png", np.zeros((4, 4, 5), np.uint8))
+
+
+# Pillow's own transposes, applied to the stored pixels: an implementation independent of ours.
+PILLOW_TRANSPOSE = {1: None, 2: PILImage.Transpose.FLIP_LEFT_RIGHT, 3: PILImage.Transpose.ROTATE_180,
+                    4: PILImage.Transpose.FLIP_TOP_BOTTOM, 5: PILImage.Transpose.TRANSPOSE,
+                    6: PILImage.Transpose.ROTATE_270, 7: PILImage.Transpose.TRANSVERSE, 8: PILImage.Transpose.ROTATE_90}
+
+
+def upright_by_pillow(stored: np.ndarray, orientation: int) -> np.ndarray:
+    method = PILLOW_TRANSPOSE[orientation]
+    planes = [PILImage.fromarray(stored[:, :, channel]) for channel in range(stored.shape[2])]
+    turned = [plane if method is None else plane.transpose(method) for plane in planes]
+    return np.stack([np.asarray(plane) for plane in turned], axis=2)
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+@pytest.mark.parametrize("dtype,channels", [(np.uint8, 3), (np.uint8, 1), (np.uint16, 1)])
+def test_tiff_orientation_is_applied_exactly_once(tmp_path: Path, orientation: int, dtype: type, channels: int) -> None:
+    """Pillow 13 and OpenCV rotate TIFFs themselves on decode; older Pillow does not. Whatever the
+    decoder does, the result must be the stored pixels turned once."""
+    stored = random_pixels(channels, dtype, 4, 7)
+    source = PILImage.fromarray(stored[:, :, 0] if channels == 1 else stored)
+    source.save(tmp_path / "o.tiff", tiffinfo={0x0112: orientation})
+    image = read_image(tmp_path / "o.tiff")
+    np.testing.assert_array_equal(image.pixels, upright_by_pillow(stored, orientation))
+    assert image.metadata.bit_depth == (16 if dtype == np.uint16 else 8)
+
+
+def test_png_colour_key_transparency_becomes_alpha(tmp_path: Path) -> None:
+    pixels = np.zeros((3, 4, 3), np.uint8)
+    pixels[1, 2] = (10, 20, 30)
+    PILImage.fromarray(pixels).save(tmp_path / "key.png", transparency=(0, 0, 0))
+    image = read_image(tmp_path / "key.png")
+    assert image.mode == "RGBA" and any("colour key" in note for note in image.notes)
+    expected_alpha = np.zeros((3, 4), np.uint8)
+    expected_alpha[1, 2] = 255
+    np.testing.assert_array_equal(image.pixels[:, :, 3], expected_alpha)

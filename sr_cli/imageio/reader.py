@@ -16,7 +16,12 @@ from PIL import ImageCms, UnidentifiedImageError
 
 from sr_cli.errors import InputError
 from sr_cli.imageio.model import MODE_BY_CHANNELS, Image, ImageMetadata
-from sr_cli.imageio.orientation import ORIENTATION_TAG, apply_orientation, exif_with_orientation_reset
+from sr_cli.imageio.orientation import (
+    ORIENTATION_TAG,
+    apply_orientation,
+    exif_with_orientation_reset,
+    tiff_with_orientation_reset,
+)
 
 EXIF_PREFIX = b"Exif\x00\x00"
 PNG_COLOR_TYPE_GRAY_ALPHA = 4
@@ -46,21 +51,29 @@ def read_image(path: str | Path) -> Image:
         raise InputError(f"{path}: is a folder, not an image; pass the folder as an input to process its images") from None
     except OSError as error:
         raise InputError(f"{path}: cannot read ({error.strerror}); check permissions") from error
+    # TIFF decoders disagree on whether they apply the Orientation tag: decode an "upright" copy and
+    # rotate once ourselves (the tag's value is read from the original bytes in _decode).
+    pixel_data = tiff_with_orientation_reset(data)
     try:
         with PILImage.open(io.BytesIO(data)) as opened:
-            return _decode(path, data, opened)
+            if pixel_data is data:  # not a TIFF with an Orientation tag: one decoder object for all
+                return _decode(path, data, opened, opened)
+            with PILImage.open(io.BytesIO(pixel_data)) as decodable:
+                return _decode(path, pixel_data, opened, decodable)
     except UnidentifiedImageError as error:
         raise InputError(f"{path}: not an image Pillow recognises (unknown format or damaged header); check the file is PNG, JPEG, WebP, TIFF, BMP or GIF") from error
     except (PILImage.DecompressionBombError, OSError, SyntaxError, ValueError, EOFError) as error:
         raise InputError(f"{path}: not a readable image ({error}); check that the file is complete and is PNG, JPEG, WebP, TIFF, BMP or GIF") from error
 
 
-def _decode(path: Path, data: bytes, opened: PILImage.Image) -> Image:
+def _decode(path: Path, data: bytes, opened: PILImage.Image, decodable: PILImage.Image) -> Image:
+    """``opened``: the file as given (metadata); ``decodable``: the same with TIFF orientation reset
+    (pixels; the very same bytes for every other format)."""
     notes: list[str] = []
     frames = getattr(opened, "n_frames", 1)
     if frames > 1:
         notes.append(f"{frames} frames (animated or multi-page): only the first is used")
-        opened.seek(0)
+        decodable.seek(0)
     source_format = (opened.format or "unknown").lower()
     bit_depth = _declared_bit_depth(path, data, opened)
     exif = opened.getexif()
@@ -68,9 +81,9 @@ def _decode(path: Path, data: bytes, opened: PILImage.Image) -> Image:
     icc = opened.info.get("icc_profile") or None
 
     if bit_depth == 16:
-        pixels = _decode_16_bit(path, data, opened)
+        pixels = _decode_16_bit(path, data, decodable)
     else:
-        pixels, icc = _decode_8_bit(path, opened, icc, notes)
+        pixels, icc = _decode_8_bit(path, decodable, icc, notes)
     pixels = apply_orientation(pixels, orientation)
     if orientation not in (1, 0):
         notes.append(f"EXIF orientation {orientation} applied")
@@ -126,6 +139,10 @@ def _decode_8_bit(path: Path, opened: PILImage.Image, icc: bytes | None, notes: 
     if image.mode == "P":
         target = "RGBA" if "transparency" in image.info else "RGB"
         notes.append(f"palette image converted to {target}")
+        image = image.convert(target)
+    elif image.mode in ("L", "RGB") and "transparency" in image.info:  # PNG tRNS colour key
+        target = image.mode[0] + "A" if image.mode == "L" else "RGBA"
+        notes.append(f"transparent colour key turned into an alpha channel ({target})")
         image = image.convert(target)
     elif image.mode == "CMYK":
         image, icc = _cmyk_to_rgb(image, icc, notes)
