@@ -141,7 +141,7 @@ def _decode_8_bit(path: Path, opened: PILImage.Image, icc: bytes | None, notes: 
         notes.append(f"palette image converted to {target}")
         image = image.convert(target)
     elif image.mode in ("L", "RGB") and "transparency" in image.info:  # PNG tRNS colour key
-        target = image.mode[0] + "A" if image.mode == "L" else "RGBA"
+        target = "LA" if image.mode == "L" else "RGBA"
         notes.append(f"transparent colour key turned into an alpha channel ({target})")
         image = image.convert(target)
     elif image.mode == "CMYK":
