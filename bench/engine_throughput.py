@@ -6,7 +6,7 @@
 Models are random-init at the published sizes (speed does not depend on the weight values) except VDSR,
 which uses the real ../shared/weights/model_epoch_50.pth when present. Each measurement is the median of
 `--runs` timed runs after one warm-up run, through `sr_cli.engine.upscale_tensor` with the model's own
-min_overlap. Peak memory is the growth of the process's resident-set high-water mark (VmHWM in
+min_overlap, in the memory layout the API uses on the CPU (channels_last; `--contiguous` for NCHW). Peak memory is the growth of the process's resident-set high-water mark (VmHWM in
 /proc/self/status, reset before each configuration by writing 5 to /proc/self/clear_refs) over the
 resident size before it: torch allocates outside Python, so tracemalloc would not see it.
 
@@ -96,12 +96,14 @@ def reset_peak() -> bool:
         return False
 
 
-def measure(net: SRNet, image: torch.Tensor, tile: int, runs: int) -> tuple[float, float, int]:
+def measure(net: SRNet, image: torch.Tensor, tile: int, runs: int, channels_last: bool) -> tuple[float, float, int]:
     """(median seconds, peak MiB above the starting RSS, tiles) of `runs` engine calls after a warm-up."""
+    net.to(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
+
     def once() -> int:
         stats = TileStats()
         upscale_tensor(net, image, scale=net.scale, tile=tile, overlap=net.min_overlap, size_multiple=net.size_multiple,
-                       device=torch.device("cpu"), precision="fp32", stats=stats)
+                       device=torch.device("cpu"), precision="fp32", stats=stats, channels_last=channels_last)
         return stats.tiles_pasted
 
     once()
@@ -141,12 +143,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--families", nargs="*", default=list(CASES), choices=list(CASES))
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--json", type=Path, default=None)
-    parser.add_argument("--no-channels-last", action="store_true")
+    parser.add_argument("--no-channels-last", action="store_true", help="skip the layout comparison table")
+    parser.add_argument("--contiguous", action="store_true", help="NCHW instead of channels_last in the main table")
     args = parser.parse_args(argv)
 
     torch.manual_seed(0)
     print(f"# {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}, "
-          f"{torch.get_num_threads()} threads, peak reset: {reset_peak()}")
+          f"{torch.get_num_threads()} threads, peak reset: {reset_peak()}, "
+          f"layout: {'NCHW' if args.contiguous else 'channels_last'}")
     rows: list[Row] = []
     layouts: list[dict[str, object]] = []
     print(f"{'model':38s} {'input':>8s} {'tile':>6s} {'ovl':>4s} {'tiles':>5s} {'s':>8s} {'out MP/s':>9s} {'peak MiB':>9s}")
@@ -157,7 +161,7 @@ def main(argv: list[str] | None = None) -> int:
         image = torch.rand(in_ch, case.side, case.side, generator=torch.Generator().manual_seed(1))
         out_mp = (case.side * net.scale) ** 2 / 1e6
         for tile in (0, *case.tiles):
-            seconds, peak, tiles = measure(net, image, tile, args.runs)
+            seconds, peak, tiles = measure(net, image, tile, args.runs, not args.contiguous)
             row = Row(key, f"{case.side}x{case.side}", str(tile or "whole"), net.min_overlap, tiles, seconds,
                       out_mp / seconds, peak)
             rows.append(row)

@@ -67,7 +67,7 @@ class Upscaler:
     name: the manifest name or the weights file path; family: edsr | mdsr | rrdb | vdsr | srvgg;
     model_scale: the scale the network runs at (VDSR: 1, it runs on a bicubic pre-upscaled Y);
     output_scale: the final factor (outscale when given, else the requested scale). Output size is
-    round(H * output_scale) x round(W * output_scale).
+    round(H * output_scale) x round(W * output_scale), rounded half up.
     """
 
     name: str
@@ -332,7 +332,8 @@ def _two_passes(progress: Progress | None) -> tuple[Progress | None, Progress | 
 
 
 def _scaled(length: int, factor: float) -> int:
-    return max(int(round(length * factor)), 1)
+    """length * factor rounded half up (not Python's round-half-even: 7 * 3.5 gives 25, not 24), at least 1."""
+    return max(int(math.floor(length * factor + 0.5)), 1)
 
 
 def _as_float(image: np.ndarray) -> np.ndarray:

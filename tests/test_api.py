@@ -169,11 +169,11 @@ def test_la_gray_alpha_round_trips_channels() -> None:
     assert result.shape == (12, 10, 2) and result.dtype == np.uint8
 
 
-@pytest.mark.parametrize(("outscale", "size"), [(3.0, (27, 21)), (3.5, (32, 24)), (1.5, (14, 10))])
+@pytest.mark.parametrize(("outscale", "size"), [(3.0, (27, 21)), (3.5, (32, 25)), (1.5, (14, 11))])
 def test_outscale_gives_the_exact_size(outscale: float, size: tuple[int, int]) -> None:
     upscaler = Upscaler(NET, name="tiny", output_scale=outscale, options=CPU_WHOLE)
     result = upscaler.upscale(np.random.default_rng(4).integers(0, 256, (9, 7, 3), dtype=np.uint8))
-    assert result.shape[:2] == size == upscaler.output_size(9, 7)  # round(H * outscale)
+    assert result.shape[:2] == size == upscaler.output_size(9, 7)  # H * outscale rounded half up
 
 
 def test_mdsr_one_model_three_scales() -> None:
@@ -284,7 +284,7 @@ def test_outscale_runs_the_smallest_served_scale_above_then_resizes(monkeypatch:
     upscaler = load_model("edsr-baseline-x4", outscale=3.5, options=CPU_WHOLE)
     assert (upscaler.model_scale, upscaler.output_scale) == (4, 3.5)
     assert [scale for _, scale in calls] == [3.5, 4]  # 3.5 itself, then the smallest served scale above
-    assert upscaler.upscale(np.zeros((10, 7, 3), np.uint8)).shape == (35, 24, 3)
+    assert upscaler.upscale(np.zeros((10, 7, 3), np.uint8)).shape == (35, 25, 3)
     calls.clear()
     shrunk = load_model("edsr-baseline-x2", outscale=2.5, options=CPU_WHOLE)  # only x2: the largest below
     assert shrunk.model_scale == 2 and [scale for _, scale in calls] == [2.5, 3, 4, 8, 2]
