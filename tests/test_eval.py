@@ -1,0 +1,185 @@
+"""sr eval: protocols on tiny synthetic sets, checked against computations written out here."""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from sr_cli.archs.edsr import EDSR, EDSRParams
+from sr_cli.data.benchmarks import Dataset, resolve_dataset
+from sr_cli.errors import DatasetError, InputError, OutputError, UsageError
+from sr_cli.evaluate import EvalOptions, evaluate, model_label
+from sr_cli.resize import imresize
+
+
+def smooth_image(rng: np.random.Generator, height: int, width: int, channels: int = 3) -> np.ndarray:
+    """A photo-like test image: a low-resolution random field upsampled, plus mild noise."""
+    coarse = rng.random((height // 6 + 2, width // 6 + 2, channels)) * 255
+    big = imresize(coarse, output_shape=(height, width))
+    noisy = big + rng.normal(0, 4, big.shape)
+    image = np.clip(np.round(noisy), 0, 255).astype(np.uint8)
+    return image[..., 0] if channels == 1 else image
+
+
+def y_matlab_uint8(rgb: np.ndarray) -> np.ndarray:
+    levels = rgb.astype(np.float64)
+    return np.floor(16 + (65.481 * levels[..., 0] + 128.553 * levels[..., 1] + 24.966 * levels[..., 2]) / 255 + 0.5)
+
+
+def psnr_ref(a: np.ndarray, b: np.ndarray, border: int) -> float:
+    crop = (slice(border, -border), slice(border, -border))
+    mse = np.mean((a[crop].astype(np.float64) - b[crop].astype(np.float64)) ** 2)
+    return 10 * math.log10(255**2 / mse)
+
+
+@pytest.fixture()
+def hr_folder(tmp_path: Path) -> Path:
+    rng = np.random.default_rng(7)
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    Image.fromarray(smooth_image(rng, 50, 38)).save(folder / "a.png")
+    Image.fromarray(smooth_image(rng, 45, 52)).save(folder / "b.png")
+    Image.fromarray(smooth_image(rng, 40, 40, channels=1)).save(folder / "gray.png")
+    return folder
+
+
+def test_bicubic_paper_protocol_is_the_srcnn_matlab_recipe(hr_folder: Path) -> None:
+    dataset = resolve_dataset(str(hr_folder), scales=(3,))
+    result = evaluate(dataset, "bicubic", 3)
+    expected = []
+    for name in ("a", "b", "gray"):
+        hr = np.asarray(Image.open(hr_folder / f"{name}.png"))
+        hr = hr[: hr.shape[0] // 3 * 3, : hr.shape[1] // 3 * 3]
+        y = y_matlab_uint8(hr) if hr.ndim == 3 else hr.astype(np.float64)
+        up = imresize(imresize(y / 255, 1 / 3), 3.0)
+        expected.append(psnr_ref(y, np.clip(np.floor(up * 255 + 0.5), 0, 255), 3))
+    assert [s.name for s in result.per_image] == ["a", "b", "gray"]
+    np.testing.assert_allclose([s.psnr for s in result.per_image], expected, atol=1e-9)
+    assert result.psnr == pytest.approx(np.mean(expected), abs=1e-9)
+    assert result.label == "Bicubic" and result.n_images == 3 and result.published_psnr is None
+
+
+def test_rgb_lr_bicubic_scores_the_8bit_imresize_of_the_lr(hr_folder: Path) -> None:
+    dataset = resolve_dataset(str(hr_folder), scales=(2,))
+    result = evaluate(dataset, "bicubic", 2, EvalOptions(protocol="rgb-lr"))
+    hr = np.asarray(Image.open(hr_folder / "a.png"))[:50, :38]
+    lr = imresize(hr, 0.5)  # made by the downscaler: the folder has no LR
+    sr = imresize(lr, 2.0)
+    assert result.per_image[0].psnr == pytest.approx(psnr_ref(y_matlab_uint8(sr), y_matlab_uint8(hr), 2), abs=1e-9)
+
+
+def test_edsr_pytorch_and_basicsr_use_unrounded_y_and_rgb_uses_scale_plus_6(hr_folder: Path) -> None:
+    dataset = resolve_dataset(str(hr_folder), scales=(2,))
+    hr = np.asarray(Image.open(hr_folder / "b.png"))[:44, :52].astype(np.float64)
+    sr = imresize(imresize(hr.astype(np.uint8), 0.5), 2.0).astype(np.float64)
+    edsr_y = lambda im: im @ (np.array([65.738, 129.057, 25.064]) / 256)  # noqa: E731
+    basicsr_y = lambda im: 16 + im @ np.array([65.481, 128.553, 24.966]) / 255  # noqa: E731
+    got = evaluate(dataset, "bicubic", 2, EvalOptions(protocol="edsr-pytorch")).per_image[1].psnr
+    assert got == pytest.approx(psnr_ref(edsr_y(sr), edsr_y(hr), 2), abs=1e-9)
+    got = evaluate(dataset, "bicubic", 2, EvalOptions(protocol="basicsr")).per_image[1].psnr
+    assert got == pytest.approx(psnr_ref(basicsr_y(sr), basicsr_y(hr), 2), abs=1e-9)
+    got = evaluate(dataset, "bicubic", 2, EvalOptions(protocol="basicsr", rgb=True)).per_image[1].psnr
+    assert got == pytest.approx(psnr_ref(sr, hr, 8), abs=1e-9)
+    got = evaluate(dataset, "bicubic", 2, EvalOptions(protocol="basicsr", rgb=True, crop=1)).per_image[1].psnr
+    assert got == pytest.approx(psnr_ref(sr, hr, 1), abs=1e-9)
+
+
+def test_rgb_model_runs_on_the_lr_and_is_scored_on_rounded_y(hr_folder: Path, tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    module = EDSR(EDSRParams(n_resblocks=1, n_feats=8, scale=2)).eval()
+    weights = tmp_path / "tiny_edsr_x2.pt"
+    torch.save(module.state_dict(), weights)
+    dataset = resolve_dataset(str(hr_folder), scales=(2,))
+    result = evaluate(dataset, str(weights), 2)
+    hr = np.asarray(Image.open(hr_folder / "a.png"))[:50, :38]
+    lr = imresize(hr, 0.5)
+    with torch.no_grad():  # EDSR works on 0..255 (rgb_range 255)
+        out = module(torch.from_numpy(lr.transpose(2, 0, 1).copy()).float()[None])[0].numpy().transpose(1, 2, 0)
+    sr = np.floor(np.clip(out, 0, 255) + 0.5)  # the same as clamp to [0,1], *255, round
+    expected = psnr_ref(y_matlab_uint8(sr), y_matlab_uint8(hr), 2)
+    assert result.per_image[0].psnr == pytest.approx(expected, abs=0.02)  # float32 network, 8-bit rounding ties
+    assert result.label == "tiny_edsr_x2"
+    gray = result.per_image[2]
+    assert math.isfinite(gray.psnr) and 0 < gray.ssim <= 1
+
+
+def test_save_dir_writes_outputs_and_json_record(hr_folder: Path, tmp_path: Path) -> None:
+    dataset = resolve_dataset(str(hr_folder), scales=(2,))
+    save = tmp_path / "out"
+    result = evaluate(dataset, "bicubic", 2, EvalOptions(save_dir=save))
+    written = sorted(p.name for p in (save / "mine" / "x2" / "Bicubic").iterdir())
+    assert written == ["a.png", "b.png", "gray.png"]
+    assert not list(save.rglob("*.tmp"))
+    record = result.to_record(per_image=True)
+    for key in ("dataset", "model", "scale", "protocol", "ensemble", "psnr", "ssim", "n_images", "published_psnr", "published_ssim", "per_image"):
+        assert key in record
+    json.dumps(record)
+    assert "per_image" not in result.to_record(per_image=False)
+
+
+def test_save_dir_never_overwrites_inputs(tmp_path: Path) -> None:
+    rng = np.random.default_rng(3)
+    root = tmp_path / "x2" / "Bicubic"
+    root.mkdir(parents=True)
+    Image.fromarray(smooth_image(rng, 24, 24)).save(root / "img.png")
+    dataset = Dataset(key="custom", label=".", hr_dir=root, lr_root=None)
+    before = (root / "img.png").read_bytes()
+    with pytest.raises(OutputError, match="input"):
+        evaluate(dataset, "bicubic", 2, EvalOptions(save_dir=tmp_path, protocol="rgb-lr"))
+    assert (root / "img.png").read_bytes() == before
+
+
+def test_lr_size_mismatch_names_the_file(tmp_path: Path) -> None:
+    rng = np.random.default_rng(4)
+    (tmp_path / "set" / "HR").mkdir(parents=True)
+    (tmp_path / "set" / "LR_bicubic" / "X2").mkdir(parents=True)
+    Image.fromarray(smooth_image(rng, 30, 30)).save(tmp_path / "set" / "HR" / "pic.png")
+    Image.fromarray(smooth_image(rng, 14, 15)).save(tmp_path / "set" / "LR_bicubic" / "X2" / "pic.png")
+    dataset = resolve_dataset(str(tmp_path / "set"), scales=(2,))
+    with pytest.raises(DatasetError, match="pic.png"):
+        evaluate(dataset, "bicubic", 2, EvalOptions(protocol="rgb-lr"))
+
+
+def test_bad_options() -> None:
+    with pytest.raises(UsageError):
+        EvalOptions(protocol="matlab")
+    with pytest.raises(UsageError):
+        EvalOptions(crop=-1)
+    with pytest.raises(DatasetError):
+        resolve_dataset("/no/such/folder", scales=(2,))
+
+
+def test_ensemble_is_refused_for_bicubic(hr_folder: Path) -> None:
+    with pytest.raises(UsageError):
+        evaluate(resolve_dataset(str(hr_folder), scales=(2,)), "bicubic", 2, EvalOptions(ensemble=True))
+
+
+def test_labels() -> None:
+    assert model_label("edsr-x2", "edsr", ensemble=True) == "EDSR+"
+    assert model_label("edsr", "edsr", ensemble=False) == "EDSR"
+    assert model_label("edsr-baseline-x2", "edsr", ensemble=False) == "edsr-baseline-x2"
+    assert model_label("/w/model_epoch_50.pth", "vdsr", ensemble=True) == "VDSR+"
+    assert model_label("mdsr", "mdsr", ensemble=False) == "MDSR"
+
+
+def test_missing_set_without_download_says_where_it_looked(tmp_path: Path) -> None:
+    with pytest.raises(DatasetError, match="Set14"):
+        resolve_dataset("set14", scales=(2,), data_dir=tmp_path, download_missing=False)
+
+
+def test_psnr_inf_survives_json(hr_folder: Path) -> None:
+    from sr_cli.evaluate import EvalResult, ImageScore
+
+    result = EvalResult(dataset="x", dataset_label="x", model="m", label="m", scale=2, protocol="paper", ensemble=False,
+                        psnr=math.inf, ssim=1.0, n_images=1, per_image=(ImageScore("a", math.inf, 1.0),),
+                        published_psnr=None, published_ssim=None, published_source=None)
+    assert json.loads(json.dumps(result.to_record(per_image=True)))["psnr"] == "inf"
+    with pytest.raises(InputError):
+        from sr_cli.metrics import psnr
+
+        psnr(np.zeros((4, 4)), np.zeros((5, 4)), border=0, name="x.png")

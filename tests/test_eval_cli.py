@@ -1,0 +1,55 @@
+"""sr eval on the command line: --json records, --csv, tables with the published numbers."""
+from __future__ import annotations
+
+import csv
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from sr_cli.cli.app import main
+
+
+@dataclass
+class Done:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def run(capsys: pytest.CaptureFixture[str], *args: str) -> Done:
+    """The CLI in-process (a subprocess would re-import torch for every call)."""
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exited:
+        main(["eval", *args])
+    captured = capsys.readouterr()
+    return Done(int(exited.value.code or 0), captured.out, captured.err)
+
+
+def test_json_records(capsys: pytest.CaptureFixture[str], datasets_dir: Path) -> None:
+    done = run(capsys, "--dataset", "set5", "--model", "bicubic", "--scale", "2,4", "--data-dir", str(datasets_dir), "--json", "--per-image")
+    assert done.returncode == 0, done.stderr
+    records = json.loads(done.stdout)
+    assert [(r["dataset"], r["model"], r["scale"]) for r in records] == [("set5", "Bicubic", 2), ("set5", "Bicubic", 4)]
+    first = records[0]
+    assert first["protocol"] == "paper" and first["ensemble"] is False and first["n_images"] == 5
+    assert (round(first["psnr"], 2), round(first["ssim"], 4)) == (33.66, 0.9299)
+    assert (first["published_psnr"], first["published_ssim"]) == (33.66, 0.9299)
+    assert [p["name"] for p in first["per_image"]] == ["baby", "bird", "butterfly", "head", "woman"]
+
+
+def test_table_and_csv(capsys: pytest.CaptureFixture[str], datasets_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "r.csv"
+    done = run(capsys, "-d", "Set5", "-m", "bicubic", "-s", "3", "--data-dir", str(datasets_dir), "--csv", str(out))
+    assert done.returncode == 0, done.stderr
+    assert "30.39" in done.stdout and "0.8682" in done.stdout and "Bicubic" in done.stdout
+    rows = list(csv.DictReader(out.open()))
+    assert rows[0]["model"] == "Bicubic" and rows[0]["published_psnr"] == "30.39"
+
+
+def test_usage_errors(capsys: pytest.CaptureFixture[str], datasets_dir: Path) -> None:
+    assert run(capsys, "-d", "set5", "-m", "bicubic", "-s", "1", "--data-dir", str(datasets_dir)).returncode == 2
+    assert run(capsys, "-d", "set5", "-m", "bicubic", "--protocol", "nope", "--data-dir", str(datasets_dir)).returncode == 2
+    done = run(capsys, "-d", "/no/such/dir", "-m", "bicubic")
+    assert done.returncode == 3 and "/no/such/dir" in done.stderr
