@@ -4,6 +4,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import os
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -268,3 +269,44 @@ def test_import_checks_sha256(tmp_path: Path) -> None:
     assert stored.read_bytes() == PAYLOAD and good.exists()
     assert cache.find_cached(entry) == stored
     assert not os.path.samefile(good, stored), "an imported file must be a copy the user cannot edit by accident"
+
+
+def test_ctrl_c_mid_download_leaves_no_entry_and_the_next_run_resumes(server: FaultServer) -> None:
+    big = PAYLOAD * 12  # about 3 MiB: several 1 MiB reads
+    server.add_file("/w.pth", big)
+    entry = make_entry(UrlSource(server.url("/w.pth")), data=big)
+
+    def interrupt(done: int, total: int) -> None:
+        if done >= 1 << 20:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        download.fetch(entry, progress=interrupt)
+    assert cache_dirs() == []
+    kept = download.part_path(entry).stat().st_size
+    assert 1 << 20 <= kept < len(big)
+    assert download.fetch(entry).read_bytes() == big
+    assert server.gets("/w.pth")[-1].range == f"bytes={kept}-"
+
+
+def test_a_complete_partial_file_is_used_without_the_network(server: FaultServer) -> None:
+    entry = make_entry(UrlSource(server.url("/absent.pth")))
+    part = download.part_path(entry)
+    part.parent.mkdir(parents=True, exist_ok=True)
+    part.write_bytes(PAYLOAD)  # all bytes arrived, the rename did not happen
+    assert download.fetch(entry).read_bytes() == PAYLOAD
+    assert server.requests == []
+
+
+def test_concurrent_fetches_of_one_file_download_it_once(server: FaultServer) -> None:
+    server.add_file("/w.pth", PAYLOAD)
+    server.set_fault("/w.pth", "slow_first_byte", delay=0.3)
+    entry = make_entry(UrlSource(server.url("/w.pth")))
+    results: list[Path] = []
+    threads = [threading.Thread(target=lambda: results.append(download.fetch(entry))) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert len(results) == 2 and results[0] == results[1] and results[0].read_bytes() == PAYLOAD
+    assert len(server.gets("/w.pth")) == 1, "the second fetch should have waited and found the cached file"

@@ -137,6 +137,11 @@ def part_path(entry: ManifestEntry) -> Path:
 def _from_url(entry: ManifestEntry, url: str, progress: Progress | None, timeout: float) -> Path:
     part = part_path(entry)
     part.parent.mkdir(parents=True, exist_ok=True)
+    if entry.size is not None and part.is_file() and part.stat().st_size == entry.size:
+        # Interrupted between the last byte and the rename: the data may be all there already.
+        digest = sha256_of(part)
+        if entry.digest_matches(digest):
+            return store_verified(part, digest, entry.filename, how="move")
     result = _stream(url, part, entry.size, progress, timeout)
     if not entry.digest_matches(result.sha256) and result.resumed:
         # The kept prefix may be what is wrong (e.g. an earlier server sent other bytes): one clean restart.
