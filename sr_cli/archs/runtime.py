@@ -65,25 +65,24 @@ def family_of(module: nn.Module) -> str:
 _RRDB_CONTEXT_ON_GRID = 48
 
 
+def _upsampler_radius(scale: int) -> float:
+    """EDSR-style upsampler convs: x2/x3 one conv at the input grid; x4 a second one at 2x (half a pixel)."""
+    return 1.5 if scale == 4 else 1.0
+
+
 def receptive_radius(family: str, params: AnyParams) -> int:
     """Exact receptive-field radius of one output pixel, in input pixels (rounded up)."""
-    if isinstance(params, EDSRParams) or isinstance(params, MDSRParams):
-        scale_stages = [2, 2] if getattr(params, "scale", 4) == 4 else [0]
-        lr_convs = 1 + 2 * params.n_resblocks + 1  # head + body
-        radius = float(lr_convs)
-        if isinstance(params, MDSRParams):
-            radius += 2 * 2 * 2  # pre_process: two ResBlocks of two 5x5 convs
-            radius += 1 + 0.5  # worst case upsampler (x4: conv at LR, conv at 2x)
-            radius += 1 / 2  # tail conv at HR (x2 is the worst case)
-        else:
-            radius += 1 + (0.5 if scale_stages == [2, 2] else 0.0)  # upsampler convs
-            radius += 1 / params.scale  # tail.1 at HR
-        return math.ceil(radius)
+    if isinstance(params, EDSRParams):
+        body = 1 + 2 * params.n_resblocks + 1  # head + ResBlocks (two convs each) + the body's last conv
+        return math.ceil(body + _upsampler_radius(params.scale) + 1 / params.scale)  # tail.1 runs at HR
+    if isinstance(params, MDSRParams):
+        body = 1 + 2 * 2 * 2 + 2 * params.n_resblocks + 1  # head + pre_process (four 5x5 convs) + body
+        return math.ceil(body + max(_upsampler_radius(s) + 1 / s for s in params.scales))
     if isinstance(params, RRDBParams):
         u = params.unshuffle
-        lr = 1 + params.num_block * 3 * 5 + 1  # conv_first, body, conv_body at the (unshuffled) input grid
-        lr_half = 1 / 2 + 1 / 4 + 1 / 4 + 1 / 4  # conv_up1 at 2x, conv_up2, conv_hr, conv_last at 4x
-        return math.ceil((lr + lr_half) * u + (u - 1))
+        grid = 1 + params.num_block * 3 * 5 + 1  # conv_first, 3 RDBs x 5 convs per RRDB, conv_body
+        upsampled = 1 / 2 + 3 / 4  # conv_up1 at 2x; conv_up2, conv_hr, conv_last at 4x
+        return math.ceil((grid + upsampled) * u + (u - 1))  # the net's grid is u image pixels wide
     if isinstance(params, VDSRParams):
         return params.num_layers
     if isinstance(params, SRVGGParams):
@@ -97,6 +96,27 @@ def min_overlap_for(family: str, params: AnyParams) -> int:
     if isinstance(params, RRDBParams):
         return min(radius, _RRDB_CONTEXT_ON_GRID * params.unshuffle)
     return radius
+
+
+def native_scale(params: AnyParams) -> int:
+    """The scale a single-scale net produces (VDSR: 1, it runs after the caller's bicubic upscale)."""
+    if isinstance(params, (EDSRParams, RRDBParams)):
+        return params.scale
+    if isinstance(params, SRVGGParams):
+        return params.upscale
+    if isinstance(params, VDSRParams):
+        return 1
+    raise TypeError(f"{type(params).__name__} has several scales")
+
+
+def _in_channels(params: AnyParams) -> int:
+    if isinstance(params, VDSRParams):
+        return 1
+    if isinstance(params, EDSRParams):
+        return params.n_colors
+    if isinstance(params, (RRDBParams, SRVGGParams)):
+        return params.num_in_ch
+    return MDSR.n_colors
 
 
 # --- SRNet -------------------------------------------------------------------------------------------
@@ -123,15 +143,15 @@ class SRNet(nn.Module):
             module.scale_index(scale)  # raises for a scale the model lacks
             self.scale: int = scale
         else:
-            own = {"edsr": getattr(params, "scale", None), "rrdb": getattr(params, "scale", None),
-                   "srvgg": getattr(params, "upscale", None), "vdsr": 1}[self.family]
+            own = native_scale(params)
             if scale is not None and scale != own:
                 raise ValueError(f"this {self.family} model is x{own}, not x{scale}")
-            self.scale = int(own)
-        self.in_channels: int = 1 if self.family == "vdsr" else int(getattr(params, "num_in_ch", 3))
+            self.scale = own
+        self.in_channels: int = _in_channels(params)
         self.size_multiple: int = params.unshuffle if isinstance(params, RRDBParams) else 1
         self.min_overlap: int = min_overlap_for(self.family, params)
-        self._value_range: float = float(getattr(params, "rgb_range", 1.0))
+        # EDSR/MDSR were trained on 0..rgb_range inputs; every other family on [0, 1]
+        self._value_range: float = params.rgb_range if isinstance(params, (EDSRParams, MDSRParams)) else 1.0
 
     def serves(self, scale: float) -> bool:
         """Can this net produce an x`scale` result? VDSR serves any scale > 1 (the caller upscales
