@@ -9,7 +9,8 @@ It serves files two ways:
 
 Faults, per path: "404", "500", "truncate" (announces the full length, sends half, closes),
 "wrong_bytes" (same length, other bytes), "slow_first_byte" (waits `delay` seconds, at most
-MAX_DELAY_S, before the status line). `times=N` applies a fault to the next N GETs only (HEADs
+MAX_DELAY_S, before the status line), "bad_range" (answers a Range request with 206 and the whole
+file from byte 0, a range it was not asked for). `times=N` applies a fault to the next N GETs only (HEADs
 see "404"/"500"/"slow_first_byte" too, without using them up). Range support can be switched off
 per path, and every request is logged in `server.requests`.
 
@@ -26,7 +27,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Literal
 
-FaultKind = Literal["404", "500", "truncate", "wrong_bytes", "slow_first_byte"]
+FaultKind = Literal["404", "500", "truncate", "wrong_bytes", "slow_first_byte", "bad_range"]
 MAX_DELAY_S = 10.0
 _RANGE = re.compile(r"bytes=(\d+)-(\d*)$")
 
@@ -166,7 +167,9 @@ class _Handler(BaseHTTPRequestHandler):
         requested = self.headers.get("Range")
         match = _RANGE.match(requested or "")
         status = 200
-        if served.ranges and match and not head:
+        if fault == "bad_range" and match and not head:
+            status = 206  # claims a partial answer but sends everything from 0
+        elif served.ranges and match and not head:
             start = int(match.group(1))
             if start >= len(data):
                 return self._status(416, head, path)

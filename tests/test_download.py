@@ -310,3 +310,14 @@ def test_concurrent_fetches_of_one_file_download_it_once(server: FaultServer) ->
         thread.join(timeout=30)
     assert len(results) == 2 and results[0] == results[1] and results[0].read_bytes() == PAYLOAD
     assert len(server.gets("/w.pth")) == 1, "the second fetch should have waited and found the cached file"
+
+
+def test_a_range_answer_for_the_wrong_offset_restarts_cleanly(server: FaultServer) -> None:
+    server.add_file("/w.pth", PAYLOAD)
+    server.set_fault("/w.pth", "bad_range", times=1)
+    entry = make_entry(UrlSource(server.url("/w.pth")))
+    part = download.part_path(entry)
+    part.parent.mkdir(parents=True, exist_ok=True)
+    part.write_bytes(PAYLOAD[:1000])
+    assert download.fetch(entry).read_bytes() == PAYLOAD
+    assert [(r.range, r.status) for r in server.gets("/w.pth")] == [("bytes=1000-", 206), (None, 200)]

@@ -181,11 +181,18 @@ def _stream(url: str, part: Path, expected_size: int | None, progress: Progress 
         raise _SourceFailed(f"HTTP {error.code} {error.reason}") from error
     except (urllib.error.URLError, OSError, http.client.HTTPException) as error:
         raise _SourceFailed(_network_reason(error, timeout)) from error
+    if response.status == 206 and not (response.headers.get("Content-Range") or "").startswith(f"bytes {existing}-"):
+        # A range we did not ask for (or a 206 to a plain GET): its body is not what we need. Start clean.
+        response.close()
+        if not existing:
+            raise _SourceFailed(f"the server answered a plain request with a partial body "
+                                f"({response.headers.get('Content-Range')})")
+        part.unlink(missing_ok=True)
+        return _stream(url, part, expected_size, progress, timeout)
     with response:
-        resumed = bool(existing) and response.status == 206 and \
-            (response.headers.get("Content-Range") or "").startswith(f"bytes {existing}-")
+        resumed = bool(existing) and response.status == 206
         if not resumed:
-            existing = 0  # the server ignored Range (200) or answered another range: start over
+            existing = 0  # the server ignored Range (200): the body is the whole file, start over
         hasher = _hash_prefix(part, existing)
         length = _int_or_none(response.headers.get("Content-Length"))
         total = existing + length if length is not None else (expected_size or 0)
