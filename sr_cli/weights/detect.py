@@ -22,7 +22,7 @@ from sr_cli.archs.rrdb import RRDBParams, convert_esrgan_2018, convert_esrgan_20
 from sr_cli.archs.runtime import AnyParams, build_module
 from sr_cli.archs.srvgg import SRVGGParams
 from sr_cli.archs.vdsr import VDSRParams
-from sr_cli.errors import CheckpointError, UnsupportedCheckpointError
+from sr_cli.errors import UnsupportedCheckpointError
 from sr_cli.weights.safetensors_io import META_FAMILY, META_HYPERPARAMETERS, META_LAYOUT, SR_LAYOUT
 
 PARAMS_CLASSES: dict[str, type] = {
@@ -337,12 +337,13 @@ def detect(tensors: dict[str, Tensor], *, res_scale: float | None = None, metada
             params = failure.params or PARAMS_CLASSES[family]()
             given = failure.state_dict if failure.state_dict is not None else tensors
             layout = _DEFAULT_LAYOUT[family]
-        except (ValueError, CheckpointError) as failure:  # Params validation (e.g. scale 8) or converter
+        except ValueError:  # a Params dataclass rejected the values read from the shapes
             params, given, layout = PARAMS_CLASSES[family](), tensors, _DEFAULT_LAYOUT[family]
-            del failure
         else:
             mismatch = _compare(expected_shapes(attempt.family, attempt.params), attempt.state_dict)
             if mismatch.exact:
+                if res_scale is not None and attempt.family not in ("edsr", "mdsr"):
+                    attempt.notes += (f"res_scale {res_scale} ignored: {attempt.family} has no residual scaling option",)
                 return _finish(attempt)
             params, given, layout = attempt.params, attempt.state_dict, attempt.layout
         mismatch = _compare(expected_shapes(family, params), given)
