@@ -321,3 +321,11 @@ def test_a_range_answer_for_the_wrong_offset_restarts_cleanly(server: FaultServe
     part.write_bytes(PAYLOAD[:1000])
     assert download.fetch(entry).read_bytes() == PAYLOAD
     assert [(r.range, r.status) for r in server.gets("/w.pth")] == [("bytes=1000-", 206), (None, 200)]
+
+
+def test_a_longer_file_than_the_manifest_says_is_cut_off_and_deleted(server: FaultServer) -> None:
+    server.add_file("/w.pth", PAYLOAD + b"extra bytes")
+    entry = make_entry(UrlSource(server.url("/w.pth")))
+    with pytest.raises(ChecksumError, match="more than the expected"):
+        download.fetch(entry)
+    assert cache_dirs() == [] and not download.part_path(entry).exists()

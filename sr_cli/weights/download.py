@@ -202,6 +202,11 @@ def _stream(url: str, part: Path, expected_size: int | None, progress: Progress 
             handle.truncate()
             try:
                 for chunk in _chunks(response):
+                    if expected_size is not None and done + len(chunk) > expected_size:
+                        handle.close()
+                        part.unlink(missing_ok=True)
+                        raise _SourceFailed(f"sent more than the expected {expected_size} bytes (deleted)",
+                                            checksum=True)
                     handle.write(chunk)
                     hasher.update(chunk)
                     done += len(chunk)
