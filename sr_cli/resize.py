@@ -75,16 +75,53 @@ def axis_weights(in_length: int, out_length: int, scale: float) -> AxisWeights:
     return AxisWeights(indices=np.ascontiguousarray(mirrored[:, keep]), weights=np.ascontiguousarray(weights[:, keep]))
 
 
+_BLOCK_BYTES = 1 << 20  # work on ~1 MiB slabs so gathers and multiply-adds stay in cache
+
+
 def _resize_axis(image: np.ndarray, axis: int, plan: AxisWeights, work_dtype: np.dtype) -> np.ndarray:
-    """One 1-D pass along ``axis`` (0: height, 1: width), accumulated in ``work_dtype``."""
-    moved = np.moveaxis(image, axis, 0)
+    """One 1-D pass along ``axis`` (0: height, 1: width), accumulated in ``work_dtype``.
+
+    out[i] = sum_k w[i, k] * in[idx[i, k]] as a few gather + multiply-add sweeps, one per tap, done slab
+    by slab (rows of the output for axis 0, rows of the input for axis 1) to stay cache-resident.
+    """
     weights = plan.weights.astype(work_dtype, copy=False)
-    extra = (1,) * (moved.ndim - 1)
-    out = np.zeros((plan.indices.shape[0], *moved.shape[1:]), dtype=work_dtype)
-    for tap in range(plan.indices.shape[1]):  # a handful of taps: gather + multiply-add per tap
-        gathered = moved[plan.indices[:, tap]]
-        out += weights[:, tap].reshape(-1, *extra) * gathered
-    return np.moveaxis(out, 0, axis)
+    indices = plan.indices
+    taps = indices.shape[1]
+    out_shape = list(image.shape)
+    out_shape[axis] = indices.shape[0]
+    out = np.empty(out_shape, dtype=work_dtype)
+    scratch_shape = list(out_shape)
+    if axis == 0:
+        row_bytes = max(1, int(np.prod(out_shape[1:])) * out.itemsize)
+        step = max(1, _BLOCK_BYTES // row_bytes)
+        extra = (1,) * (image.ndim - 1)
+        for start in range(0, out_shape[0], step):
+            stop = min(start + step, out_shape[0])
+            block = out[start:stop]
+            scratch = np.empty(block.shape, dtype=work_dtype)
+            for tap in range(taps):
+                np.multiply(weights[start:stop, tap].reshape(-1, *extra), image[indices[start:stop, tap]], out=scratch)
+                if tap == 0:
+                    block[...] = scratch
+                else:
+                    block += scratch
+        return out
+    row_bytes = max(1, int(np.prod(out_shape[1:])) * out.itemsize)
+    step = max(1, _BLOCK_BYTES // row_bytes)
+    extra = (1,) * (image.ndim - 2)
+    for start in range(0, out_shape[0], step):
+        stop = min(start + step, out_shape[0])
+        block = out[start:stop]
+        source = image[start:stop]
+        scratch_shape[0] = stop - start
+        scratch = np.empty(scratch_shape, dtype=work_dtype)
+        for tap in range(taps):
+            np.multiply(weights[:, tap].reshape(1, -1, *extra), source[:, indices[:, tap]], out=scratch)
+            if tap == 0:
+                block[...] = scratch
+            else:
+                block += scratch
+    return out
 
 
 def _round_to(values: np.ndarray, dtype: np.dtype) -> np.ndarray:
