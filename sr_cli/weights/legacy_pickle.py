@@ -187,15 +187,16 @@ class RestrictedUnpickler(pickle.Unpickler):
 # --- reading ------------------------------------------------------------------------------------------
 
 
-def _load_one(unpickler_factory: Any, stream: io.BufferedIOBase, source: str, what: str) -> Any:
+def _load_one(unpickler: RestrictedUnpickler, source: str, what: str) -> Any:
+    """One pickle from the unpickler's stream, every failure turned into a one-line CheckpointError."""
     try:
-        return unpickler_factory(stream).load()
+        return unpickler.load()
     except (UnsafeCheckpointError, UnsupportedCheckpointError):
         raise
     except EOFError:
         raise CheckpointError(f"{source}: truncated file (ends inside the {what}); download it again") from None
     except (pickle.UnpicklingError, ValueError, TypeError, AttributeError, IndexError, KeyError,
-            struct.error, UnicodeDecodeError, RecursionError) as error:
+            struct.error, UnicodeDecodeError, RecursionError, MemoryError) as error:
         raise CheckpointError(f"{source}: corrupt or not a checkpoint ({what}: {error})") from None
 
 
@@ -205,29 +206,22 @@ def read_legacy_objects(data: bytes, source: str) -> Any:
     Returns the checkpoint object with stand-ins in place of modules and `Tensor`s in place of tensor
     records. Raises UnsafeCheckpointError for a forbidden global, CheckpointError for anything malformed."""
     stream = io.BytesIO(data)
-    holder: dict[str, RestrictedUnpickler] = {}
-
-    def plain(f: io.BufferedIOBase) -> RestrictedUnpickler:
-        return RestrictedUnpickler(f, source)
-
-    def main(f: io.BufferedIOBase) -> RestrictedUnpickler:
-        holder["u"] = RestrictedUnpickler(f, source)
-        return holder["u"]
-
-    magic = _load_one(plain, stream, source, "header")
+    # One unpickler for all five pickles: it sees every global, and it collects the storage records.
+    unpickler = RestrictedUnpickler(stream, source)
+    magic = _load_one(unpickler, source, "header")
     if magic != LEGACY_MAGIC_NUMBER:
         raise UnsupportedCheckpointError(
             f"{source}: a plain pickle, not a torch checkpoint; save the weights with torch.save or as .safetensors"
         )
-    protocol = _load_one(plain, stream, source, "header")
+    protocol = _load_one(unpickler, source, "header")
     if protocol != LEGACY_PROTOCOL_VERSION:
         raise UnsupportedCheckpointError(f"{source}: legacy torch protocol {protocol!r} is not supported (only 1001)")
-    sys_info = _load_one(plain, stream, source, "header")
+    sys_info = _load_one(unpickler, source, "header")
     if not isinstance(sys_info, dict) or sys_info.get("little_endian") is not True:
         raise UnsupportedCheckpointError(f"{source}: only little-endian legacy checkpoints are supported")
-    obj = _load_one(main, stream, source, "object")
-    keys = _load_one(plain, stream, source, "storage list")
-    storages = holder["u"].storages
+    obj = _load_one(unpickler, source, "object")
+    keys = _load_one(unpickler, source, "storage list")
+    storages = unpickler.storages
     if not isinstance(keys, list) or set(keys) != set(storages):
         raise CheckpointError(f"{source}: the storage list does not match the storages the object uses; file is corrupt")
     for key in keys:
@@ -236,7 +230,7 @@ def read_legacy_objects(data: bytes, source: str) -> Any:
         if len(header) < 8:
             raise CheckpointError(f"{source}: truncated file (storage {key} is missing); download it again")
         (numel,) = struct.unpack("<q", header)
-        if numel != record.numel:
+        if numel < 0 or numel != record.numel:
             raise CheckpointError(f"{source}: storage {key} holds {numel} elements, the pickle says {record.numel}")
         itemsize = torch.empty((), dtype=record.storage_type.dtype).element_size()
         raw = stream.read(numel * itemsize)
