@@ -44,6 +44,9 @@ def main(argv: list[str] | None = None) -> None:
     except (typer.Abort, KeyboardInterrupt):
         stderr.print("interrupted", markup=False)
         sys.exit(EXIT_INTERRUPTED)
+    except BrokenPipeError:  # stdout closed early (`sr ... --json | head`): not an error of ours
+        sys.stderr.close()
+        sys.exit(1)
     except typer.TyperException as error:  # usage errors: typer prints them the usual way
         error.show()
         sys.exit(error.exit_code)

@@ -94,7 +94,7 @@ def register(app: typer.Typer) -> None:
         for job in jobs:  # an explicit --bit-depth 16 into JPEG/WebP is a usage error, caught before loading
             output_bit_depth(bit_depth, 8, job.format)
         for item in ignored:
-            warn(escape(f"{item.path}: skipped, {item.reason}"))
+            warn(f"{item.path}: skipped, {item.reason}")
         for item in own_outputs:
             note(f"{item.path}: not an input, {item.reason}")
 
@@ -172,7 +172,7 @@ class _Renderer:
         with self._lock:
             self._progress.advance(self._files)
             for message in result.notes:
-                warn(escape(f"{result.input}: {message}"))
+                warn(f"{result.input}: {message}")
             if result.status == "failed":
                 stderr.print(f"[red]failed:[/] {escape(result.reason or '')}", markup=True, highlight=False)
             if self._json:
