@@ -250,3 +250,27 @@ def test_truncated_legacy_file(tmp_path: Path, vdsr_weights: Path) -> None:
         path.write_bytes(data[:cut])
         with pytest.raises(CheckpointError, match=r"cut\d+\.pth.*(truncated|corrupt)"):
             read_checkpoint(path)
+
+
+def test_hostile_tensor_views_are_refused() -> None:
+    """A record whose view reaches past its storage (or has negative strides) is refused, not read."""
+    from sr_cli.weights.legacy_pickle import StorageRecord, StorageType, TensorRecord
+
+    storage = StorageRecord(StorageType("FloatStorage", torch.float32), "k", "cpu", 6, torch.arange(6.0))
+    assert torch.equal(TensorRecord(storage, 1, (2, 2), (1, 2)).materialize("f"), torch.tensor([[1.0, 3.0], [2.0, 4.0]]))
+    with pytest.raises(CheckpointError, match="past the end"):
+        TensorRecord(storage, 3, (2, 2), (2, 1)).materialize("f")
+    with pytest.raises(CheckpointError, match="negative"):
+        TensorRecord(storage, 0, (2,), (-1,)).materialize("f")
+
+
+def test_allowed_class_cannot_be_called_with_arguments(tmp_path: Path) -> None:
+    """REDUCE on an allow-listed module class (instead of NEWOBJ + BUILD) fails cleanly: the stand-in
+    accepts no constructor arguments, so nothing of the file's choosing runs."""
+    # GLOBAL vdsr Net; MARK; SHORT_BINUNICODE 'x'; TUPLE; REDUCE; STOP  (hand-written opcodes)
+    body = b"\x80\x02cvdsr\nNet\n(X\x01\x00\x00\x00xtR."
+    header = b"".join(pickle.dumps(x, protocol=2) for x in (LEGACY_MAGIC_NUMBER, 1001, {"little_endian": True}))
+    path = tmp_path / "odd.pth"
+    path.write_bytes(header + body + pickle.dumps([], protocol=2))
+    with pytest.raises(CheckpointError, match=r"odd\.pth: corrupt or not a checkpoint"):
+        read_legacy_checkpoint(path)
