@@ -14,6 +14,8 @@ file from byte 0, a range it was not asked for). `times=N` applies a fault to th
 see "404"/"500"/"slow_first_byte" too, without using them up). Range support can be switched off
 per path, and every request is logged in `server.requests`.
 
+    from http_fault_server import FaultServer  # tests/ is on sys.path under pytest
+
     with FaultServer() as server:
         server.add_file("/files/a.bin", data)
         server.set_fault("/files/a.bin", "truncate", times=1)

@@ -13,7 +13,7 @@ import torch
 
 from sr_cli.cli.app import main
 from sr_cli.weights import manifest as manifest_module
-from tests.http_fault_server import FaultServer
+from http_fault_server import FaultServer  # tests/ is on sys.path (pytest prepend import mode)
 
 REVISION = "fedcba9876543210fedcba9876543210fedcba98"
 
