@@ -125,10 +125,16 @@ def _resize_axis(image: np.ndarray, axis: int, plan: AxisWeights, work_dtype: np
 
 
 def _round_to(values: np.ndarray, dtype: np.dtype) -> np.ndarray:
-    """MATLAB's conversion to an integer class: round half away from zero, then saturate."""
+    """MATLAB's conversion to an unsigned integer class: round half away from zero, then saturate.
+
+    For unsigned targets floor(x + 0.5) then clipping at 0 is the same thing (negative values saturate to 0
+    either way), and it can run in place on the float buffer.
+    """
     info = np.iinfo(dtype)
-    rounded = np.where(values >= 0, np.floor(values + 0.5), np.ceil(values - 0.5))
-    return np.clip(rounded, info.min, info.max).astype(dtype)
+    values += 0.5
+    np.floor(values, out=values)
+    np.clip(values, info.min, info.max, out=values)
+    return values.astype(dtype)
 
 
 def _output_shape(in_shape: tuple[int, int], scale: float | None, output_shape: tuple[int, int] | None) -> tuple[
