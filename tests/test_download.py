@@ -110,8 +110,10 @@ def test_hub_download_lands_in_hf_home_and_second_mirror_is_tried(server: FaultS
     server.add_hub_file("owner/good", REVISION, "sub/w.pth", PAYLOAD, repo_type="dataset")
     entry = make_entry(HubSource("owner/gone", "w.pth", REVISION),
                        HubSource("owner/good", "sub/w.pth", REVISION, repo_type="dataset"))
-    path = download.fetch(entry)
+    seen: list[tuple[int, int]] = []
+    path = download.fetch(entry, progress=lambda done, total: seen.append((done, total)))
     assert path.read_bytes() == PAYLOAD
+    assert seen and seen[-1] == (len(PAYLOAD), len(PAYLOAD)), "hub progress is not forwarded"
     hub_copy = isolated_caches / "hf" / "hub" / "datasets--owner--good" / "snapshots" / REVISION / "sub" / "w.pth"
     assert hub_copy.is_file() and hub_copy.read_bytes() == PAYLOAD
 

@@ -191,3 +191,9 @@ def test_the_wheel_build_hook_ships_the_manifest(tmp_path: Path) -> None:
     shipped = tmp_path / "sr_cli" / "weights" / "weights_manifest.json"
     assert shipped.read_bytes() == (REPO_ROOT / "weights_manifest.json").read_bytes()
     assert read_manifest(shipped).names() == load_manifest().names()
+
+
+def test_docs_list_every_model() -> None:
+    text = (REPO_ROOT / "docs" / "models.md").read_text()
+    for entry in load_manifest().entries:
+        assert f"| `{entry.name}` |" in text, f"docs/models.md lacks a row for {entry.name}"
