@@ -10,7 +10,8 @@ Some entries also answer to a family alias that the scale disambiguates:
 - `mdsr` / `mdsr-baseline` are one file each serving x2, x3 and x4; `esrgan` is x4 only;
   `vdsr` serves any scale > 1 (it runs on a bicubic-upscaled input).
 
-Case and `_`/`-` do not matter. An alias without a scale that fits several entries, a scale an entry
+Case and `_`/`-` do not matter. A value with a path separator is a file; a bare word is a name or
+alias first (write ./vdsr for a file called vdsr), else a file if it exists or ends in .pt/.pth/... An alias without a scale that fits several entries, a scale an entry
 does not serve, or an unknown name raise UnknownModelError listing the choices (with "did you mean").
 """
 from __future__ import annotations
@@ -87,11 +88,18 @@ def pair_of(entry: ManifestEntry) -> ManifestEntry | None:
 
 
 def looks_like_path(model: str | Path) -> bool:
-    """A --model value is a file when it is a Path, names an existing file, has a path separator,
-    or ends like a weights file; everything else is a manifest name."""
+    """A --model value is a file when it is a Path or has a path separator; otherwise a manifest name or
+    alias wins (write ./vdsr for a file of that name), and anything else is a file if it exists or ends
+    like a weights file."""
     if isinstance(model, Path):
         return True
-    return Path(model).is_file() or "/" in model or "\\" in model or model.lower().endswith(_WEIGHT_SUFFIXES)
+    if "/" in model or "\\" in model:
+        return True
+    manifest = load_manifest()
+    key = normalise(model)
+    if manifest.get(key) is not None or any(key in entry.aliases for entry in manifest.entries):
+        return False
+    return Path(model).is_file() or model.lower().endswith(_WEIGHT_SUFFIXES)
 
 
 def load(model_or_path: str | Path, scale: float, *, res_scale: float | None = None,

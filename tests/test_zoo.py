@@ -77,11 +77,17 @@ def test_pairs() -> None:
     assert zoo.pair_of(zoo.resolve("vdsr")) is None
 
 
-def test_paths_versus_names(tmp_path: Path) -> None:
+def test_paths_versus_names(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     assert zoo.looks_like_path(tmp_path / "x")
     assert zoo.looks_like_path("dir/model")
     assert zoo.looks_like_path("my_weights.pth")
     assert not zoo.looks_like_path("edsr-x4")
+    assert not zoo.looks_like_path("unknown-name")
+    (tmp_path / "vdsr").write_bytes(b"")
+    (tmp_path / "mine").write_bytes(b"")
+    monkeypatch.chdir(tmp_path)
+    assert not zoo.looks_like_path("vdsr"), "a manifest name must win over a file of the same name"
+    assert zoo.looks_like_path("./vdsr") and zoo.looks_like_path("mine")
     with pytest.raises(InputError, match="no such weights file"):
         zoo.load(tmp_path / "absent.pth", 2)
 
