@@ -195,3 +195,8 @@ def test_download(local_manifest: FaultServer, vdsr_weights: Path, monkeypatch: 
     assert code == 2 and "--all" in err
     code, _, err = run(["weights", "download", "edsrr"], capsys)
     assert code == 2 and "did you mean" in err
+    code, _, err = run(["weights", "download", "edsr"], capsys)
+    assert code == 2 and "ambiguous" in err
+    monkeypatch.setenv("SR_OFFLINE", "1")
+    code, _, err = run(["weights", "download", "edsr", "--scale", "4"], capsys)
+    assert code == 6 and "edsr-x4 is not in the cache" in err

@@ -95,6 +95,7 @@ def register(app: typer.Typer) -> None:
     def download(
         names: Annotated[Optional[list[str]], typer.Argument(help="Model names (sr weights list).", show_default=False)] = None,
         all_models: Annotated[bool, typer.Option("--all", help="Every model in the manifest.")] = False,
+        scale: Annotated[Optional[float], typer.Option("--scale", "-s", help="Picks the entry for aliases such as `edsr`.")] = None,
         timeout: Annotated[float, typer.Option("--timeout", min=0.1, help="Seconds a silent server gets before the next source is tried (hub mirrors: huggingface_hub retries once with 60 s).")] = 30.0,
     ) -> None:
         """Download (or find in the cache) and verify weights; prints `NAME<TAB>PATH` per model."""
@@ -104,7 +105,7 @@ def register(app: typer.Typer) -> None:
 
         if all_models == bool(names):
             raise UsageError("give model names or --all, not both and not neither")
-        entries = list(load_manifest().entries) if all_models else [resolve(name) for name in names or []]
+        entries = list(load_manifest().entries) if all_models else [resolve(name, scale) for name in names or []]
         failed: list[tuple[str, SRError]] = []
         for entry in entries:
             try:
@@ -197,12 +198,13 @@ def register(app: typer.Typer) -> None:
     def import_(
         name: Annotated[str, typer.Argument(help="Model name the file is for.", show_default=False)],
         file: Annotated[Path, typer.Argument(help="The file you obtained elsewhere.", show_default=False)],
+        scale: Annotated[Optional[float], typer.Option("--scale", "-s", help="Picks the entry for aliases such as `edsr`.")] = None,
     ) -> None:
         """Put a file obtained elsewhere into the cache after checking its sha256 against the manifest."""
         from sr_cli.weights.cache import import_file
         from sr_cli.zoo import resolve
 
-        entry = resolve(name)
+        entry = resolve(name, scale)
         with byte_progress(f"hashing {file.name}") as progress:
             stored = import_file(entry, file, progress)
         if entry.sha256 is None:
