@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from huggingface_hub.utils import _http as hf_http
 
-from sr_cli.errors import ChecksumError, DownloadError, InputError, OfflineError
+from sr_cli.errors import ChecksumError, DownloadError, InputError, OfflineError, OutputError
 from sr_cli.weights import cache, download
 from sr_cli.weights.manifest import HubSource, ManifestEntry, UrlSource, load_manifest
 from http_fault_server import FaultServer  # tests/ is on sys.path (pytest prepend import mode)
@@ -331,3 +331,13 @@ def test_a_longer_file_than_the_manifest_says_is_cut_off_and_deleted(server: Fau
     with pytest.raises(ChecksumError, match="more than the expected"):
         download.fetch(entry)
     assert cache_dirs() == [] and not download.part_path(entry).exists()
+
+
+def test_an_unwritable_cache_is_an_output_error_not_a_source_failure(server: FaultServer, tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("")
+    monkeypatch.setenv("SR_CACHE_DIR", str(blocker / "sr"))
+    server.add_file("/w.pth", PAYLOAD)
+    with pytest.raises(OutputError, match="SR_CACHE_DIR"):
+        download.fetch(make_entry(UrlSource(server.url("/w.pth"))))

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sr_cli import __version__
-from sr_cli.errors import ChecksumError, DownloadError, OfflineError
+from sr_cli.errors import ChecksumError, DownloadError, OfflineError, OutputError
 from sr_cli.weights.cache import (
     HASH_CHUNK,
     find_cached,
@@ -67,7 +67,7 @@ def fetch(entry: ManifestEntry, *, progress: Progress | None = None, offline: bo
     cached = find_cached(entry)
     if cached is not None:
         return cached
-    if offline if offline is not None else offline_mode():
+    if offline_mode() if offline is None else offline:
         return _from_hub_cache_only(entry)
     with _download_lock(entry):
         cached = find_cached(entry)  # another process may have finished it while we waited
@@ -136,7 +136,10 @@ def part_path(entry: ManifestEntry) -> Path:
 
 def _from_url(entry: ManifestEntry, url: str, progress: Progress | None, timeout: float) -> Path:
     part = part_path(entry)
-    part.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        part.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise _cache_write_error(part, error) from error
     if entry.size is not None and part.is_file() and part.stat().st_size == entry.size:
         # Interrupted between the last byte and the rename: the data may be all there already.
         digest = sha256_of(part)
@@ -197,35 +200,47 @@ def _stream(url: str, part: Path, expected_size: int | None, progress: Progress 
         length = _int_or_none(response.headers.get("Content-Length"))
         total = existing + length if length is not None else (expected_size or 0)
         done = existing
-        with part.open("r+b" if existing else "wb") as handle:
+        try:
+            handle = part.open("r+b" if existing else "wb")
+        except OSError as error:
+            raise _cache_write_error(part, error) from error
+        with handle:
             handle.seek(existing)
             handle.truncate()
-            try:
-                for chunk in _chunks(response):
-                    if expected_size is not None and done + len(chunk) > expected_size:
-                        handle.close()
-                        part.unlink(missing_ok=True)
-                        raise _SourceFailed(f"sent more than the expected {expected_size} bytes (deleted)",
-                                            checksum=True)
+            while True:
+                try:
+                    chunk = response.read(HASH_CHUNK)
+                except (OSError, http.client.HTTPException) as error:
+                    handle.flush()
+                    raise _SourceFailed(f"connection lost after {done} of {total or '?'} bytes: "
+                                        f"{_network_reason(error, timeout)} (partial file kept to resume)") from error
+                if not chunk:
+                    break
+                if expected_size is not None and done + len(chunk) > expected_size:
+                    handle.close()
+                    part.unlink(missing_ok=True)
+                    raise _SourceFailed(f"sent more than the expected {expected_size} bytes (deleted)", checksum=True)
+                try:
                     handle.write(chunk)
-                    hasher.update(chunk)
-                    done += len(chunk)
-                    if progress is not None:
-                        progress(done, total)
-            except (OSError, http.client.HTTPException) as error:
+                except OSError as error:  # disk full, quota: not the source's fault, so no next source
+                    raise _cache_write_error(part, error) from error
+                hasher.update(chunk)
+                done += len(chunk)
+                if progress is not None:
+                    progress(done, total)
+            try:
                 handle.flush()
-                raise _SourceFailed(f"connection lost after {done} of {total or '?'} bytes: "
-                                    f"{_network_reason(error, timeout)} (partial file kept to resume)") from error
-            handle.flush()
-            os.fsync(handle.fileno())
+                os.fsync(handle.fileno())
+            except OSError as error:
+                raise _cache_write_error(part, error) from error
     if length is not None and done != existing + length:
         raise _SourceFailed(f"truncated: got {done} of {existing + length} bytes (partial file kept to resume)")
     return _Streamed(sha256=hasher.hexdigest(), size=done, resumed=resumed)
 
 
-def _chunks(response: http.client.HTTPResponse) -> Iterator[bytes]:
-    while chunk := response.read(HASH_CHUNK):
-        yield chunk
+def _cache_write_error(part: Path, error: OSError) -> OutputError:
+    return OutputError(f"{part}: cannot write the download ({error.strerror or error}); free some space "
+                       f"or point SR_CACHE_DIR at a writable folder with room")
 
 
 def _hash_prefix(part: Path, length: int) -> hashlib._Hash:
@@ -269,8 +284,12 @@ def _download_lock(entry: ManifestEntry) -> Iterator[None]:
         yield
         return
     lock_path = part_path(entry).with_suffix(".lock")
-    lock_path.parent.mkdir(parents=True, exist_ok=True)
-    with lock_path.open("a") as handle:
+    try:
+        lock_path.parent.mkdir(parents=True, exist_ok=True)
+        handle = lock_path.open("a")
+    except OSError as error:
+        raise _cache_write_error(lock_path, error) from error
+    with handle:
         fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
         try:
             yield
