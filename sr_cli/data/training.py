@@ -274,6 +274,10 @@ class PatchDataset(torch.utils.data.Dataset[tuple[torch.Tensor, torch.Tensor, in
     def __len__(self) -> int:
         return len(self.data)
 
+    def __getstate__(self) -> dict[str, object]:
+        # Worker processes open their own memory maps; never pickle the mapped arrays themselves.
+        return {**self.__dict__, "_arrays": {}}
+
     def _array(self, path: Path) -> np.ndarray:
         array = self._arrays.get(path)
         if array is None:

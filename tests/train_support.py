@@ -1,0 +1,30 @@
+"""Helpers shared by the tests/test_train*.py files: tiny HR image folders and tiny run options."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from sr_cli.train.options import TrainOptions, resolve_options
+
+
+def write_images(folder: Path, count: int = 3, size: tuple[int, int] = (40, 48), seed: int = 0) -> Path:
+    """Smooth random RGB images (upsampled noise: learnable, not flat) as PNGs under `folder`."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    for index in range(count):
+        coarse = rng.integers(0, 256, size=(size[0] // 8 + 1, size[1] // 8 + 1, 3), dtype=np.uint8)
+        image = Image.fromarray(coarse).resize((size[1], size[0]), Image.Resampling.BICUBIC)
+        image.save(folder / f"img{index:02d}.png")
+    return folder
+
+
+def tiny_options(data: Path, out: Path, **overrides: Any) -> TrainOptions:
+    """A seconds-long EDSR x2 run: 2 blocks of 8 features, batch 4 of 8x8 LR patches, no validation."""
+    flags: dict[str, Any] = dict(model="edsr-baseline", scale=2, data=str(data), out=str(out), val="none", steps=4,
+                                 batch=4, patch=8, blocks=2, features=8, workers=0, log_every=1, save_every=100,
+                                 val_every=100, device="cpu")
+    flags.update(overrides)
+    return resolve_options(flags)
