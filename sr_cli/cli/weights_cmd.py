@@ -112,6 +112,8 @@ def register(app: typer.Typer) -> None:
                 with byte_progress(entry.name) as progress:
                     path = fetch(entry, progress=progress, timeout=timeout)
             except DownloadError as error:  # keep going: one dead host must not stop --all
+                if len(entries) == 1:
+                    raise
                 stderr.print(f"error: {error}", markup=False)
                 failed.append((entry.name, error))
                 continue
