@@ -8,7 +8,8 @@ Lookup order for a named set (set5, set14, b100, urban100, div2k-val):
 2. The cache: ``<SR_CACHE_DIR>/datasets/<set>/`` in the same layout.
 3. Download into the cache: Set5/Set14/B100/Urban100 file by file from the EDSR benchmark package as
    committed in github.com/ryujaehun/baseline at a pinned commit, each file checked against the sha256 in
-   ``benchmark_files.json`` (package data); DIV2K validation HR from the official ETH archive (sha256
+   ``benchmark_files.json`` (package data; ``SR_BENCHMARK_BASE_URL`` points at a mirror of the
+   ``benchmark/`` folder with the same layout); DIV2K validation HR from the official ETH archive (sha256
    checked, ``sr_cli.data.div2k``), its LR made with the downscaler.
 
 Any other value is a path: a folder of HR images (LR made with ``downscale_like_benchmark``), or a folder
@@ -20,6 +21,7 @@ checks that the shipped LR has exactly floor(HR / scale) pixels.
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
@@ -225,13 +227,12 @@ def _download_benchmark(key: str, scales: tuple[int, ...], cached_root: Path, pr
             folder, scale_dir, filename = rel.split("/")
             stem, suffix = filename.rsplit(".", 1)
             remote_path = f"{folder}/{scale_dir}/{stem}{scale_dir.lower()}.{suffix}"  # <stem>x<s>.png upstream
-        url = table["url_template"].format(
-            repository=table["repository"], commit=table["commit"], remote=entry["remote"], remote_path=remote_path
-        )
+        base_url = os.environ.get("SR_BENCHMARK_BASE_URL", "").rstrip("/") or table["base_url"]
+        url = table["url_template"].format(base_url=base_url, remote=entry["remote"], remote_path=remote_path)
         try:
             download(RemoteFile(url=url, size=None, sha256=sha), target / rel)
-        except DownloadError as error:
-            raise DownloadError(
+        except DownloadError as error:  # same class (ChecksumError, OfflineError...), with the way out added
+            raise type(error)(
                 f"{KNOWN_DATASETS[key][0]}: {error} (or download the EDSR benchmark package and pass --data-dir)"
             ) from error
         if progress is not None:
