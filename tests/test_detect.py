@@ -268,3 +268,13 @@ def test_mdsr_scale_errors(tmp_path: Path) -> None:
     assert srnet_for(loaded, 3).scale == 3 and srnet_for(loaded, 3).module is loaded.module
     with pytest.raises(ScaleMismatchError, match=r"mdsr\.pt serves x2, x3, x4, not x8"):
         srnet_for(loaded, 8)
+
+
+def test_unknown_keys_in_an_old_esrgan_layout_are_reported_not_dropped() -> None:
+    from sr_cli.archs.rrdb import RRDBNet, RRDBParams, to_esrgan_2019
+
+    sd = to_esrgan_2019(RRDBNet(RRDBParams(num_feat=8, num_block=2, num_grow_ch=4)).state_dict())
+    sd["RRDB_trunk.0.RDB1.conv6.weight"] = torch.zeros(4, 8, 3, 3)
+    with pytest.raises(UnsupportedCheckpointError,
+                       match=r"closest match rrdb \(esrgan-2019\).*unexpected \[RRDB_trunk\.0\.RDB1\.conv6\.weight\]"):
+        detect(sd)

@@ -128,9 +128,9 @@ def _refuse_leftovers(layout: str, leftovers: list[str]) -> None:
         raise UnsupportedCheckpointError(f"{layout} RRDB checkpoint has keys this converter does not know: {shown}")
 
 
-def convert_esrgan_2019(sd: dict[str, Tensor]) -> dict[str, Tensor]:
+def rename_esrgan_2019(sd: dict[str, Tensor]) -> tuple[dict[str, Tensor], list[str]]:
     """`RRDB_trunk.N.RDBk.convj`, `trunk_conv`, `upconv1/2`, `HRconv` (xinntao/ESRGAN RRDBNet_arch.py,
-    the official RRDB_ESRGAN_x4 / RRDB_PSNR_x4 files) -> BasicSR names. Unknown keys are refused."""
+    the official RRDB_ESRGAN_x4 / RRDB_PSNR_x4 files) -> BasicSR names; returns (renamed, unknown keys)."""
     out: dict[str, Tensor] = {}
     leftovers: list[str] = []
     for key, value in sd.items():
@@ -140,15 +140,13 @@ def convert_esrgan_2019(sd: dict[str, Tensor]) -> dict[str, Tensor]:
                 break
         else:
             leftovers.append(key)
-    _refuse_leftovers("ESRGAN 2019", leftovers)
-    return out
+    return out, leftovers
 
 
-def convert_esrgan_2018(sd: dict[str, Tensor]) -> dict[str, Tensor]:
-    """`model.0`, `model.1.sub.N.RDBk.convj.0`, `model.1.sub.<nb>`, `model.3/6/8/10` -> BasicSR names.
-
-    The trunk conv is the `model.1.sub.<i>` entry without an `RDB` level; its index must be exactly
-    the number of RRDBs. Unknown keys are refused."""
+def rename_esrgan_2018(sd: dict[str, Tensor]) -> tuple[dict[str, Tensor], list[str]]:
+    """`model.0`, `model.1.sub.N.RDBk.convj.0`, `model.1.sub.<nb>`, `model.3/6/8/10` -> BasicSR names;
+    returns (renamed, unknown keys). The trunk conv is the `model.1.sub.<i>` entry without an `RDB`
+    level; its index must be exactly the number of RRDBs."""
     out: dict[str, Tensor] = {}
     leftovers: list[str] = []
     rrdb_indices = {int(m.group(1)) for k in sd if (m := _2018_RDB.match(k))}
@@ -163,6 +161,19 @@ def convert_esrgan_2018(sd: dict[str, Tensor]) -> dict[str, Tensor]:
             out[f"conv_body.{m.group(2)}"] = value
         else:
             leftovers.append(key)
+    return out, leftovers
+
+
+def convert_esrgan_2019(sd: dict[str, Tensor]) -> dict[str, Tensor]:
+    """ESRGAN 2019 layout -> BasicSR names (see `rename_esrgan_2019`). Unknown keys are refused."""
+    out, leftovers = rename_esrgan_2019(sd)
+    _refuse_leftovers("ESRGAN 2019", leftovers)
+    return out
+
+
+def convert_esrgan_2018(sd: dict[str, Tensor]) -> dict[str, Tensor]:
+    """ESRGAN 2018 layout -> BasicSR names (see `rename_esrgan_2018`). Unknown keys are refused."""
+    out, leftovers = rename_esrgan_2018(sd)
     _refuse_leftovers("ESRGAN 2018", leftovers)
     return out
 

@@ -18,7 +18,7 @@ from torch import Tensor
 
 from sr_cli.archs.edsr import DIV2K_RGB_MEAN, EDSRParams
 from sr_cli.archs.mdsr import MDSRParams
-from sr_cli.archs.rrdb import RRDBParams, convert_esrgan_2018, convert_esrgan_2019
+from sr_cli.archs.rrdb import RRDBParams, rename_esrgan_2018, rename_esrgan_2019
 from sr_cli.archs.runtime import AnyParams, build_module
 from sr_cli.archs.srvgg import SRVGGParams
 from sr_cli.archs.vdsr import VDSRParams
@@ -52,10 +52,12 @@ class DetectedCheckpoint:
 class _CannotPlace(Exception):
     """A family's signature keys are absent or inconsistent; carries the best guess for the report."""
 
-    def __init__(self, reason: str, params: AnyParams | None = None, state_dict: dict[str, Tensor] | None = None):
+    def __init__(self, reason: str, params: AnyParams | None = None, state_dict: dict[str, Tensor] | None = None,
+                 layout: str | None = None):
         super().__init__(reason)
         self.params = params
         self.state_dict = state_dict
+        self.layout = layout
 
 
 @dataclass
@@ -162,18 +164,15 @@ def _place_mdsr(sd: dict[str, Tensor], res_scale: float | None, meta: dict[str, 
 
 def _place_rrdb(sd: dict[str, Tensor]) -> _Attempt:
     if any(k.startswith("RRDB_trunk.") for k in sd):
-        layout, convert = "esrgan-2019", convert_esrgan_2019
+        layout, rename = "esrgan-2019", rename_esrgan_2019
     elif "model.0.weight" in sd or any(k.startswith("model.1.sub.") for k in sd):
-        layout, convert = "esrgan-2018", convert_esrgan_2018
+        layout, rename = "esrgan-2018", rename_esrgan_2018
     else:
-        layout, convert = "basicsr", None
-    if convert is not None:
-        try:
-            canonical = convert(sd)
-        except UnsupportedCheckpointError as error:
-            raise _CannotPlace(str(error), RRDBParams(), sd) from None
+        layout, rename = "basicsr", None
+    if rename is not None:
+        canonical, leftovers = rename(sd)
     else:
-        canonical = dict(sd)
+        canonical, leftovers = dict(sd), []
     first = _need(canonical, "conv_first.weight", 4)
     last = _need(canonical, "conv_last.weight", 4)
     num_feat, in_ch, num_out_ch = first.shape[0], first.shape[1], last.shape[0]
@@ -189,6 +188,8 @@ def _place_rrdb(sd: dict[str, Tensor]) -> _Attempt:
         raise _CannotPlace("no RRDB blocks", RRDBParams(num_feat=num_feat, scale=scale), canonical)
     params = RRDBParams(num_in_ch=num_out_ch, num_out_ch=num_out_ch, num_feat=num_feat, num_block=num_block,
                         num_grow_ch=grow, scale=scale)
+    if leftovers:  # refused, never dropped: they show up as "unexpected" in the report
+        raise _CannotPlace(f"unknown {layout} keys", params, {**canonical, **{k: sd[k] for k in leftovers}}, layout)
     return _Attempt("rrdb", layout, params, canonical)
 
 
@@ -336,7 +337,7 @@ def detect(tensors: dict[str, Tensor], *, res_scale: float | None = None, metada
         except _CannotPlace as failure:
             params = failure.params or PARAMS_CLASSES[family]()
             given = failure.state_dict if failure.state_dict is not None else tensors
-            layout = _DEFAULT_LAYOUT[family]
+            layout = failure.layout or _DEFAULT_LAYOUT[family]
         except ValueError:  # a Params dataclass rejected the values read from the shapes
             params, given, layout = PARAMS_CLASSES[family](), tensors, _DEFAULT_LAYOUT[family]
         else:
