@@ -52,7 +52,8 @@ def byte_progress(label: str) -> Iterator[Callable[[int, int], None]]:
     """A rich bar on stderr with size and speed; yields the (done, total) callback the library calls."""
     columns = (TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
                TimeRemainingColumn())
-    with Progress(*columns, console=stderr, transient=True) as bar:
+    # Not a terminal (a log, CI): no bar at all, rather than stray blank lines.
+    with Progress(*columns, console=stderr, transient=True, disable=not stderr.is_terminal) as bar:
         task = bar.add_task(escape(label), total=None)
 
         def update(done: int, total: int) -> None:
