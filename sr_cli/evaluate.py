@@ -66,7 +66,7 @@ class EvalOptions:
     crop: int | None = None  # border in pixels; None: scale (scale + 6 with rgb)
     rgb: bool = False  # score RGB instead of Y
     save_dir: Path | None = None  # write the SR outputs here (PNG, atomic)
-    device: str = "cpu"  # torch device for the direct (paper / edsr-pytorch / basicsr) path
+    device: str = "auto"  # auto | cpu | cuda | cuda:N | mps (sr_cli.engine.device.resolve_device)
     res_scale: float | None = None  # EDSR/MDSR files whose residual scaling the shapes cannot tell
 
     def __post_init__(self) -> None:
@@ -134,8 +134,9 @@ class _Model:
 
     arg: str
     family: str  # "bicubic" | an SRNet family
-    srnet: SRNet | None  # None for bicubic
+    srnet: SRNet | None  # None for bicubic and for models run through sr_cli.api
     entry_name: str | None  # manifest name when loaded by name
+    device: torch.device = torch.device("cpu")
 
 
 def _load_model(model: str, scale: int, options: EvalOptions) -> _Model:
@@ -143,16 +144,20 @@ def _load_model(model: str, scale: int, options: EvalOptions) -> _Model:
         return _Model(arg=model, family=BICUBIC, srnet=None, entry_name=None)
     if options.protocol == "rgb-lr":
         return _Model(arg=model, family=_family_via_api(model, scale, options), srnet=None, entry_name=None)
+    from sr_cli.engine.device import resolve_device
+
+    device = resolve_device(options.device)
     path = Path(model)
     if path.is_file():
         from sr_cli.weights.loading import load_checkpoint, srnet_for
 
         srnet = srnet_for(load_checkpoint(path, res_scale=options.res_scale), scale)
-        return _Model(arg=model, family=srnet.family, srnet=srnet, entry_name=None)
+        return _Model(arg=model, family=srnet.family, srnet=srnet.eval().to(device), entry_name=None, device=device)
     from sr_cli import zoo
 
     loaded = zoo.load(model, scale, res_scale=options.res_scale)
-    return _Model(arg=model, family=loaded.srnet.family, srnet=loaded.srnet, entry_name=loaded.entry.name if loaded.entry else None)
+    entry_name = loaded.entry.name if loaded.entry else None
+    return _Model(arg=model, family=loaded.srnet.family, srnet=loaded.srnet.eval().to(device), entry_name=entry_name, device=device)
 
 
 def _family_via_api(model: str, scale: int, options: EvalOptions) -> str:
@@ -169,7 +174,9 @@ def _upscaler(model: str, scale: int, options: EvalOptions):  # type: ignore[no-
     key = (model, scale, options.ensemble, options.res_scale)
     if key not in _UPSCALERS:
         _UPSCALERS.clear()  # one at a time: models are large
-        _UPSCALERS[key] = load_model(model, scale, res_scale=options.res_scale, options=UpscaleOptions(ensemble=options.ensemble))
+        _UPSCALERS[key] = load_model(
+            model, scale, res_scale=options.res_scale, options=UpscaleOptions(ensemble=options.ensemble, device=options.device)
+        )
     return _UPSCALERS[key]
 
 
@@ -210,7 +217,7 @@ def _published(label: str, model: _Model, dataset: Dataset, scale: int, options:
 # --- running -----------------------------------------------------------------------------------------
 
 
-def _to_tensor(image: np.ndarray, device: str) -> torch.Tensor:
+def _to_tensor(image: np.ndarray, device: torch.device) -> torch.Tensor:
     """uint8 HxWxC -> float32 [1,C,H,W] in [0,1]."""
     return torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))).to(device=device, dtype=torch.float32).div_(255.0)[None]
 
@@ -232,11 +239,12 @@ def _to_uint8(out: torch.Tensor) -> np.ndarray:
     return levels[0].permute(1, 2, 0).to("cpu", torch.uint8).numpy()
 
 
-def _run_rgb_model(srnet: SRNet, lr: np.ndarray, options: EvalOptions) -> np.ndarray:
+def _run_rgb_model(model: _Model, lr: np.ndarray, options: EvalOptions) -> np.ndarray:
     """The network on the whole LR image (no tiling), 8-bit output; gray in -> gray out."""
+    assert model.srnet is not None
     gray = lr.ndim == 2
     rgb = np.repeat(lr[..., None], 3, axis=2) if gray else lr
-    out = _forward(srnet, _to_tensor(rgb, options.device), options.ensemble)
+    out = _forward(model.srnet, _to_tensor(rgb, model.device), options.ensemble)
     if gray:
         folded = (out[0].permute(1, 2, 0).cpu().numpy() @ _LUMA)[None, None]
         return _to_uint8(torch.from_numpy(folded))[..., 0]
@@ -266,7 +274,7 @@ def _paper_y_model(model: _Model, pair: ImagePair, scale: int, options: EvalOpti
     if is_bicubic:
         return reference, np.clip(np.floor(upscaled * 255.0 + 0.5), 0.0, 255.0)
     assert model.srnet is not None
-    x = torch.from_numpy(upscaled).to(device=options.device, dtype=torch.float32)[None, None]
+    x = torch.from_numpy(upscaled).to(device=model.device, dtype=torch.float32)[None, None]
     out = _forward(model.srnet, x, options.ensemble)[0, 0].double().cpu().numpy()
     return reference, np.clip(out * 255.0, 0.0, 255.0)
 
@@ -348,8 +356,7 @@ def evaluate(
             if via_api:
                 sr = _run_via_api(loaded, pair.lr, scale, options)
             else:
-                assert loaded.srnet is not None
-                sr = _run_rgb_model(loaded.srnet, pair.lr, options)
+                sr = _run_rgb_model(loaded, pair.lr, options)
             scores.append(_score_8bit(sr, pair.hr, scale, options, dataset, image.name, str(image.hr_path)))
             saved = sr
         if options.save_dir is not None:

@@ -124,7 +124,7 @@ def register(app: typer.Typer) -> None:
         per_image: Annotated[bool, typer.Option("--per-image", help="Show (and put in --json) the score of every image.")] = False,
         crop: Annotated[Optional[int], typer.Option("--crop", min=0, help="Border pixels ignored on each side (default: the scale).")] = None,
         rgb: Annotated[bool, typer.Option("--rgb", help="Score RGB instead of Y, border scale+6 (the EDSR DIV2K convention).")] = False,
-        device: Annotated[str, typer.Option("--device", help="cpu | cuda | cuda:N (paper/edsr-pytorch/basicsr paths).")] = "cpu",
+        device: Annotated[str, typer.Option("--device", help="auto | cpu | cuda | cuda:N | mps")] = "auto",
         res_scale: Annotated[Optional[float], typer.Option("--res-scale", help="EDSR residual scaling, for files that do not record it.")] = None,
     ) -> None:
         """Measure PSNR/SSIM on benchmark sets, beside the published numbers."""
