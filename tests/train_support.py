@@ -28,3 +28,14 @@ def tiny_options(data: Path, out: Path, **overrides: Any) -> TrainOptions:
                                  val_every=100, device="cpu")
     flags.update(overrides)
     return resolve_options(flags)
+
+
+def ddp_worker(rank: int, world_size: int, port: int, data: str, out: str, overrides: dict[str, Any]) -> None:
+    """One torchrun-like process (spawned by tests/test_train_ddp.py): env as torchrun sets it, then train."""
+    import os
+
+    os.environ.update({"RANK": str(rank), "LOCAL_RANK": str(rank), "WORLD_SIZE": str(world_size),
+                       "LOCAL_WORLD_SIZE": str(world_size), "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)})
+    from sr_cli.train.loop import train
+
+    train(tiny_options(Path(data), Path(out), **overrides))

@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import hashlib
+import http.client
 import os
 import shutil
 import urllib.error
@@ -106,7 +107,7 @@ def download(remote: RemoteFile, dest: Path, progress: Progress | None = None, t
         else:
             raise DownloadError(f"{remote.url}: HTTP {error.code} {error.reason}; try again later "
                                 f"(the partial file {part} is kept and resumed)") from None
-    except (urllib.error.URLError, TimeoutError, ConnectionError) as error:
+    except (urllib.error.URLError, http.client.HTTPException, TimeoutError, ConnectionError) as error:
         reason = getattr(error, "reason", error)
         raise DownloadError(f"{remote.url}: {reason}; check the network and run again "
                             f"(the partial file {part} is kept and resumed)") from None
