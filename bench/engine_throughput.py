@@ -6,7 +6,8 @@
 Models are random-init at the published sizes (speed does not depend on the weight values) except VDSR,
 which uses the real ../shared/weights/model_epoch_50.pth when present. Each measurement is the median of
 `--runs` timed runs after one warm-up run, through `sr_cli.engine.upscale_tensor` with the model's own
-min_overlap, in the memory layout the API uses on the CPU (channels_last; `--contiguous` for NCHW). Peak memory is the growth of the process's resident-set high-water mark (VmHWM in
+min_overlap, in the memory layout the API uses on the CPU (channels_last except RRDB, see
+sr_cli.api.CHANNELS_LAST_ON_CPU; `--contiguous` for NCHW everywhere). Peak memory is the growth of the process's resident-set high-water mark (VmHWM in
 /proc/self/status, reset before each configuration by writing 5 to /proc/self/clear_refs) over the
 resident size before it: torch allocates outside Python, so tracemalloc would not see it.
 
@@ -27,10 +28,12 @@ from pathlib import Path
 
 import torch
 
+from sr_cli.api import CHANNELS_LAST_ON_CPU
 from sr_cli.archs.edsr import EDSRParams
 from sr_cli.archs.mdsr import MDSRParams
 from sr_cli.archs.rrdb import RRDBParams
 from sr_cli.archs.runtime import SRNet, build_module, to_srnets
+from sr_cli.archs.srvgg import SRVGGParams
 from sr_cli.archs.vdsr import VDSRParams
 from sr_cli.engine import TileStats, upscale_tensor
 
@@ -75,6 +78,8 @@ CASES: dict[str, Case] = {
                              lambda: to_srnets(build_module("mdsr", MDSRParams(16, 64)))[2], 96, (32, 64)),
     "rrdb-x4": Case("RRDB x4 (23 blocks, ESRGAN)",
                     lambda: SRNet(build_module("rrdb", RRDBParams(scale=4))), 64, (32,)),
+    "srvgg-x4": Case("SRVGG compact x4 (realesr-general-x4v3 size)",
+                     lambda: SRNet(build_module("srvgg", SRVGGParams())), 96, (48,)),
     "vdsr": Case("VDSR (real weights) on a 2x-upscaled Y", _vdsr, 256, (64, 128)),
 }
 
@@ -98,7 +103,7 @@ def reset_peak() -> bool:
 
 def measure(net: SRNet, image: torch.Tensor, tile: int, runs: int, channels_last: bool) -> tuple[float, float, int]:
     """(median seconds, peak MiB above the starting RSS, tiles) of `runs` engine calls after a warm-up."""
-    net.to(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
+    net.to(memory_format=torch.channels_last if channels_last else torch.contiguous_format)  # type: ignore[call-overload]
 
     def once() -> int:
         stats = TileStats()
@@ -120,22 +125,22 @@ def measure(net: SRNet, image: torch.Tensor, tile: int, runs: int, channels_last
 
 
 def channels_last_speedup(net: SRNet, image: torch.Tensor, runs: int) -> tuple[float, float]:
-    """(contiguous seconds, channels_last seconds), whole-image forward, medians."""
+    """(contiguous seconds, channels_last seconds), whole-image forward, medians of interleaved runs
+    (A, B, A, B, ...: load from other processes on a shared machine hits both layouts alike)."""
     x = image[None]
-    results = []
-    for layout in (torch.contiguous_format, torch.channels_last):
-        model = net.to(memory_format=layout)
-        batch = x.contiguous(memory_format=layout)
-        with torch.inference_mode():
-            model(batch)
-            times = []
-            for _ in range(runs):
+    layouts = (torch.contiguous_format, torch.channels_last)
+    times: dict[torch.memory_format, list[float]] = {layout: [] for layout in layouts}
+    with torch.inference_mode():
+        for repetition in range(runs + 1):
+            for layout in layouts:
+                net.to(memory_format=layout)
+                batch = x.contiguous(memory_format=layout)
                 began = time.perf_counter()
-                model(batch)
-                times.append(time.perf_counter() - began)
-        results.append(statistics.median(times))
+                net(batch)
+                if repetition > 0:  # the first round is the warm-up
+                    times[layout].append(time.perf_counter() - began)
     net.to(memory_format=torch.contiguous_format)
-    return results[0], results[1]
+    return statistics.median(times[layouts[0]]), statistics.median(times[layouts[1]])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -150,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.manual_seed(0)
     print(f"# {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}, "
           f"{torch.get_num_threads()} threads, peak reset: {reset_peak()}, "
-          f"layout: {'NCHW' if args.contiguous else 'channels_last'}")
+          f"layout: {'NCHW' if args.contiguous else 'channels_last except rrdb'}")
     rows: list[Row] = []
     layouts: list[dict[str, object]] = []
     print(f"{'model':38s} {'input':>8s} {'tile':>6s} {'ovl':>4s} {'tiles':>5s} {'s':>8s} {'out MP/s':>9s} {'peak MiB':>9s}")
@@ -161,7 +166,8 @@ def main(argv: list[str] | None = None) -> int:
         image = torch.rand(in_ch, case.side, case.side, generator=torch.Generator().manual_seed(1))
         out_mp = (case.side * net.scale) ** 2 / 1e6
         for tile in (0, *case.tiles):
-            seconds, peak, tiles = measure(net, image, tile, args.runs, not args.contiguous)
+            layout_nhwc = not args.contiguous and net.family in CHANNELS_LAST_ON_CPU
+            seconds, peak, tiles = measure(net, image, tile, args.runs, layout_nhwc)
             row = Row(key, f"{case.side}x{case.side}", str(tile or "whole"), net.min_overlap, tiles, seconds,
                       out_mp / seconds, peak)
             rows.append(row)

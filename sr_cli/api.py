@@ -25,7 +25,6 @@ from sr_cli.archs.runtime import SRNet
 from sr_cli.color import rgb_to_ycbcr, ycbcr_to_rgb
 from sr_cli.engine import (
     estimate_cost_per_pixel,
-    prefers_channels_last,
     resolve_device,
     resolve_precision,
     upscale_tensor,
@@ -39,10 +38,15 @@ if TYPE_CHECKING:
 
 Progress = Callable[[int, int], None]
 
-__all__ = ["UpscaleOptions", "Upscaler", "load_model", "CANDIDATE_SCALES"]
+__all__ = ["UpscaleOptions", "Upscaler", "load_model", "CANDIDATE_SCALES", "CHANNELS_LAST_ON_CPU"]
 
 # Model scales tried, in order of preference, when only --outscale is given (see `_scale_order`).
 CANDIDATE_SCALES: tuple[int, ...] = (1, 2, 3, 4, 8)
+# Families that run faster in channels_last (NHWC) layout on the CPU, measured with interleaved runs
+# (bench/engine_throughput.py, docs/benchmarks.md): EDSR x1.49, MDSR x1.85, VDSR x1.36, SRVGG x2.21,
+# EDSR full x1.21. RRDB measured x0.88 and x1.14 in two runs (its dense blocks concatenate channels,
+# which NHWC makes expensive): not shown faster, so it stays NCHW. GPUs: not measured here, NCHW.
+CHANNELS_LAST_ON_CPU: frozenset[str] = frozenset({"edsr", "mdsr", "vdsr", "srvgg"})
 # Luma weights used to fold the RGB result of a grayscale input back to one channel (ITU-R BT.601,
 # the weights Pillow's convert("L") uses, so a gray image round-trips the way users expect).
 _LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
@@ -91,7 +95,7 @@ class Upscaler:
         self.output_scale = float(output_scale)
         self.overlap = srnet.min_overlap if options.overlap is None else options.overlap
         # The net is moved (and, where faster, switched to channels_last) in place: the caller's SRNet is it.
-        self._channels_last = prefers_channels_last(self.device)
+        self._channels_last = self.device.type == "cpu" and self.family in CHANNELS_LAST_ON_CPU
         self._net = srnet.eval().to(self.device)
         if self._channels_last:
             self._net.to(memory_format=torch.channels_last)

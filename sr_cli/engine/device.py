@@ -46,11 +46,3 @@ def _mps_available() -> bool:
     backend = getattr(torch.backends, "mps", None)
     return bool(backend is not None and backend.is_available())
 
-
-def prefers_channels_last(device: torch.device) -> bool:
-    """Whether to run convolutions in channels_last (NHWC) layout on `device`.
-
-    CPU: yes -- measured 1.5-1.7x faster for the whole-image forward of EDSR and VDSR with torch 2.13
-    (bench/engine_throughput.py, docs/benchmarks.md). GPUs: no, not measured here, so left at the default.
-    """
-    return device.type == "cpu"
