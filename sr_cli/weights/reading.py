@@ -98,10 +98,12 @@ def _torch_load(path: Path) -> Any:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
         match = _UNSUPPORTED_GLOBAL.search(str(error))
-        name = match.group(1) if match else "an object outside the allow-list"
+        if match is None:
+            reason = next((line.strip() for line in str(error).splitlines() if line.strip()), "unpickling failed")
+            raise CheckpointError(f"{path}: the safe loader cannot read this torch file ({reason}); re-save it as a state dict") from None
         raise UnsafeCheckpointError(
-            f"{path}: refused: the pickle asks for the global {name}, which is not on the allow-list of "
-            f"checkpoint classes (nothing was executed); use a state dict or .safetensors file from a source you trust"
+            f"{path}: refused: the pickle asks for the global {match.group(1)}, which is not on the allow-list "
+            f"of checkpoint classes (nothing was executed); use a state dict or .safetensors file from a source you trust"
         ) from None
     except (RuntimeError, EOFError, OSError, ValueError) as error:
         first = str(error).splitlines()[0] if str(error) else type(error).__name__
