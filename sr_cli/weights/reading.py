@@ -65,8 +65,11 @@ def read_checkpoint(path: Path) -> RawCheckpoint:
     size = path.stat().st_size
     if size == 0:
         raise CheckpointError(f"{path}: the file is empty; download it again")
-    with open(path, "rb") as handle:
-        head = handle.read(32)
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(32)
+    except OSError as error:
+        raise InputError(f"{path}: cannot read ({error.strerror or error}); check its permissions") from None
     kind = sniff(head)
     if kind == "safetensors":
         tensors, metadata = read_safetensors(path)
