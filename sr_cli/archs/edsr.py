@@ -27,8 +27,10 @@ class EDSRParams:
     def __post_init__(self) -> None:
         if self.scale not in (2, 3, 4):
             raise ValueError(f"EDSR scale must be 2, 3 or 4, got {self.scale}")
-        if self.n_resblocks < 1 or self.n_feats < 1 or self.n_colors < 1:
+        if self.n_resblocks < 1 or self.n_feats < 1:
             raise ValueError(f"EDSR sizes must be positive: {self}")
+        if self.n_colors != len(DIV2K_RGB_MEAN):
+            raise ValueError(f"EDSR's MeanShift is defined for 3 (RGB) channels, got n_colors={self.n_colors}")
 
 
 class MeanShift(nn.Conv2d):
