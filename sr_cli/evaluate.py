@@ -146,16 +146,10 @@ def _load_model(model: str, scale: int, options: EvalOptions) -> _Model:
         return _Model(arg=model, family=_family_via_api(model, scale, options), srnet=None, entry_name=None)
     from sr_cli.engine.device import resolve_device
 
-    device = resolve_device(options.device)
-    path = Path(model)
-    if path.is_file():
-        from sr_cli.weights.loading import load_checkpoint, srnet_for
-
-        srnet = srnet_for(load_checkpoint(path, res_scale=options.res_scale), scale)
-        return _Model(arg=model, family=srnet.family, srnet=srnet.eval().to(device), entry_name=None, device=device)
     from sr_cli import zoo
 
-    loaded = zoo.load(model, scale, res_scale=options.res_scale)
+    device = resolve_device(options.device)
+    loaded = zoo.load(model, scale, res_scale=options.res_scale)  # a manifest name or a weights file
     entry_name = loaded.entry.name if loaded.entry else None
     return _Model(arg=model, family=loaded.srnet.family, srnet=loaded.srnet.eval().to(device), entry_name=entry_name, device=device)
 
