@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from sr_cli.archs.runtime import AnyModule, AnyParams, family_of
 from sr_cli.errors import CheckpointError, UnsupportedCheckpointError
@@ -43,7 +43,7 @@ class InitReport:
     def describe(self) -> str:
         text = f"initialised from {self.label}: {self.copied} tensors copied"
         if self.fresh:
-            prefixes = sorted({k.rsplit(".", 2)[0] for k in self.fresh})
+            prefixes = sorted({k.rsplit(".", 1)[0] for k in self.fresh})
             text += (f"; x{self.source_scale} -> x{self.target_scale}: {len(self.fresh)} scale-specific tensors "
                      f"({', '.join(prefixes)}) freshly initialised")
         return text
@@ -79,22 +79,24 @@ def read_init_source(spec: str) -> InitSource:
     return _from_zoo(spec)
 
 
+def _source_from_module(label: str, module: nn.Module) -> InitSource:
+    return InitSource(label, family_of(module), module.params,  # type: ignore[arg-type]
+                      {k: v.detach().clone() for k, v in module.state_dict().items()})
+
+
 def _from_weights_loader(path: Path) -> InitSource:
     from sr_cli.weights.loading import load_checkpoint  # the weights layer: detection + conversion
 
-    loaded = load_checkpoint(path)
-    module = loaded.module if hasattr(loaded, "module") else loaded
-    family = family_of(module)
-    return InitSource(str(path), family, module.params, {k: v.detach().clone() for k, v in module.state_dict().items()})
+    return _source_from_module(str(path), load_checkpoint(path).module)
 
 
 def _from_zoo(name: str) -> InitSource:
+    """A published model by manifest name (downloaded and verified by the zoo), e.g. edsr-baseline-x2."""
     from sr_cli import zoo
 
-    net = zoo.load(name)
-    module = net.module
-    return InitSource(name, family_of(module), module.params,
-                      {k: v.detach().clone() for k, v in module.state_dict().items()})
+    entry = zoo.resolve(name)
+    scale = entry.scales[0] if entry.scales else 2  # any scale the entry serves: the module is the same
+    return _source_from_module(name, zoo.load(entry.name, scale).checkpoint.module)
 
 
 def initialise_from(module: AnyModule, params: AnyParams, source: InitSource) -> InitReport:
