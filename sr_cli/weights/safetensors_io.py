@@ -18,6 +18,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 from torch import Tensor
 
+from sr_cli.archs.runtime import AnyParams
 from sr_cli.errors import CheckpointError, OutputError
 
 SR_LAYOUT = "sr-safetensors"
@@ -26,7 +27,7 @@ META_FAMILY = "sr.family"
 META_HYPERPARAMETERS = "sr.hyperparameters"
 
 
-def sr_metadata(family: str, params: Any, **extra: str) -> dict[str, str]:
+def sr_metadata(family: str, params: AnyParams, **extra: str) -> dict[str, str]:
     """The metadata our files carry, from a family name and its Params dataclass (+ free `sr.*` strings)."""
     meta = {META_LAYOUT: SR_LAYOUT, META_FAMILY: family, META_HYPERPARAMETERS: json.dumps(asdict(params))}
     for key, value in extra.items():
