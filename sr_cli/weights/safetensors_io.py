@@ -11,7 +11,6 @@ import os
 import secrets
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
 
 
 from safetensors import SafetensorError, safe_open
