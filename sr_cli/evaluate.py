@@ -29,6 +29,7 @@ import math
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -40,6 +41,9 @@ from sr_cli.data.published import published_for
 from sr_cli.errors import InputError, OutputError, UsageError
 from sr_cli.metrics import psnr, ssim, y_channel
 from sr_cli.resize import imresize
+
+if TYPE_CHECKING:  # sr_cli.api (same layer) loads only when a model runs through it
+    from sr_cli.api import Upscaler
 
 __all__ = [
     "PROTOCOLS",
@@ -134,7 +138,7 @@ class _Model:
 
     arg: str
     family: str  # "bicubic" | an SRNet family
-    srnet: SRNet | None  # None for bicubic and for models run through sr_cli.api
+    srnet: SRNet | None  # None for bicubic
     entry_name: str | None  # manifest name when loaded by name
     device: torch.device = torch.device("cpu")
 
@@ -142,11 +146,8 @@ class _Model:
 def _load_model(model: str, scale: int, options: EvalOptions) -> _Model:
     if model.lower() == BICUBIC:
         return _Model(arg=model, family=BICUBIC, srnet=None, entry_name=None)
-    if options.protocol == "rgb-lr":
-        return _Model(arg=model, family=_family_via_api(model, scale, options), srnet=None, entry_name=None)
-    from sr_cli.engine.device import resolve_device
-
     from sr_cli import zoo
+    from sr_cli.engine.device import resolve_device
 
     device = resolve_device(options.device)
     loaded = zoo.load(model, scale, res_scale=options.res_scale)  # a manifest name or a weights file
@@ -154,24 +155,13 @@ def _load_model(model: str, scale: int, options: EvalOptions) -> _Model:
     return _Model(arg=model, family=loaded.srnet.family, srnet=loaded.srnet.eval().to(device), entry_name=entry_name, device=device)
 
 
-def _family_via_api(model: str, scale: int, options: EvalOptions) -> str:
-    return _upscaler(model, scale, options).family
+def _upscaler(model: _Model, scale: int, options: EvalOptions) -> "Upscaler":
+    """The object `sr upscale` runs (what `sr_cli.api.load_model` returns for this model and scale)."""
+    from sr_cli.api import UpscaleOptions, Upscaler
 
-
-_UPSCALERS: dict[tuple[str, int, bool, float | None], object] = {}
-
-
-def _upscaler(model: str, scale: int, options: EvalOptions):  # type: ignore[no-untyped-def]
-    """The `sr upscale` object for rgb-lr (cached per model/scale: loading is the slow part)."""
-    from sr_cli.api import UpscaleOptions, load_model
-
-    key = (model, scale, options.ensemble, options.res_scale)
-    if key not in _UPSCALERS:
-        _UPSCALERS.clear()  # one at a time: models are large
-        _UPSCALERS[key] = load_model(
-            model, scale, res_scale=options.res_scale, options=UpscaleOptions(ensemble=options.ensemble, device=options.device)
-        )
-    return _UPSCALERS[key]
+    assert model.srnet is not None
+    return Upscaler(model.srnet, name=model.arg, output_scale=float(scale),
+                    options=UpscaleOptions(ensemble=options.ensemble, device=options.device))
 
 
 _LABELS = {"edsr": "EDSR", "mdsr": "MDSR", "vdsr": "VDSR", "rrdb": "RRDB", "srvgg": "SRVGG"}
@@ -245,10 +235,10 @@ def _run_rgb_model(model: _Model, lr: np.ndarray, options: EvalOptions) -> np.nd
     return _to_uint8(out)
 
 
-def _run_via_api(model: _Model, lr: np.ndarray, scale: int, options: EvalOptions) -> np.ndarray:
-    if model.family == BICUBIC:  # `sr upscale` has no bicubic model: MATLAB imresize on the 8-bit image
+def _run_via_api(upscaler: "Upscaler | None", lr: np.ndarray, scale: int) -> np.ndarray:
+    if upscaler is None:  # bicubic: `sr upscale` has no bicubic model; MATLAB imresize of the 8-bit image
         return imresize(lr, float(scale))
-    return _upscaler(model.arg, scale, options).upscale(lr)
+    return upscaler.upscale(lr)
 
 
 def _y_recipe_input(hr: np.ndarray, rounded_y: bool) -> np.ndarray:
@@ -326,7 +316,7 @@ def evaluate(
     progress: Progress | None = None,
 ) -> EvalResult:
     """PSNR/SSIM of ``model`` (a manifest name, a weights file, or ``bicubic``) on ``dataset`` at x``scale``."""
-    if scale < 1 or int(scale) != scale:
+    if scale < 2 or int(scale) != scale:
         raise UsageError(f"--scale {scale}: benchmark evaluation needs an integer scale of 2 or more")
     loaded = _load_model(model, scale, options)
     y_model = loaded.family in (BICUBIC, "vdsr")
@@ -334,8 +324,7 @@ def evaluate(
         raise UsageError("--ensemble has no meaning for bicubic; drop it or choose a network")
     paper_y_path = options.protocol == "paper" and y_model and not options.rgb
     via_api = options.protocol == "rgb-lr" or (y_model and not paper_y_path)
-    if via_api and loaded.family == "vdsr" and loaded.srnet is not None:
-        loaded = _Model(arg=loaded.arg, family="vdsr", srnet=None, entry_name=loaded.entry_name)  # api loads it
+    upscaler = _upscaler(loaded, scale, options) if via_api and loaded.srnet is not None else None
     label = model_label(model, loaded.family, ensemble=options.ensemble)
     images = dataset.images(scale)
     scores: list[ImageScore] = []
@@ -348,7 +337,7 @@ def evaluate(
             saved = np.clip(np.floor(sr_y + 0.5), 0, 255).astype(np.uint8)
         else:
             if via_api:
-                sr = _run_via_api(loaded, pair.lr, scale, options)
+                sr = _run_via_api(upscaler, pair.lr, scale)
             else:
                 sr = _run_rgb_model(loaded, pair.lr, options)
             scores.append(_score_8bit(sr, pair.hr, scale, options, dataset, image.name, str(image.hr_path)))
