@@ -115,3 +115,15 @@ def test_init_is_strict_otherwise() -> None:
 
     with pytest.raises(CheckpointError, match="cannot initialise"):
         initialise_from(VDSR(VDSRParams(num_layers=3)), VDSRParams(num_layers=3), source)
+
+
+def test_init_from_an_official_weights_file(vdsr_weights: Path) -> None:
+    from sr_cli.archs.vdsr import VDSR, VDSRParams
+
+    params = VDSRParams()
+    target = VDSR(params)
+    source = read_init_source(str(vdsr_weights))
+    report = initialise_from(target, params, source)
+    assert source.family == "vdsr" and report.fresh == () and report.copied == len(target.state_dict()) == 20
+    for key, value in target.state_dict().items():
+        assert torch.equal(value, source.state_dict[key])

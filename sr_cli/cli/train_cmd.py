@@ -78,6 +78,8 @@ class _LiveView:
 
     def close(self) -> None:
         self.live.stop()
+        if not stderr.is_terminal:  # redirected: rich leaves the last frame without a line end
+            stderr.print()
 
 
 def register(app: typer.Typer) -> None:

@@ -48,7 +48,7 @@ from sr_cli.train.checkpointing import (
 )
 from sr_cli.train.discriminator import VGGStyleDiscriminator
 from sr_cli.train.distributed import DistContext
-from sr_cli.train.export import export_model
+from sr_cli.train.export import EXPORT_NAME, export_model
 from sr_cli.train.initialize import initialise_from, read_init_source
 from sr_cli.train.losses import pixel_loss, ragan_discriminator_loss, ragan_generator_loss
 from sr_cli.train.network import TrainNet, build_network, params_to_json
@@ -231,7 +231,10 @@ def _run(options: TrainOptions, context: DistContext, callbacks: TrainCallbacks)
     if main and val_set is None:
         parts.exported = export_model(run_dir, recipe.family, parts.params, _export_state(parts), recipe=recipe.name,
                                       step=step, val_psnr=None, val_ssim=None, ema=parts.ema is not None)
-    return TrainResult(run_dir, step, total, parts.best_psnr, parts.best_step, parts.exported, len(train_set))
+    exported = parts.exported
+    if exported is None and (run_dir / EXPORT_NAME).is_file():
+        exported = run_dir / EXPORT_NAME  # a resumed run whose best model predates the resume
+    return TrainResult(run_dir, step, total, parts.best_psnr, parts.best_step, exported, len(train_set))
 
 
 class _StopRequest:
