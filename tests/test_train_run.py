@@ -67,6 +67,13 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(images: Path, tmp_pat
     assert all(torch.isfinite(v).all() for v in payload["model"].values())
 
 
+def test_amp_needs_cuda(images: Path, tmp_path: Path) -> None:
+    from sr_cli.errors import DeviceError
+
+    with pytest.raises(DeviceError, match="--amp bf16 needs a CUDA device"):
+        train(tiny_options(images, tmp_path / "amp", amp="bf16"))
+
+
 def test_mdsr_updates_only_the_drawn_scale_branch(images: Path, tmp_path: Path) -> None:
     options = tiny_options(images, tmp_path / "mdsr", model="mdsr-baseline", scale=None, steps=1, patch=8,
                            save_every=1)
@@ -129,7 +136,7 @@ def test_cli_exports_a_loadable_model_with_metadata(images: Path, tmp_path: Path
 
     config = tmp_path / "run.toml"
     config.write_text('model = "edsr-baseline"\nscale = 2\nblocks = 2\nfeatures = 8\nbatch = 2\npatch = 8\n'
-                      'steps = 3\nval-every = 3\n')
+                      'steps = 3\nval-every = 3\nlog-every = 1\n')
     out = tmp_path / "runs" / "cli"
     val = write_images(tmp_path / "val", count=2, size=(24, 24), seed=5)
     result = CliRunner().invoke(app, ["train", "--config", str(config), "--data", str(images), "--val", str(val),
@@ -147,3 +154,7 @@ def test_cli_exports_a_loadable_model_with_metadata(images: Path, tmp_path: Path
     from sr_cli.archs.edsr import EDSR, EDSRParams
 
     EDSR(EDSRParams(**hyper)).load_state_dict(tensors, strict=True)
+    from sr_cli import zoo  # what `sr upscale --weights` and `sr eval --model FILE` use
+
+    loaded = zoo.load(out / "model.safetensors", 2)
+    assert loaded.srnet.scale == 2 and loaded.srnet(torch.rand(1, 3, 8, 8)).shape == (1, 3, 16, 16)
