@@ -67,6 +67,13 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(images: Path, tmp_pat
     assert all(torch.isfinite(v).all() for v in payload["model"].values())
 
 
+def test_loader_workers_do_not_change_the_run(images: Path, tmp_path: Path) -> None:
+    train(tiny_options(images, tmp_path / "w0", steps=3, workers=0))
+    train(tiny_options(images, tmp_path / "w2", steps=3, workers=2))
+    a, b = _load(tmp_path / "w0" / "last.pt")["model"], _load(tmp_path / "w2" / "last.pt")["model"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
 def test_amp_needs_cuda(images: Path, tmp_path: Path) -> None:
     from sr_cli.errors import DeviceError
 
