@@ -17,8 +17,8 @@ residual convs and the output conv are trained, on features of the frozen layers
 It is written to a temporary folder as .safetensors with sr's metadata (never committed), and the sheet is
 made by the real command:
 
-    sr blend --psnr model_epoch_50.pth --gan <tmp>/vdsr_sharp_demo.safetensors \
-        --sweep 0,0.2,0.4,0.6,0.8,1 --image set14/LR_bicubic/X3/monarch.png --crop 150,48,56,48 --scale 3 \
+    sr blend --psnr ../shared/weights/model_epoch_50.pth --gan <tmp>/vdsr_sharp_demo.safetensors \
+        --sweep 0,0.2,0.4,0.6,0.8,1 --image ../shared/datasets/set14/LR_bicubic/X3/monarch.png --crop 150,48,56,48 --scale 3 \
         -o docs/images/blend_sweep.png --overwrite
 
 The PNG is then re-encoded losslessly (same pixels, checked) with Pillow's optimiser to stay small.
