@@ -18,7 +18,7 @@ from torch import Tensor, nn
 
 from sr_cli.api import UpscaleOptions, Upscaler
 from sr_cli.archs.runtime import SRNet, build_module, to_srnets
-from sr_cli.errors import CheckpointError, UsageError
+from sr_cli.errors import CheckpointError, OfflineError, UsageError
 from sr_cli.weights.interpolate import check_alpha, check_compatible, interpolate_state_dicts
 from sr_cli.weights.loading import LoadedCheckpoint, load_checkpoint
 from sr_cli.weights.safetensors_io import save_safetensors, sr_metadata
@@ -61,8 +61,9 @@ def default_labels(psnr: str | None, gan: str | None) -> tuple[str, str]:
         return psnr, gan  # type: ignore[return-value]
     if zoo.looks_like_path(given):
         raise UsageError(f"{given} is a file: pass its partner too (--{missing_role} NAME|FILE)")
-    partner = zoo.pair_of(zoo.resolve(given))
-    if partner is None:
+    entry = zoo.resolve(given)
+    partner = zoo.pair_of(entry)
+    if partner is None or entry.pair is None or entry.pair.kind != "interpolation":
         raise UsageError(f"{given} has no PSNR/GAN partner in the manifest; pass --{missing_role} NAME|FILE")
     return (given, partner.name) if missing_role == "gan" else (partner.name, given)
 
@@ -75,7 +76,12 @@ def load_endpoint(spec: str, *, res_scale: float | None = None) -> Endpoint:
     if zoo.looks_like_path(spec):
         return Endpoint(spec, load_checkpoint(Path(spec).expanduser(), res_scale=res_scale), None)
     entry = zoo.resolve(spec)
-    checkpoint = load_checkpoint(fetch(entry), res_scale=res_scale if res_scale is not None else entry.res_scale)
+    try:
+        path = fetch(entry)
+    except OfflineError:
+        raise OfflineError(f"{entry.name} is not in the cache; run `sr weights download {entry.name}` where there is "
+                           f"network, or pass the file with --psnr/--gan FILE") from None
+    checkpoint = load_checkpoint(path, res_scale=res_scale if res_scale is not None else entry.res_scale)
     return Endpoint(entry.name, checkpoint, entry.variant)
 
 
@@ -113,7 +119,7 @@ def check_not_degenerate(psnr: Endpoint, gan: Endpoint) -> None:
     """Refuse a pair whose 50/50 blend outputs garbage on a test pattern (unrelated models)."""
     half = module_of(blend(psnr, gan, 0.5))
     pattern = probe_pattern(PATTERN_SIZE)
-    outputs = [_forward(net, pattern) for net in (psnr.checkpoint.module, gan.checkpoint.module, half)]
+    outputs = [_detail(net, pattern) for net in (psnr.checkpoint.module, gan.checkpoint.module, half)]
     out_psnr, out_gan, out_half = outputs
     what = f"{psnr.label} and {gan.label}"
     if not torch.isfinite(out_half).all():
@@ -139,11 +145,15 @@ def probe_pattern(size: int) -> Tensor:
     return torch.stack([0.2 + 0.6 * xx, 0.2 + 0.6 * disc, 0.2 + 0.3 * yy + 0.3 * checker])[None]
 
 
-def _forward(module: nn.Module, pattern: Tensor) -> Tensor:
+def _detail(module: nn.Module, pattern: Tensor) -> Tensor:
+    """What the network adds: its output, minus its input for nets that refine an image already at the
+    output size (VDSR). Otherwise the input would dominate the comparison, and a blend whose residual
+    branch died (outputting its input unchanged) would look healthy."""
     net: SRNet = next(iter(to_srnets(module).values()))  # type: ignore[arg-type]
     x = pattern.mean(dim=1, keepdim=True) if net.in_channels == 1 else pattern
     with torch.inference_mode():
-        return net(x).float()
+        out = net(x).float()
+    return out - x if net.scale == 1 else out
 
 
 def save(result: Blend, path: Path) -> None:
@@ -198,10 +208,17 @@ def contact_sheet(tiles: Sequence[np.ndarray], labels: Sequence[str], *, columns
     for index, (tile, label) in enumerate(zip(tiles, labels)):
         left = gap + (index % columns) * (width + gap)
         top = gap + (index // columns) * (height + label_height + gap)
-        rgb = tile if tile.ndim == 3 and tile.shape[2] == 3 else np.repeat(tile.reshape(height, width, -1)[:, :, :1], 3, 2)
-        sheet.paste(Image.fromarray(np.ascontiguousarray(rgb)), (left, top + label_height))
+        sheet.paste(Image.fromarray(_on_white(tile)), (left, top + label_height))
         draw.text((left + 2, top + 4), label, fill="black")
     return np.asarray(sheet)
+
+
+def _on_white(tile: np.ndarray) -> np.ndarray:
+    """HxW / HxWxC (C 1..4) uint8 -> HxWx3 uint8; transparent pixels shown over white, as viewers do."""
+    pixels = tile.reshape(tile.shape[0], tile.shape[1], -1).astype(np.float64)
+    colour, alpha = (pixels[:, :, :-1], pixels[:, :, -1:] / 255.0) if pixels.shape[2] in (2, 4) else (pixels, 1.0)
+    rgb = np.repeat(colour, 3, axis=2) if colour.shape[2] == 1 else colour
+    return np.ascontiguousarray(np.rint(rgb * alpha + 255.0 * (1.0 - alpha)).astype(np.uint8))
 
 
 def parse_alphas(text: str) -> list[float]:

@@ -186,6 +186,7 @@ class FileReport:
     serialization: str
     detected: DetectedCheckpoint
     manifest_name: str | None  # the manifest entry whose published file this is, if any
+    metadata: dict[str, str]  # the file's own header metadata (safetensors), e.g. a blend's sr.alpha and sr.sources
 
 
 def describe_file(path: Path, *, res_scale: float | None = None) -> FileReport:
@@ -206,4 +207,4 @@ def describe_file(path: Path, *, res_scale: float | None = None) -> FileReport:
     detected = detect(raw.tensors, res_scale=res_scale, metadata=raw.metadata, source=str(path))
     return FileReport(path=path, size=path.stat().st_size, sha256=digest, container=raw.container,
                       serialization=raw.serialization, detected=detected,
-                      manifest_name=known.name if known is not None else None)
+                      manifest_name=known.name if known is not None else None, metadata=dict(raw.metadata))

@@ -216,3 +216,62 @@ def test_existing_output_is_not_replaced_without_overwrite(pair: tuple[Path, Pat
     code, _, err = run(["blend", "--psnr", str(pair[0]), "--gan", str(pair[1]), "--alpha", "0.5", "-o", str(out)], capsys)
     assert code == 2 and "--overwrite" in err
     assert out.read_bytes() == b"precious"
+
+
+def _permuted_vdsr(state: dict[str, torch.Tensor], seed: int) -> dict[str, torch.Tensor]:
+    """The same VDSR function with its 64 hidden channels shuffled in every layer: unrelated weights."""
+    hidden = len([k for k in state if k.startswith("residual_layer.")]) + 1
+    perms = [torch.randperm(64, generator=torch.Generator().manual_seed(seed + i)) for i in range(hidden)]
+    out = {"input.weight": state["input.weight"][perms[0]]}
+    for i in range(hidden - 1):
+        key = f"residual_layer.{i}.conv.weight"
+        out[key] = state[key][perms[i + 1]][:, perms[i]]
+    out["output.weight"] = state["output.weight"][:, perms[-1]]
+    return out
+
+
+def test_unrelated_vdsr_pair_is_refused_although_it_outputs_its_input(vdsr_weights: Path, tmp_path: Path,
+                                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    from sr_cli.archs.vdsr import VDSRParams
+    from sr_cli.weights.safetensors_io import save_safetensors, sr_metadata
+
+    real = read_checkpoint(vdsr_weights).tensors
+    twin = tmp_path / "twin.safetensors"
+    save_safetensors(twin, _permuted_vdsr(real, 0), sr_metadata("vdsr", VDSRParams()))
+    out = tmp_path / "dead.safetensors"
+    code, _, err = run(["blend", "--psnr", str(vdsr_weights), "--gan", str(twin), "--alpha", "0.5", "-o", str(out)], capsys)
+    assert code == 5 and "degenerate image" in err
+    assert not out.exists()
+
+
+def test_rgba_sweep_keeps_colour_and_inspect_shows_the_provenance(pair: tuple[Path, Path], tmp_path: Path,
+                                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    from PIL import Image
+
+    rgba = np.zeros((24, 24, 4), dtype=np.uint8)
+    rgba[:, :, 0], rgba[:, :, 3] = 200, 255  # opaque red
+    photo = tmp_path / "red.png"
+    Image.fromarray(rgba, "RGBA").save(photo)
+    sheet_path = tmp_path / "sheet.png"
+    code, _, err = run(["blend", "--psnr", str(pair[0]), "--gan", str(pair[1]), "--sweep", "0,1", "--image", str(photo),
+                        "-o", str(sheet_path)], capsys)
+    assert code == 0, err
+    sheet = read_image(sheet_path).pixels.astype(int)
+    tile = sheet[8 + 22 + 10, 8 + 10]  # a pixel inside the first tile
+    assert tile[0] > 150 and tile[1] < 60 and tile[2] < 60
+
+    out = tmp_path / "b.safetensors"
+    assert run(["blend", "--psnr", str(pair[0]), "--gan", str(pair[1]), "--alpha", "0.4", "-o", str(out)], capsys)[0] == 0
+    code, stdout, _ = run(["weights", "inspect", str(out), "--json"], capsys)
+    metadata = json.loads(stdout)["metadata"]
+    assert metadata["sr.alpha"] == "0.4" and json.loads(metadata["sr.sources"])[0]["sha256"] == sha256(pair[0])
+
+
+def test_usage_errors_come_before_any_download(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SR_OFFLINE", "1")  # a download attempt would fail with exit 6, not 2
+    for args in (["--alpha", "0.5", "-o", str(tmp_path / "x.pth")],
+                 ["--sweep", "0,1", "-o", str(tmp_path / "s.png")],
+                 ["--alpha", "0.5", "--crop", "1,2,3,4", "-o", str(tmp_path / "x.safetensors")]):
+        code, _, err = run(["blend", *args], capsys)
+        assert code == 2, (args, err)

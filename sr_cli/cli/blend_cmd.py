@@ -9,8 +9,9 @@ import typer
 
 from sr_cli import blend as blending
 from sr_cli.api import UpscaleOptions
-from sr_cli.cli.console import note, stdout, warn
+from sr_cli.cli.console import note, stdout
 from sr_cli.errors import UsageError
+from sr_cli.weights.interpolate import check_alpha
 from sr_cli.imageio import read_image, to_bit_depth, write_image
 
 MODES = ("weights", "image")
@@ -36,6 +37,7 @@ def register(app: typer.Typer) -> None:
         json_record: Annotated[bool, typer.Option("--json", help="Print a JSON record of what was written.")] = False,
     ) -> None:
         """Blend a PSNR model and its GAN model: theta = (1 - alpha) PSNR + alpha GAN."""
+        # every usage check first: nothing is downloaded or loaded for a command that cannot run
         if mode not in MODES:
             raise UsageError(f"--mode {mode!r}: use weights or image")
         if output is None:
@@ -46,39 +48,45 @@ def register(app: typer.Typer) -> None:
             raise UsageError("give --alpha A (0..1), or --sweep 0,0.5,1 with --image for a contact sheet")
         if sweep is not None and alpha is not None:
             raise UsageError("--sweep and --alpha exclude each other: the sweep sets the alphas")
+        if alpha is not None:
+            check_alpha(alpha)
+        alphas = blending.parse_alphas(sweep) if sweep is not None else None
+        writes_weights = sweep is None and mode == "weights"
+        if writes_weights and output.suffix.lower() != ".safetensors":
+            raise UsageError(f"{output}: blended weights are written as .safetensors; name the output *.safetensors")
+        if not writes_weights and image is None:
+            raise UsageError("--sweep and --mode image need --image PHOTO")
+        if writes_weights and image is not None:
+            raise UsageError("--image is used with --sweep or --mode image only; drop it to write blended weights")
+        if crop is not None and sweep is None:
+            raise UsageError("--crop chooses the region of a --sweep contact sheet; drop it or add --sweep")
+        picture = read_image(image) if image is not None else None
+        region = None
+        if picture is not None and alphas is not None:
+            x, y, w, h = blending.parse_crop(crop, picture.pixels.shape[0], picture.pixels.shape[1])
+            region = to_bit_depth(picture.pixels[y:y + h, x:x + w], 8)
+
         psnr_label, gan_label = blending.default_labels(psnr, gan)
         first = blending.load_endpoint(psnr_label, res_scale=res_scale)
         second = blending.load_endpoint(gan_label, res_scale=res_scale)
         if mode == "weights":
             blending.check_not_degenerate(first, second)
 
-        if sweep is None and mode == "weights":
-            if image is not None:
-                warn("--image is only used with --sweep or --mode image; ignored")
-            if output.suffix.lower() != ".safetensors":
-                raise UsageError(f"{output}: blended weights are written as .safetensors; name the output *.safetensors")
+        if writes_weights:
             result = blending.blend(first, second, alpha)  # type: ignore[arg-type]
             blending.save(result, output)
             record = {"output": str(output), "alpha": alpha, "family": result.family, "mode": "weights",
                       "sources": json.loads(result.metadata["sr.sources"])}
         else:
-            if image is None:
-                raise UsageError("--sweep and --mode image need --image PHOTO")
-            picture = read_image(image)
+            assert picture is not None
             for message in picture.notes:
                 note(f"{image}: {message}")
             scale_used = scale if scale is not None else _own_scale(first)
             options = UpscaleOptions(device=device)
-            if sweep is not None:
-                alphas = blending.parse_alphas(sweep)
-                pixels = picture.pixels
-                x, y, w, h = blending.parse_crop(crop, pixels.shape[0], pixels.shape[1])
-                region = pixels[y:y + h, x:x + w]
-                tiles = blending.sweep_images(first, second, alphas, to_bit_depth(region, 8), scale=scale_used,
-                                              mode=mode, options=options)
+            if alphas is not None and region is not None:
+                tiles = blending.sweep_images(first, second, alphas, region, scale=scale_used, mode=mode, options=options)
                 label = "alpha" if mode == "weights" else "image alpha"
-                sheet = blending.contact_sheet(tiles, [f"{label} {a:g}" for a in alphas])
-                write_image(output, sheet)
+                write_image(output, blending.contact_sheet(tiles, [f"{label} {a:g}" for a in alphas]))
                 record = {"output": str(output), "alphas": alphas, "mode": mode, "crop": [x, y, w, h]}
             else:
                 tiles = blending.sweep_images(first, second, [alpha], picture.pixels, scale=scale_used,  # type: ignore[list-item]

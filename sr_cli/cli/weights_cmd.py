@@ -194,6 +194,8 @@ def register(app: typer.Typer) -> None:
             typer.echo(f"{key:<16} {shown if shown is not None else '-'}")
         for key, value in record["hyperparameters"].items():
             typer.echo(f"  {key:<14} {value}")
+        for key, value in record["metadata"].items():
+            typer.echo(f"metadata {key:<16} {value}")
         for line in record["notes"]:
             typer.echo(f"note: {line}")
 
@@ -245,4 +247,5 @@ def inspect_json(report: FileReport) -> dict[str, Any]:
         "manifest_name": report.manifest_name,
         "res_scale_source": detected.res_scale_source,
         "notes": list(detected.notes),
+        "metadata": dict(report.metadata),
     }
