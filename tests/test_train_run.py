@@ -74,6 +74,23 @@ def test_loader_workers_do_not_change_the_run(images: Path, tmp_path: Path) -> N
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
+def test_vdsr_clips_each_gradient_to_theta_over_lr(images: Path, tmp_path: Path) -> None:
+    theta = 1e-5
+    options = tiny_options(images, tmp_path / "vdsr", model="vdsr", scale=None, blocks=3, features=8, patch=10,
+                           steps=1, clip_theta=theta, save_every=1)
+    from sr_cli.train.network import build_network
+
+    torch.manual_seed(options.seed)
+    before = build_network(options)[0].state_dict()
+    train(options)
+    after = _load(tmp_path / "vdsr" / "last.pt")["model"]
+    lr, decay = options.lr, 1e-4
+    # First SGD step: w' = w - lr * (clip(g, theta/lr) + decay * w), so |w' - w + lr*decay*w| <= theta.
+    steps = torch.cat([(after[k] - before[k] + lr * decay * before[k]).abs().flatten() for k in before])
+    # float32 rounding of w (|w| < 1) is ~1e-8: 1% of theta covers it.
+    assert theta * 0.99 <= float(steps.max()) <= theta * 1.01  # clipping was active and bounded every element
+
+
 def test_amp_needs_cuda(images: Path, tmp_path: Path) -> None:
     from sr_cli.errors import DeviceError
 

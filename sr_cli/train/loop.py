@@ -448,8 +448,11 @@ def _gradient_clip(parts: _Parts, options: TrainOptions, lr_now: float) -> Calla
         return None
     # VDSR Sec. 3.2 adjustable gradient clipping: each gradient element to [-theta / lr, theta / lr].
     bound = options.clip_theta / lr_now
-    params = [p for p in parts.module.parameters() if p.grad is not None]
-    return lambda: torch.nn.utils.clip_grad_value_(params, bound)
+
+    def clip() -> None:  # called after backward, when the gradients exist
+        torch.nn.utils.clip_grad_value_([p for p in parts.module.parameters() if p.grad is not None], bound)
+
+    return clip
 
 
 def _discriminator_update(parts: _Parts, options: TrainOptions, context: DistContext, hr: Tensor,
