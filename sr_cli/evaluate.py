@@ -36,7 +36,7 @@ import torch
 
 from sr_cli.archs.runtime import SRNet
 from sr_cli.color import rgb_to_y
-from sr_cli.data.benchmarks import Dataset, ImagePair, load_pair
+from sr_cli.data.benchmarks import KNOWN_DATASETS, Dataset, ImagePair, load_pair
 from sr_cli.data.published import published_for
 from sr_cli.errors import InputError, OutputError, UsageError
 from sr_cli.metrics import psnr, ssim, y_channel
@@ -44,6 +44,7 @@ from sr_cli.resize import imresize
 
 if TYPE_CHECKING:  # sr_cli.api (same layer) loads only when a model runs through it
     from sr_cli.api import Upscaler
+    from sr_cli.weights.manifest import Metric
 
 __all__ = [
     "PROTOCOLS",
@@ -141,6 +142,7 @@ class _Model:
     srnet: SRNet | None  # None for bicubic
     entry_name: str | None  # manifest name when loaded by name
     device: torch.device = torch.device("cpu")
+    manifest_metrics: tuple["Metric", ...] = ()  # published figures the manifest entry carries
 
 
 def _load_model(model: str, scale: int, options: EvalOptions) -> _Model:
@@ -152,7 +154,9 @@ def _load_model(model: str, scale: int, options: EvalOptions) -> _Model:
     device = resolve_device(options.device)
     loaded = zoo.load(model, scale, res_scale=options.res_scale)  # a manifest name or a weights file
     entry_name = loaded.entry.name if loaded.entry else None
-    return _Model(arg=model, family=loaded.srnet.family, srnet=loaded.srnet.eval().to(device), entry_name=entry_name, device=device)
+    metrics = loaded.entry.published_metrics if loaded.entry else ()
+    return _Model(arg=model, family=loaded.srnet.family, srnet=loaded.srnet.eval().to(device), entry_name=entry_name,
+                  device=device, manifest_metrics=tuple(metrics))
 
 
 def _upscaler(model: _Model, scale: int, options: EvalOptions) -> "Upscaler":
@@ -195,7 +199,19 @@ def _published(label: str, model: _Model, dataset: Dataset, scale: int, options:
         row = published_for(method, dataset.key, scale)
         if row is not None:
             return row.psnr, row.ssim, row.source.key
+    if not options.ensemble:  # the manifest entry's own figures (e.g. ESRGAN's RRDB PSNR model)
+        for metric in model.manifest_metrics:
+            if metric.scale == scale and _dataset_key(metric.dataset) == dataset.key:
+                return metric.psnr, metric.ssim, metric.source
     return None, None, None
+
+
+def _dataset_key(name: str) -> str | None:
+    lowered = name.strip().lower()
+    for key, (_, aliases) in KNOWN_DATASETS.items():
+        if lowered == key or lowered in aliases:
+            return key
+    return None
 
 
 # --- running -----------------------------------------------------------------------------------------

@@ -183,3 +183,20 @@ def test_psnr_inf_survives_json(hr_folder: Path) -> None:
         from sr_cli.metrics import psnr
 
         psnr(np.zeros((4, 4)), np.zeros((5, 4)), border=0, name="x.png")
+
+
+def test_published_lookup_prefers_the_weights_own_numbers_then_the_manifest() -> None:
+    from sr_cli.data.benchmarks import Dataset
+    from sr_cli.evaluate import _Model, _published
+    from sr_cli.weights.manifest import Metric
+
+    set5 = Dataset(key="set5", label="Set5", hr_dir=Path("."), lr_root=None)
+    vdsr = _Model(arg="vdsr", family="vdsr", srnet=None, entry_name="vdsr")
+    assert _published("VDSR", vdsr, set5, 2, EvalOptions()) == (37.65, None, "pytorch-vdsr-readme")
+    assert _published("VDSR+", vdsr, set5, 2, EvalOptions(ensemble=True)) == (None, None, None)
+    other = _Model(arg="my.pth", family="vdsr", srnet=None, entry_name=None)
+    assert _published("VDSR", other, set5, 2, EvalOptions()) == (37.53, 0.9587, "edsr-paper-table3")
+    rrdb = _Model(arg="esrgan-psnr", family="rrdb", srnet=None, entry_name="esrgan-psnr",
+                  manifest_metrics=(Metric(dataset="Set5", scale=4, psnr=32.73, ssim=0.9011, source="ESRGAN paper"),))
+    assert _published("esrgan-psnr", rrdb, set5, 4, EvalOptions()) == (32.73, 0.9011, "ESRGAN paper")
+    assert _published("esrgan-psnr", rrdb, set5, 2, EvalOptions()) == (None, None, None)

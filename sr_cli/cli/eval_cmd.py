@@ -76,7 +76,7 @@ def render_tables(results: list["EvalResult"], per_image: bool) -> None:
     for label, rows in datasets.items():
         protocols = ", ".join(sorted({r.protocol for r in rows}))
         used = sorted({r.published_source for r in rows if r.published_source})
-        caption = "; ".join(f"{key}: {cited[key].citation}" for key in used if key in cited) or None
+        caption = "; ".join(f"{key}: {cited[key].citation}" if key in cited else key for key in used) or None
         table = Table(title=f"{escape(label)} (protocol {protocols})", title_justify="left",
                       caption=escape(caption) if caption else None, caption_justify="left")
         for column in ("scale", "model", "n", "PSNR", "SSIM", "pub PSNR", "pub SSIM", "dPSNR", "dSSIM"):
