@@ -117,6 +117,7 @@ def test_mdsr_updates_only_the_drawn_scale_branch(images: Path, tmp_path: Path) 
     assert any(k.startswith("body.") for k in changed) and not any("mean" in k for k in changed)
 
 
+@pytest.mark.slow
 def test_esrgan_stage2_trains_both_networks(tmp_path: Path) -> None:
     from sr_cli.archs.rrdb import RRDBNet, RRDBParams
 
@@ -127,7 +128,7 @@ def test_esrgan_stage2_trains_both_networks(tmp_path: Path) -> None:
     notes: list[str] = []
     out = tmp_path / "gan"
     options = resolve_options(dict(model="esrgan", scale=4, data=str(data), out=str(out), val="none",
-                                   steps=2, batch=2, blocks=1, features=8, init=str(stage1), random_vgg=True,
+                                   steps=2, batch=1, blocks=1, features=8, init=str(stage1), random_vgg=True,
                                    save_every=1, log_every=1, device="cpu"))
     after_first: dict[str, dict[str, torch.Tensor]] = {}
 
