@@ -413,8 +413,8 @@ def _update(parts: _Parts, options: TrainOptions, context: DistContext, step: in
         losses: dict[str, Tensor] = {}
         if recipe.family == "vdsr":
             # VDSR Sec. 3.1: (1/2) ||r - f(x)||^2 per sample, averaged over the batch.
-            losses["mse"] = 0.5 * ((output.float() - hr_batch.float()) ** 2).flatten(1).sum(1).mean()
-            total = losses["mse"]
+            losses["l2"] = 0.5 * ((output.float() - hr_batch.float()) ** 2).flatten(1).sum(1).mean()
+            total = losses["l2"]
         elif recipe.gan:
             assert parts.discriminator_module is not None and parts.vgg is not None
             disc = parts.discriminator_module
