@@ -8,14 +8,15 @@ which uses the real ../shared/weights/model_epoch_50.pth when present. Each meas
 `--runs` timed runs after one warm-up run, through `sr_cli.engine.upscale_tensor` with the model's own
 min_overlap, in the memory layout the API uses on the CPU (channels_last except RRDB, see
 sr_cli.api.CHANNELS_LAST_ON_CPU; `--contiguous` for NCHW everywhere). Peak memory is the growth of the process's resident-set high-water mark (VmHWM in
-/proc/self/status, reset before each configuration by writing 5 to /proc/self/clear_refs) over the
-resident size before it: torch allocates outside Python, so tracemalloc would not see it.
+/proc/self/status, reset before each configuration by writing 5 to /proc/self/clear_refs, after glibc's
+malloc_trim returned freed heap to the OS) over the resident size before it: torch allocates outside Python, so tracemalloc would not see it.
 
 A second table compares contiguous (NCHW) and channels_last memory layouts for the whole-image forward.
 """
 from __future__ import annotations
 
 import argparse
+import ctypes
 import json
 import os
 import platform
@@ -73,11 +74,13 @@ CASES: dict[str, Case] = {
     "edsr-baseline-x4": Case("EDSR baseline x4 (16x64)",
                              lambda: SRNet(build_module("edsr", EDSRParams(16, 64, 4, 1.0))), 96, (32, 64)),
     "edsr-x2": Case("EDSR full x2 (32x256, small image)",
-                    lambda: SRNet(build_module("edsr", EDSRParams(32, 256, 2, 0.1))), 48, (24,)),
+                    lambda: SRNet(build_module("edsr", EDSRParams(32, 256, 2, 0.1))), 48, ()),
+    # no tiles for full EDSR: its min_overlap (68) makes any tile of a 48 px image a 180+ px window
     "mdsr-baseline-x2": Case("MDSR baseline, x2 branch",
                              lambda: to_srnets(build_module("mdsr", MDSRParams(16, 64)))[2], 96, (32, 64)),
     "rrdb-x4": Case("RRDB x4 (23 blocks, ESRGAN)",
-                    lambda: SRNet(build_module("rrdb", RRDBParams(scale=4))), 64, (32,)),
+                    lambda: SRNet(build_module("rrdb", RRDBParams(scale=4))), 64, ()),
+    # no tiles for RRDB on this CPU: with min_overlap 48 any tile of a 64 px image is a 160 px window
     "srvgg-x4": Case("SRVGG compact x4 (realesr-general-x4v3 size)",
                      lambda: SRNet(build_module("srvgg", SRVGGParams())), 96, (48,)),
     "vdsr": Case("VDSR (real weights) on a 2x-upscaled Y", _vdsr, 256, (64, 128)),
@@ -92,7 +95,17 @@ def rss_kib(field: str) -> int:
     return 0
 
 
+def release_free_heap() -> None:
+    """Give freed heap pages back to the OS (glibc malloc_trim), so RSS is the live set before a measurement
+    and a previous, larger configuration does not hide this one's peak."""
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
 def reset_peak() -> bool:
+    release_free_heap()
     try:
         with open("/proc/self/clear_refs", "w", encoding="ascii") as refs:
             refs.write("5")

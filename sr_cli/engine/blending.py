@@ -52,7 +52,7 @@ def smooth_step(positions: Tensor, boundary: float, radius: float) -> Tensor:
 
 
 def axis_weights(core: Span, window: Span, length: int, scale: int, radius: float) -> Tensor:
-    """phi for the output pixels of `window` (length window.length * scale), float64 for exact sums."""
+    """phi for the output pixels of `window` (length window.length * scale), in float64."""
     out_index = torch.arange(window.start * scale, window.stop * scale, dtype=torch.float64)
     positions = (out_index + 0.5) / scale
     rise = torch.ones_like(positions) if core.start <= 0 else smooth_step(positions, core.start, radius)
@@ -64,4 +64,4 @@ def tile_weights(tile: Tile, height: int, width: int, scale: int, radius: float)
     """[H_out, W_out] float32 weights of `tile`'s output (its window times `scale`)."""
     rows = axis_weights(tile.rows, tile.window_rows, height, scale, radius)
     cols = axis_weights(tile.cols, tile.window_cols, width, scale, radius)
-    return torch.outer(rows, cols).to(torch.float32)
+    return torch.outer(rows.to(torch.float32), cols.to(torch.float32))  # float32: half the memory of float64

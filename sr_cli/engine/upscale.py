@@ -119,7 +119,7 @@ def upscale_tensor(
             weights = tile_weights(current, padded_h, padded_w, scale, float(feather))
             target = canvas[:, current.window_rows.start * scale:current.window_rows.stop * scale,
                             current.window_cols.start * scale:current.window_cols.stop * scale]
-            target.add_(output * weights)
+            target.addcmul_(output, weights)  # in place: no tile-sized temporary
             stats.tiles_pasted += 1
             if progress is not None:
                 progress(stats.tiles_pasted, total)
