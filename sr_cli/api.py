@@ -252,6 +252,8 @@ def load_model(
             raise UsageError(f"{label} {value!r} must be a positive number")
     if scale is None and outscale is None:
         raise UsageError("give --scale (the model's factor) or --outscale (any final factor)")
+    if alpha is not None:
+        _check_has_pair(model, scale)  # before any download
     loaded = _load_for(model, scale, outscale, res_scale, progress_download)
     srnet = loaded.srnet
     if alpha is not None:
@@ -290,6 +292,20 @@ def _load_for(model: str | Path, scale: float | None, outscale: float | None, re
             first_error = first_error or error
     assert first_error is not None
     raise first_error
+
+
+def _check_has_pair(model: str | Path, scale: float | None) -> None:
+    """--alpha needs a manifest model with a PSNR/GAN partner; refuse the others without downloading anything."""
+    from sr_cli import zoo
+    from sr_cli.weights.interpolate import check_alpha
+
+    if zoo.looks_like_path(model):
+        raise UsageError(f"--alpha needs a model with a PSNR/GAN pair from the manifest; for the file {model}, "
+                         f"make the blend with `sr blend --psnr FILE --gan FILE -o blend.safetensors` first")
+    entry = zoo.resolve(str(model), scale)
+    if entry.pair is None or entry.pair.kind != "interpolation":
+        raise UsageError(f"--alpha needs a model with a PSNR/GAN pair (esrgan, esrgan-psnr, realesrgan-x4plus, "
+                         f"realesrnet-x4plus); {entry.name} has none")
 
 
 def _interpolated(loaded, alpha: float, res_scale: float | None, progress_download: Progress | None) -> SRNet:  # noqa: ANN001

@@ -275,3 +275,14 @@ def test_usage_errors_come_before_any_download(tmp_path: Path, capsys: pytest.Ca
                  ["--alpha", "0.5", "--crop", "1,2,3,4", "-o", str(tmp_path / "x.safetensors")]):
         code, _, err = run(["blend", *args], capsys)
         assert code == 2, (args, err)
+
+
+def test_upscale_alpha_without_a_pair_is_refused_before_any_download(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SR_OFFLINE", "1")  # vdsr is not cached: reaching the download would exit 6
+    from PIL import Image
+
+    photo = tmp_path / "p.png"
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(photo)
+    code, _, err = run(["upscale", str(photo), "--model", "vdsr", "--scale", "2", "--alpha", "0.5"], capsys)
+    assert code == 2 and "vdsr has none" in err
