@@ -297,7 +297,6 @@ def _load_for(model: str | Path, scale: float | None, outscale: float | None, re
 def _check_has_pair(model: str | Path, scale: float | None) -> None:
     """--alpha needs a manifest model with a PSNR/GAN partner; refuse the others without downloading anything."""
     from sr_cli import zoo
-    from sr_cli.weights.interpolate import check_alpha
 
     if zoo.looks_like_path(model):
         raise UsageError(f"--alpha needs a model with a PSNR/GAN pair from the manifest; for the file {model}, "

@@ -214,7 +214,6 @@ def test_tensor_entry_point_single_and_batch() -> None:
 
 def test_vdsr_pipeline_beats_bicubic_on_set5(vdsr_weights, datasets_dir, cached_zoo) -> None:  # noqa: ANN001
     from sr_cli.color import rgb_to_y
-    from sr_cli.metrics import psnr  # noqa: F401 -- presence check of the shared metric module
     from sr_cli.resize import imresize
 
     hr = np.asarray(Image.open(datasets_dir / "set5" / "HR" / "butterfly.png").convert("RGB"))[80:152, 60:132]

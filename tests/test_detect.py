@@ -21,7 +21,10 @@ from sr_cli.weights.reading import read_checkpoint
 from sr_cli.weights.safetensors_io import save_safetensors, sr_metadata
 from test_legacy_pickle import Net, fake_vdsr_module, save_legacy  # noqa: F401 (fixture re-export)
 
-KEYS_DIR = Path(__file__).resolve().parents[2] / "shared" / "weights" / "keys"
+from conftest import shared_dir_or_none  # noqa: E402 -- SR_SHARED_DIR, else ../shared
+
+_SHARED = shared_dir_or_none()
+KEYS_DIR = _SHARED / "weights" / "keys" if _SHARED is not None else Path("/nonexistent")
 LISTINGS = sorted(p.name for p in KEYS_DIR.glob("*.json")) if KEYS_DIR.is_dir() else []
 BIG = 5_000_000  # above this many values, tensors are stride-0 expansions of one random row (tiny files)
 

@@ -9,7 +9,6 @@
 """
 from __future__ import annotations
 
-import hashlib
 import http.client
 import os
 import shutil
@@ -18,6 +17,9 @@ import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+
+from sr_cli.weights import cache as weights_cache
+from sr_cli.weights.download import offline_mode
 
 from sr_cli.errors import ChecksumError, DownloadError, OfflineError, OutputError
 
@@ -37,25 +39,13 @@ class RemoteFile:
         return self.url.rstrip("/").rsplit("/", 1)[-1]
 
 
-def cache_root() -> Path:
-    """SR_CACHE_DIR, else $XDG_CACHE_HOME/sr, else ~/.cache/sr (design.md, "Caches")."""
-    if os.environ.get("SR_CACHE_DIR"):
-        return Path(os.environ["SR_CACHE_DIR"])
-    if os.environ.get("XDG_CACHE_HOME"):
-        return Path(os.environ["XDG_CACHE_HOME"]) / "sr"
-    return Path.home() / ".cache" / "sr"
-
-
-def offline() -> bool:
-    return os.environ.get("SR_OFFLINE") == "1" or os.environ.get("HF_HUB_OFFLINE") == "1"
+# One cache root, one offline switch and one hasher for all of sr (weights and data alike).
+cache_root = weights_cache.cache_root
+offline = offline_mode
 
 
 def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(CHUNK), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    return weights_cache.sha256_of(path)
 
 
 def _check_space(folder: Path, needed: int, url: str) -> None:

@@ -44,8 +44,3 @@ def ensemble_forward(run: Callable[[Tensor], Tensor], x: Tensor) -> Tensor:
             total = restored.clone() if total is None else total.add_(restored)
     assert total is not None
     return total / len(VIEWS)
-
-
-def views_per_batch(height: int, width: int) -> int:
-    """How many views run together for an H x W input (memory planning)."""
-    return 8 if height == width else 4

@@ -106,4 +106,4 @@ def crop(image: Tensor, rows: Span, cols: Span) -> Tensor:
 
 
 __all__ = ["Span", "Tile", "split_axis", "window_of", "make_tile", "tile_grid", "halve", "pad_to_multiple", "crop",
-           "round_up", "round_down", "torch"]
+           "round_up", "round_down"]

@@ -12,7 +12,7 @@ import torch
 from torch import Tensor
 
 from sr_cli.engine.blending import feather_radius, tile_weights
-from sr_cli.engine.ensemble import ensemble_forward, views_per_batch
+from sr_cli.engine.ensemble import ensemble_forward
 from sr_cli.engine.memory import MIN_TILE, auto_tile_size, is_out_of_memory, memory_budget
 from sr_cli.engine.precision import Precision, run_at_precision
 from sr_cli.engine.tiling import Span, Tile, crop, halve, make_tile, pad_to_multiple, tile_grid
