@@ -17,7 +17,7 @@ import torch
 from sr_cli.archs.edsr import EDSR, EDSRParams
 from sr_cli.archs.rrdb import RRDBNet, RRDBParams
 from sr_cli.archs.runtime import SRNet
-from sr_cli.cli.app import main
+from cli_support import CliResult, run_cli
 from sr_cli.imageio import read_image
 from sr_cli.weights.reading import read_checkpoint
 from sr_cli.weights.safetensors_io import read_safetensors
@@ -60,11 +60,8 @@ def sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def run(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    with pytest.raises(SystemExit) as exit_info:
-        main(args)
-    captured = capsys.readouterr()
-    return int(exit_info.value.code or 0), captured.out, captured.err
+def run(args: list[str], capsys: pytest.CaptureFixture[str]) -> CliResult:
+    return run_cli(capsys, args)
 
 
 @pytest.fixture()

@@ -1,7 +1,6 @@
 """sr downscale: bit-exact benchmark LR files, atomic writes, never overwriting, errors per file."""
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -9,24 +8,12 @@ import pytest
 import numpy as np
 from PIL import Image
 
-from sr_cli.cli.app import main
+from cli_support import CliResult, run_cli
 from sr_cli.resize import imresize
 
 
-@dataclass
-class Done:
-    returncode: int
-    stdout: str
-    stderr: str
-
-
-def run(capsys: pytest.CaptureFixture[str], *args: str) -> Done:
-    """The CLI in-process (a subprocess would re-import torch for every call)."""
-    capsys.readouterr()
-    with pytest.raises(SystemExit) as exited:
-        main(["downscale", *args])
-    captured = capsys.readouterr()
-    return Done(int(exited.value.code or 0), captured.out, captured.err)
+def run(capsys: pytest.CaptureFixture[str], *args: str) -> CliResult:
+    return run_cli(capsys, ["downscale", *args])
 
 
 def test_remakes_shipped_lr_files_and_keeps_gray(capsys: pytest.CaptureFixture[str], datasets_dir: Path, tmp_path: Path) -> None:

@@ -3,28 +3,15 @@ from __future__ import annotations
 
 import csv
 import json
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from sr_cli.cli.app import main
+from cli_support import CliResult, run_cli
 
 
-@dataclass
-class Done:
-    returncode: int
-    stdout: str
-    stderr: str
-
-
-def run(capsys: pytest.CaptureFixture[str], *args: str) -> Done:
-    """The CLI in-process (a subprocess would re-import torch for every call)."""
-    capsys.readouterr()
-    with pytest.raises(SystemExit) as exited:
-        main(["eval", *args])
-    captured = capsys.readouterr()
-    return Done(int(exited.value.code or 0), captured.out, captured.err)
+def run(capsys: pytest.CaptureFixture[str], *args: str) -> CliResult:
+    return run_cli(capsys, ["eval", *args])
 
 
 def test_json_records(capsys: pytest.CaptureFixture[str], datasets_dir: Path) -> None:

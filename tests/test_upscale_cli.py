@@ -17,7 +17,7 @@ import pytest
 from PIL import Image as PILImage
 
 import sr_cli.api
-from sr_cli.cli.app import main
+from cli_support import CliResult, run_cli
 from sr_cli.imageio import read_image, write_image
 
 RNG = np.random.default_rng(7)
@@ -60,14 +60,8 @@ def use_model(monkeypatch: pytest.MonkeyPatch, model: NearestX2 | None) -> list[
     return calls
 
 
-def run_sr(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    try:
-        main(["upscale", *args])
-        code = 0
-    except SystemExit as exit_:
-        code = int(exit_.code or 0)
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
+def run_sr(args: list[str], capsys: pytest.CaptureFixture[str]) -> CliResult:
+    return run_cli(capsys, ["upscale", *args])
 
 
 def make_inputs(folder: Path, count: int = 3) -> list[np.ndarray]:

@@ -11,18 +11,15 @@ from typing import Any
 import pytest
 import torch
 
-from sr_cli.cli.app import main
+from cli_support import CliResult, run_cli
 from sr_cli.weights import manifest as manifest_module
 from http_fault_server import FaultServer  # tests/ is on sys.path (pytest prepend import mode)
 
 REVISION = "fedcba9876543210fedcba9876543210fedcba98"
 
 
-def run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    with pytest.raises(SystemExit) as exited:
-        main(argv)
-    captured = capsys.readouterr()
-    return int(exited.value.code or 0), captured.out, captured.err
+def run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> CliResult:
+    return run_cli(capsys, argv)
 
 
 # --- inspect: every key listing, synthesised ---------------------------------------------------------
