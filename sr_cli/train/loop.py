@@ -159,9 +159,10 @@ def _run(options: TrainOptions, context: DistContext, callbacks: TrainCallbacks)
         if checkpoint_path.exists() and not options.resume:
             raise UsageError(f"{run_dir} already holds a run ({CHECKPOINT_NAME}); pass --resume to continue it "
                              f"or choose another --out")
-        run_dir.mkdir(parents=True, exist_ok=True)
 
     train_set, val_set = _prepare_data(options, context, callbacks)
+    if main:  # only now: a run that fails on its data leaves no empty run folder behind
+        run_dir.mkdir(parents=True, exist_ok=True)
     total = options.steps
     lr_every = recipe.lr_every
     if recipe.family == "vdsr":
