@@ -193,6 +193,39 @@ def test_the_wheel_build_hook_ships_the_manifest(tmp_path: Path) -> None:
     assert read_manifest(shipped).names() == load_manifest().names()
 
 
+@pytest.mark.slow
+def test_a_non_editable_install_reads_its_own_copy(tmp_path: Path) -> None:
+    """Build the wheel, install it into a bare folder and import sr from there: the manifest is found
+    inside the installed package, not in a repository checkout."""
+    import subprocess
+    import sys
+
+    wheels, target = tmp_path / "wheels", tmp_path / "site"
+    # a copy of the tracked tree, so the build neither writes into the checkout nor sees stray files
+    tree = tmp_path / "src"
+    archive = subprocess.run(["git", "archive", "--format=tar", "HEAD"], cwd=REPO_ROOT, capture_output=True)
+    if archive.returncode != 0:
+        pytest.skip("not a git checkout: cannot take the tracked tree to build a wheel from")
+    tree.mkdir()
+    subprocess.run(["tar", "-x", "-C", str(tree)], input=archive.stdout, check=True)
+    (tree / "weights_manifest.json").write_bytes((REPO_ROOT / "weights_manifest.json").read_bytes())
+    build = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
+                            "-w", str(wheels), str(tree)], capture_output=True, text=True)
+    assert build.returncode == 0, build.stderr
+    (wheel,) = wheels.glob("sr_cli-*.whl")
+    install = subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(target),
+                              str(wheel)], capture_output=True, text=True)
+    assert install.returncode == 0, install.stderr
+    probe = ("import sys; sys.path.insert(0, sys.argv[1]); import sr_cli; "
+             "from sr_cli.weights.manifest import manifest_path, load_manifest; "
+             "print(sr_cli.__file__); print(manifest_path()); print(len(load_manifest().entries))")
+    ran = subprocess.run([sys.executable, "-c", probe, str(target)], cwd=tmp_path, capture_output=True, text=True)
+    assert ran.returncode == 0, ran.stderr
+    package_file, manifest_file, count = ran.stdout.split()
+    assert Path(package_file).is_relative_to(target) and Path(manifest_file).is_relative_to(target)
+    assert int(count) == len(load_manifest().entries)
+
+
 def test_docs_list_every_model() -> None:
     text = (REPO_ROOT / "docs" / "models.md").read_text()
     for entry in load_manifest().entries:
