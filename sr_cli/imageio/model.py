@@ -25,16 +25,8 @@ READ_FORMAT_BY_SUFFIX: dict[str, str] = {
 }
 
 # Formats we write, by lower-case suffix, and the suffix each format gets when we choose it.
-WRITE_FORMAT_BY_SUFFIX: dict[str, str] = {
-    ".png": "png",
-    ".jpg": "jpeg",
-    ".jpeg": "jpeg",
-    ".jpe": "jpeg",
-    ".webp": "webp",
-    ".tif": "tiff",
-    ".tiff": "tiff",
-    ".bmp": "bmp",
-}
+# Every format we read except GIF (an SR result is no palette animation).
+WRITE_FORMAT_BY_SUFFIX: dict[str, str] = {suffix: fmt for suffix, fmt in READ_FORMAT_BY_SUFFIX.items() if fmt != "gif"}
 SUFFIX_BY_WRITE_FORMAT: dict[str, str] = {"png": ".png", "jpeg": ".jpg", "webp": ".webp", "tiff": ".tiff", "bmp": ".bmp"}
 
 # Which formats can hold what. JPEG/BMP have no alpha here (BMP alpha support is patchy across readers).
