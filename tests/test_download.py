@@ -341,3 +341,28 @@ def test_an_unwritable_cache_is_an_output_error_not_a_source_failure(server: Fau
     server.add_file("/w.pth", PAYLOAD)
     with pytest.raises(OutputError, match="SR_CACHE_DIR"):
         download.fetch(make_entry(UrlSource(server.url("/w.pth"))))
+
+
+EDSR_HISTORY_COMMIT = "d4a255bdd0a26c195fb10a3296f99c8230454a5d"
+EDSR_HISTORY_FILES = {"edsr-baseline-x2": "EDSR_baseline_x2.pt", "edsr-baseline-x3": "EDSR_baseline_x3.pt",
+                      "edsr-baseline-x4": "EDSR_baseline_x4.pt", "mdsr-baseline": "MDSR_baseline.pt"}
+
+
+@pytest.mark.parametrize("name", sorted(EDSR_HISTORY_FILES))
+def test_baselines_fall_back_from_the_authors_server_to_the_pinned_git_history(server: FaultServer, name: str) -> None:
+    """The manifest's own sources, in its order, each moved onto the local server under its host and path:
+    the authors' server failing, the raw file at the pinned EDSR-PyTorch commit is fetched next."""
+    entry = load_manifest().get(name)
+    assert entry is not None
+    urls = [source.url for source in entry.sources if isinstance(source, UrlSource)]
+    assert urls == [f"https://cv.snu.ac.kr/research/EDSR/models/{entry.filename}",
+                    f"https://raw.githubusercontent.com/sanghyun-son/EDSR-PyTorch/{EDSR_HISTORY_COMMIT}/"
+                    f"experiment/model/{EDSR_HISTORY_FILES[name]}"]
+    local = [url.replace("https://", "/", 1) for url in urls]
+    for path in local:
+        server.add_file(path, PAYLOAD)
+    server.set_fault(local[0], "500")
+    entry = dataclasses.replace(make_entry(*(UrlSource(server.url(path)) for path in local)), name=entry.name,
+                                filename=entry.filename)
+    assert download.fetch(entry).read_bytes() == PAYLOAD
+    assert [(r.path, r.status) for r in server.requests if r.method == "GET"] == [(local[0], 500), (local[1], 200)]
