@@ -50,6 +50,7 @@ class FileResult:
 class RunSettings:
     bit_depth: int | None = None  # None: the input's
     quality: int | None = None
+    overwrite: bool = False  # replace outputs; without it a file that appears after planning is kept (a failure)
 
 
 @dataclass
@@ -207,7 +208,7 @@ def _write_all(computed: queue.Queue[object], settings: RunSettings, report: Cal
         assert isinstance(item, _Computed)
         try:
             item.job.output.parent.mkdir(parents=True, exist_ok=True)
-            notes = write_image(item.job.output, item.pixels, item.image.metadata, format=item.job.format, quality=settings.quality, bit_depth=item.bit_depth)
+            notes = write_image(item.job.output, item.pixels, item.image.metadata, format=item.job.format, quality=settings.quality, bit_depth=item.bit_depth, overwrite=settings.overwrite)
         except Exception as error:  # reported in the summary and the exit code; the batch goes on
             report(_failed(item.job, error, item.started, item.image))
             continue

@@ -156,8 +156,8 @@ def _detail(module: nn.Module, pattern: Tensor) -> Tensor:
     return out - x if net.scale == 1 else out
 
 
-def save(result: Blend, path: Path) -> None:
-    save_safetensors(path, result.state_dict, result.metadata)
+def save(result: Blend, path: Path, *, overwrite: bool = False) -> None:
+    save_safetensors(path, result.state_dict, result.metadata, overwrite=overwrite)
 
 
 # --- images: --mode image and --sweep ------------------------------------------------------------------

@@ -24,7 +24,6 @@ replicated to RGB and their output is folded back with BT.601 luma weights (as `
 """
 from __future__ import annotations
 
-import io
 import math
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -306,9 +305,7 @@ def _score_y(reference: np.ndarray, sr_y: np.ndarray, scale: int, options: EvalO
 
 
 def _save(options: EvalOptions, dataset: Dataset, label: str, scale: int, name: str, pixels: np.ndarray, sources: tuple[Path, ...]) -> None:
-    from PIL import Image
-
-    from sr_cli.imageio.atomic import write_bytes_atomic
+    from sr_cli.imageio import write_image
 
     assert options.save_dir is not None
     folder = options.save_dir / dataset.label / f"x{scale}" / label.replace("/", "_")
@@ -319,9 +316,7 @@ def _save(options: EvalOptions, dataset: Dataset, label: str, scale: int, name: 
     target = folder / f"{name}.png"
     if any(target.resolve() == source.resolve() for source in sources):
         raise OutputError(f"{target}: is one of the input images; choose a --save-dir outside the dataset")
-    buffer = io.BytesIO()
-    Image.fromarray(pixels).save(buffer, format="PNG")
-    write_bytes_atomic(target, buffer.getvalue())
+    write_image(target, pixels, format="png", overwrite=True)  # --save-dir is rewritten by every run
 
 
 def evaluate(

@@ -287,7 +287,7 @@ def test_ctrl_c_during_write_keeps_the_old_file_intact(tmp_path: Path, monkeypat
 
     monkeypatch.setattr(os, "replace", interrupted_replace)
     with pytest.raises(KeyboardInterrupt):
-        write_image(target, random_pixels(3, np.uint8))
+        write_image(target, random_pixels(3, np.uint8), overwrite=True)
     assert [path.name for path in tmp_path.iterdir()] == ["out.png"]
     assert target.read_bytes() == b"previous complete file"
 

@@ -9,7 +9,6 @@ import pytest
 import torch
 
 from sr_cli.errors import CheckpointError, InputError, OutputError, UnsupportedCheckpointError
-from sr_cli.weights import safetensors_io
 from sr_cli.weights.reading import read_checkpoint, sniff
 from sr_cli.weights.safetensors_io import read_safetensors, save_safetensors
 
@@ -132,9 +131,9 @@ def test_save_safetensors_is_atomic(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     def boom(*_: object, **__: object) -> None:
         raise KeyboardInterrupt  # Ctrl-C in the middle of the write
 
-    monkeypatch.setattr(safetensors_io.os, "replace", boom)
+    monkeypatch.setattr(os, "replace", boom)
     with pytest.raises(KeyboardInterrupt):
-        save_safetensors(target, _sd(13), {})
+        save_safetensors(target, _sd(13), {}, overwrite=True)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.safetensors"]  # no .tmp left behind
     assert _same(read_safetensors(target)[0], _sd(12))  # the old file is untouched
     with pytest.raises(OutputError, match="does not exist"):

@@ -74,7 +74,7 @@ def register(app: typer.Typer) -> None:
 
         if writes_weights:
             result = blending.blend(first, second, alpha)  # type: ignore[arg-type]
-            blending.save(result, output)
+            blending.save(result, output, overwrite=overwrite)
             record = {"output": str(output), "alpha": alpha, "family": result.family, "mode": "weights",
                       "sources": json.loads(result.metadata["sr.sources"])}
         else:
@@ -86,12 +86,12 @@ def register(app: typer.Typer) -> None:
             if alphas is not None and region is not None:
                 tiles = blending.sweep_images(first, second, alphas, region, scale=scale_used, mode=mode, options=options)
                 label = "alpha" if mode == "weights" else "image alpha"
-                write_image(output, blending.contact_sheet(tiles, [f"{label} {a:g}" for a in alphas]))
+                write_image(output, blending.contact_sheet(tiles, [f"{label} {a:g}" for a in alphas]), overwrite=overwrite)
                 record = {"output": str(output), "alphas": alphas, "mode": mode, "crop": [x, y, w, h]}
             else:
                 tiles = blending.sweep_images(first, second, [alpha], picture.pixels, scale=scale_used,  # type: ignore[list-item]
                                               mode="image", options=options)
-                for message in write_image(output, tiles[0], picture.metadata):
+                for message in write_image(output, tiles[0], picture.metadata, overwrite=overwrite):
                     note(f"{output}: {message}")
                 record = {"output": str(output), "alpha": alpha, "mode": "image"}
         if json_record:

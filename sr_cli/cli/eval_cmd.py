@@ -156,9 +156,9 @@ def register(app: typer.Typer) -> None:
                         results.append(evaluate(found, model_name, s, options, on_image))
                         bar.remove_task(task)
         if csv_file is not None:
-            from sr_cli.imageio.atomic import write_bytes_atomic
+            from sr_cli.files.atomic import write_bytes_atomic
 
-            write_bytes_atomic(csv_file, csv_text(results).encode("utf-8"))
+            write_bytes_atomic(csv_file, csv_text(results).encode("utf-8"), overwrite=True)  # a report: rewritten each run
         if json_out:
             typer.echo(json.dumps([r.to_record(per_image=per_image) for r in results], indent=2))  # plain: no rich markup
         else:

@@ -106,7 +106,7 @@ def register(app: typer.Typer) -> None:
             results = run_jobs(
                 jobs,
                 upscaler.upscale if upscaler is not None else _never_called,
-                RunSettings(bit_depth=bit_depth, quality=quality),
+                RunSettings(bit_depth=bit_depth, quality=quality, overwrite=policy is ExistingPolicy.OVERWRITE),
                 on_file_start=renderer.file_started,
                 on_tiles=renderer.tiles,
                 on_result=renderer.result,

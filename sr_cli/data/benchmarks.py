@@ -315,5 +315,5 @@ def downscale_file(hr_path: Path, out_dir: Path, scale: int, *, overwrite: bool 
     if pixels.shape[0] < scale or pixels.shape[1] < scale:
         raise InputError(f"{hr_path}: {pixels.shape[1]}x{pixels.shape[0]} is smaller than the scale {scale}")
     lr = downscale_like_benchmark(pixels, scale)
-    write_image(target, lr, image.metadata, format="png")
+    write_image(target, lr, image.metadata, format="png", overwrite=overwrite)
     return target

@@ -14,10 +14,7 @@
 """
 from __future__ import annotations
 
-import errno
 import hashlib
-import os
-import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +27,7 @@ from PIL import Image, UnidentifiedImageError
 from sr_cli import resize
 from sr_cli.color import rgb_to_ycbcr_uint8
 from sr_cli.errors import DatasetError, InputError, OutputError
+from sr_cli.files.atomic import atomic_write
 
 IMAGE_SUFFIXES: frozenset[str] = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm"})
 # "rgb": LR RGB patch -> HR RGB patch (EDSR, MDSR, RRDB). "y-upscaled": bicubic-upscaled Y -> HR Y (VDSR).
@@ -82,23 +80,13 @@ class TrainingSet:
 
 
 def _save_npy_atomic(path: Path, array: np.ndarray) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(fd, "wb") as handle:
-            np.save(handle, array, allow_pickle=False)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
+        path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as error:
-        Path(tmp).unlink(missing_ok=True)
-        if error.errno == errno.ENOSPC:
-            raise OutputError(f"{path.parent}: no space left for the training cache; free space or set SR_CACHE_DIR "
-                              f"to a larger disk") from None
-        raise OutputError(f"{path}: cannot write the training cache ({error.strerror}); check SR_CACHE_DIR") from None
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        raise OutputError(f"{path.parent}: cannot create the training cache ({error.strerror}); check SR_CACHE_DIR") from None
+    # overwrite: a cache entry is a pure function of its name, so a concurrent writer wrote the same bytes.
+    with atomic_write(path, overwrite=True, advice="free space or set SR_CACHE_DIR to a larger, writable disk") as handle:
+        np.save(handle, array, allow_pickle=False)
 
 
 def _decode_rgb(path: Path) -> np.ndarray:

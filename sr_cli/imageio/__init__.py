@@ -1,5 +1,5 @@
 """Faithful image reading and atomic writing (bit depth, alpha, ICC, EXIF, text chunks)."""
-from sr_cli.imageio.atomic import write_bytes_atomic
+from sr_cli.files.atomic import write_bytes_atomic
 from sr_cli.imageio.model import (
     FORMATS_WITH_16_BIT,
     FORMATS_WITH_ALPHA,

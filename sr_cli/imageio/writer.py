@@ -22,7 +22,7 @@ import numpy as np
 from PIL import Image as PILImage
 
 from sr_cli.errors import OutputError
-from sr_cli.imageio.atomic import write_bytes_atomic
+from sr_cli.files.atomic import write_bytes_atomic
 from sr_cli.imageio.model import (
     FORMAT_ALIASES,
     FORMATS_WITH_16_BIT,
@@ -54,10 +54,12 @@ def write_image(
     format: str | None = None,
     quality: int | None = None,
     bit_depth: int | None = None,
+    overwrite: bool = False,
 ) -> list[str]:
     """Write HxW or HxWxC (C 1..4) uint8/uint16 pixels atomically; returns notes on what was changed
     or dropped. ``format`` is png|jpg|jpeg|webp|tiff|tif|bmp, else taken from the suffix. ``quality``
-    (1-100) applies to JPEG and WebP (WebP 100 = lossless); lossless formats ignore it."""
+    (1-100) applies to JPEG and WebP (WebP 100 = lossless); lossless formats ignore it. Without
+    ``overwrite`` an existing file at ``path`` is never replaced, even one that appears during the write."""
     path = Path(path)
     metadata = metadata or ImageMetadata()
     chosen = _resolve_format(path, format)
@@ -91,7 +93,7 @@ def write_image(
         data = encode_tiff16(pixels, icc=metadata.icc)
     else:
         data = _encode_with_pillow(path, chosen, pixels, metadata, quality, notes)
-    write_bytes_atomic(path, data)
+    write_bytes_atomic(path, data, overwrite=overwrite)
     return notes
 
 

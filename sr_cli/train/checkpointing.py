@@ -8,17 +8,15 @@ exactly "which step comes next".
 """
 from __future__ import annotations
 
-import errno
-import os
 import random
-import secrets
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from sr_cli.errors import OutputError, TrainingError
+from sr_cli.errors import TrainingError
+from sr_cli.files.atomic import atomic_write
 
 CHECKPOINT_FORMAT = "sr-train-checkpoint/1"
 CHECKPOINT_NAME = "last.pt"
@@ -50,21 +48,10 @@ def restore_rng_states(states: dict[str, Any]) -> None:
 
 
 def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
-    """torch.save to `<name>.<random>.tmp` beside `path`, fsync, os.replace; the tmp never survives."""
+    """torch.save through `files.atomic`; each save replaces the previous `last.pt` (the run's own file)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.name}.{secrets.token_hex(4)}.tmp")
-    try:
-        with open(tmp, "wb") as handle:
-            torch.save({"format": CHECKPOINT_FORMAT, **payload}, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException as error:
-        tmp.unlink(missing_ok=True)
-        if isinstance(error, OSError):
-            hint = "free disk space" if error.errno == errno.ENOSPC else "check the folder's permissions"
-            raise OutputError(f"{path}: cannot write the checkpoint ({error.strerror or error}); {hint}") from None
-        raise
+    with atomic_write(path, overwrite=True, advice="free disk space or check the run folder's permissions") as handle:
+        torch.save({"format": CHECKPOINT_FORMAT, **payload}, handle)
 
 
 def load_checkpoint_payload(path: Path) -> dict[str, Any]:

@@ -23,5 +23,6 @@ def export_model(run_dir: Path, family: str, params: AnyParams, state_dict: dict
     if val_ssim is not None:
         extra["val_ssim"] = f"{val_ssim:.6f}"
     path = run_dir / EXPORT_NAME
-    save_safetensors(path, state_dict, sr_metadata(family, params, **extra))
+    # overwrite: the run's own export, replaced by each later export of the same run (--resume included)
+    save_safetensors(path, state_dict, sr_metadata(family, params, **extra), overwrite=True)
     return path

@@ -11,7 +11,6 @@ import contextlib
 import copy
 import json
 import math
-import os
 import random
 import signal
 import threading
@@ -37,6 +36,7 @@ from sr_cli.data.training import (
     prepare_training_set,
 )
 from sr_cli.errors import DeviceError, TrainingError, UsageError
+from sr_cli.files.atomic import write_bytes_atomic
 from sr_cli.train import distributed
 from sr_cli.train.checkpointing import (
     CHECKPOINT_NAME,
@@ -499,9 +499,7 @@ def _truncate_metrics(path: Path, step: int) -> None:
         return
     kept = [line for line in path.read_text(encoding="utf-8").splitlines()
             if line.strip() and json.loads(line).get("step", 0) <= step]
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
-    os.replace(tmp, path)
+    write_bytes_atomic(path, "".join(line + "\n" for line in kept).encode("utf-8"), overwrite=True)
 
 
 def _after_update(parts: _Parts, options: TrainOptions, callbacks: TrainCallbacks, step: int, total: int,

@@ -9,21 +9,21 @@ The cache root is `SR_CACHE_DIR`, else `$XDG_CACHE_HOME/sr`, else `~/.cache/sr` 
 """
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 import shutil
-import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
 from sr_cli.errors import ChecksumError, InputError, OutputError
+from sr_cli.files.atomic import atomic_write, publish_file, temporary_path_for
+from sr_cli.files.digest import HASH_CHUNK, sha256_of
 from sr_cli.weights.manifest import ManifestEntry
 
 _SHA256_DIR = re.compile(r"[0-9a-f]{64}")
-HASH_CHUNK = 1 << 20  # 1 MiB reads: fast, flat memory
+_CACHE_ADVICE = "free some space or point SR_CACHE_DIR at a writable folder"
 
 
 def cache_root() -> Path:
@@ -48,20 +48,6 @@ def partial_dir() -> Path:
 
 def entry_path(sha256: str, filename: str) -> Path:
     return weights_dir() / sha256 / filename
-
-
-def sha256_of(path: Path, progress: Callable[[int, int], None] | None = None) -> str:
-    """Hex sha256 of a file, read in 1 MiB chunks."""
-    digest = hashlib.sha256()
-    total = path.stat().st_size
-    done = 0
-    with path.open("rb") as handle:
-        while chunk := handle.read(HASH_CHUNK):
-            digest.update(chunk)
-            done += len(chunk)
-            if progress is not None:
-                progress(done, total)
-    return digest.hexdigest()
 
 
 @dataclass(frozen=True)
@@ -121,31 +107,33 @@ def store_verified(source: Path, sha256: str, filename: str, *, how: Literal["mo
     target = entry_path(sha256, filename)
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
-        if how == "move":
-            os.replace(source, target)
-            return target
-        source = source.resolve()  # a hub snapshot entry is a symlink: link/copy the blob it points to
-        temporary = Path(tempfile.mkstemp(dir=target.parent, prefix=f".{filename}.", suffix=".tmp")[1])
-        try:
-            temporary.unlink()
-            linked = False
-            if how == "link":
-                try:
-                    os.link(source, temporary)
-                    linked = True
-                except OSError:  # another filesystem, or links not allowed: copy instead
-                    linked = False
-            if not linked:
-                shutil.copyfile(source, temporary)
-                _fsync(temporary)
-            os.replace(temporary, target)
-        except BaseException:
-            temporary.unlink(missing_ok=True)
-            raise
     except OSError as error:
-        raise OutputError(f"{target}: cannot write to the weights cache ({error.strerror}); "
-                          f"free some space or point SR_CACHE_DIR at a writable folder") from error
+        raise OutputError(f"{target.parent}: cannot write to the weights cache ({error.strerror}); {_CACHE_ADVICE}") from error
+    # overwrite=True: the folder name is the content's sha256, so an entry already there holds the same bytes.
+    if how == "move":
+        publish_file(source, target, overwrite=True, advice=_CACHE_ADVICE)
+        return target
+    source = source.resolve()  # a hub snapshot entry is a symlink: link/copy the blob it points to
+    if how == "link" and _hard_link(source, target):
+        return target
+    with atomic_write(target, overwrite=True, advice=_CACHE_ADVICE) as handle, source.open("rb") as original:
+        shutil.copyfileobj(original, handle, HASH_CHUNK)
     return target
+
+
+def _hard_link(source: Path, target: Path) -> bool:
+    """No second copy of a big file where the filesystem allows; False (copy instead) where it does not."""
+    temporary = temporary_path_for(target)
+    try:
+        os.link(source, temporary)
+    except OSError:  # another filesystem, or links not allowed
+        return False
+    try:
+        publish_file(temporary, target, overwrite=True, advice=_CACHE_ADVICE)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+    return True
 
 
 def import_file(entry: ManifestEntry, source: Path, progress: Callable[[int, int], None] | None = None) -> Path:
@@ -198,6 +186,3 @@ def _remove_if_empty(folder: Path) -> None:
         pass  # not empty (another file of the same hash) or already gone: both fine
 
 
-def _fsync(path: Path) -> None:
-    with path.open("rb+") as handle:
-        os.fsync(handle.fileno())

@@ -7,18 +7,16 @@ Metadata convention (read by `detect`): `sr.layout` = "sr-safetensors", `sr.fami
 from __future__ import annotations
 
 import json
-import os
-import secrets
 from dataclasses import asdict
 from pathlib import Path
 
-
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, save
 from torch import Tensor
 
 from sr_cli.archs.runtime import AnyParams
-from sr_cli.errors import CheckpointError, OutputError
+from sr_cli.errors import CheckpointError
+from sr_cli.files.atomic import write_bytes_atomic
 
 SR_LAYOUT = "sr-safetensors"
 META_LAYOUT = "sr.layout"
@@ -34,27 +32,18 @@ def sr_metadata(family: str, params: AnyParams, **extra: str) -> dict[str, str]:
     return meta
 
 
-def save_safetensors(path: Path, state_dict: dict[str, Tensor], metadata: dict[str, str]) -> None:
-    """Write atomically: `<name>.<random>.tmp` beside the target, fsync, os.replace; tmp removed on failure."""
+def save_safetensors(path: Path, state_dict: dict[str, Tensor], metadata: dict[str, str], *,
+                     overwrite: bool = False) -> None:
+    """Write with `files.atomic` (temporary beside the target, fsync, never a partial file; an existing
+    file is replaced only with `overwrite`). The file gets the user's umask like any other output."""
     bad = [k for k, v in metadata.items() if not isinstance(k, str) or not isinstance(v, str)]
     if bad:
         raise TypeError(f"safetensors metadata must map str to str; offending keys: {bad}")
     # safetensors refuses shared or non-contiguous storage; our tensors are plain copies anyway.
     tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in state_dict.items()}
-    path = Path(path)
-    if not path.parent.is_dir():
-        raise OutputError(f"{path}: folder {path.parent} does not exist; create it or choose another output")
-    tmp = path.with_name(f"{path.name}.{secrets.token_hex(4)}.tmp")
-    try:
-        save_file(tensors, str(tmp), metadata=metadata)
-        with open(tmp, "rb") as handle:
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException as error:
-        tmp.unlink(missing_ok=True)
-        if isinstance(error, OSError):
-            raise OutputError(f"{path}: cannot write ({error.strerror or error}); check the folder and free space") from error
-        raise
+    # Serialised in memory (the tensors above are already a copy), so the one atomic writer does the I/O.
+    write_bytes_atomic(Path(path), save(tensors, metadata=metadata), overwrite=overwrite,
+                       advice="check the folder and free space")
 
 
 def read_safetensors(path: Path) -> tuple[dict[str, Tensor], dict[str, str]]:
