@@ -238,7 +238,8 @@ def load_model(
 ) -> Upscaler:
     """Load `model` (a manifest name/alias or a weights file) for x`scale`, ready to upscale.
 
-    scale: the model scale (EDSR/RRDB/SRVGG: the file's scale; MDSR: 2, 3 or 4; VDSR: any > 1).
+    scale: the model scale (EDSR/RRDB/SRVGG: the file's scale; MDSR: 2, 3 or 4; VDSR: any > 1). None (and no
+    outscale): the only scale the model serves; a model serving several or any needs it (UsageError).
     outscale: the final factor; when given, `scale` may be None and the model scale that fits is chosen
     (the smallest served scale >= outscale, else the largest), then the result is resized to exactly
     round(H * outscale) x round(W * outscale) with MATLAB bicubic (antialiased when shrinking).
@@ -251,7 +252,9 @@ def load_model(
         if value is not None and not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
             raise UsageError(f"{label} {value!r} must be a positive number")
     if scale is None and outscale is None:
-        raise UsageError("give --scale (the model's factor) or --outscale (any final factor)")
+        from sr_cli import zoo
+
+        scale = zoo.default_scale(model)  # the only scale it serves; several (MDSR) or any (VDSR): UsageError
     if alpha is not None:
         _check_has_pair(model, scale)  # before any download
     loaded = _load_for(model, scale, outscale, res_scale, progress_download)

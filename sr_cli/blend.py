@@ -18,12 +18,13 @@ from torch import Tensor, nn
 
 from sr_cli.api import UpscaleOptions, Upscaler
 from sr_cli.archs.runtime import SRNet, build_module, to_srnets
+from sr_cli.defaults import DEFAULT_BLEND_PAIR
 from sr_cli.errors import CheckpointError, OfflineError, UsageError
 from sr_cli.weights.interpolate import check_alpha, check_compatible, interpolate_state_dicts
 from sr_cli.weights.loading import LoadedCheckpoint, load_checkpoint
 from sr_cli.weights.safetensors_io import save_safetensors, sr_metadata
 
-DEFAULT_PAIR = ("esrgan-psnr", "esrgan")
+DEFAULT_PAIR = DEFAULT_BLEND_PAIR  # (PSNR, GAN): ESRGAN's
 # A 50/50 blend whose output strays from the midpoint of the two endpoint outputs by more than this
 # fraction of the endpoints' own signal is "garbage": related models (one fine-tuned from the other, as
 # ESRGAN's GAN model is from its PSNR model) stay close to the midpoint; unrelated ones do not.
@@ -66,6 +67,37 @@ def default_labels(psnr: str | None, gan: str | None) -> tuple[str, str]:
     if partner is None or entry.pair is None or entry.pair.kind != "interpolation":
         raise UsageError(f"{given} has no PSNR/GAN partner in the manifest; pass --{missing_role} NAME|FILE")
     return (given, partner.name) if missing_role == "gan" else (partner.name, given)
+
+
+def default_output(gan: str, alpha: float) -> Path:
+    """Where `sr blend --alpha A` writes without -o: `<gan>-alpha<A>.safetensors` in the current folder, <gan>
+    being the GAN side's manifest name (`esrgan-alpha0.8.safetensors`) or its file's stem."""
+    from sr_cli import zoo
+
+    name = Path(gan).stem if zoo.looks_like_path(gan) else zoo.resolve(gan).name
+    return Path(f"{name}-alpha{alpha:g}.safetensors")
+
+
+def load_pair(psnr: str, gan: str, *, res_scale: float | None = None) -> tuple[Endpoint, Endpoint]:
+    """Both sides (names downloaded and verified as needed, or files). Offline with a named side not cached:
+    one line naming every missing file, before anything is loaded."""
+    from sr_cli import zoo
+    from sr_cli.weights.download import fetch
+
+    missing: list[str] = []
+    for spec in (psnr, gan):
+        if not zoo.looks_like_path(spec):
+            entry = zoo.resolve(spec)
+            try:
+                fetch(entry)  # a cache hit, or the download where there is network
+            except OfflineError:
+                missing.append(entry.name)
+    if missing:
+        verb = "is" if len(missing) == 1 else "are"
+        raise OfflineError(f"{' and '.join(missing)} {verb} not in the cache and the network is off; run "
+                           f"`sr weights download {' '.join(missing)}` where there is network, or pass local "
+                           f"files with --psnr FILE --gan FILE")
+    return load_endpoint(psnr, res_scale=res_scale), load_endpoint(gan, res_scale=res_scale)
 
 
 def load_endpoint(spec: str, *, res_scale: float | None = None) -> Endpoint:

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sr_cli.archs.runtime import SRNet
+from sr_cli.defaults import DEFAULT_MODEL as DEFAULT_MODEL  # re-exported: the name used without --model
 from sr_cli.errors import ChecksumError, CheckpointError, InputError, UnknownModelError, UsageError
 from sr_cli.weights.cache import find_cached, sha256_of
 from sr_cli.weights.detect import DetectedCheckpoint, detect
@@ -76,6 +77,34 @@ def resolve(model: str, scale: float | None = None) -> ManifestEntry:
         return group[0]
     listed = ", ".join(f"{c.name} ({_scales_text(c)})" for c in group)
     raise UnknownModelError(f"{model!r} is ambiguous: it means one of {listed}; pass --scale or the full name")
+
+
+def default_scale(model_or_path: str | Path) -> int:
+    """The scale to run when none is given: the only one the model or file serves.
+
+    A name is answered from the manifest (nothing is downloaded); a file is read safely and placed. A model
+    serving several scales (MDSR) or any (VDSR), or an alias the scale would decide, is a UsageError
+    listing the choices.
+    """
+    if looks_like_path(model_or_path):
+        path = Path(model_or_path).expanduser()
+        if not path.is_file():
+            raise InputError(f"{path}: no such weights file; pass an existing file or a model name "
+                             f"({', '.join(model_names())})")
+        raw = read_checkpoint(path)
+        scales = detect(raw.tensors, metadata=raw.metadata, source=str(path)).scales
+        what = str(model_or_path)
+    else:
+        entry = resolve(str(model_or_path))
+        scales = list(entry.scales) if entry.scales is not None else None
+        what = entry.name
+    if scales is None or not scales:
+        raise UsageError(f"{what} serves any scale above 1; pass --scale (e.g. --scale 2) or --outscale")
+    if len(scales) > 1:
+        listed = ", ".join(f"x{s}" for s in scales)
+        choices = ", ".join(str(s) for s in scales[:-1]) + f" or {scales[-1]}"
+        raise UsageError(f"{what} serves {listed}; pass --scale {choices}")
+    return int(scales[0])
 
 
 def pair_of(entry: ManifestEntry) -> ManifestEntry | None:

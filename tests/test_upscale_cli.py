@@ -179,8 +179,8 @@ def test_alpha_into_jpg_fails_that_file_only(tmp_path: Path, monkeypatch: pytest
 
 
 @pytest.mark.parametrize("extra,message", [
-    (["--model", "a", "--weights", "b.pth", "--scale", "2"], "exactly one of"),
-    (["--model", "a"], "--scale"),
+    (["--model", "a", "--weights", "b.pth", "--scale", "2"], "not both"),
+    (["--model", "mdsr"], "pass --scale 2, 3 or 4"),
     (["--model", "a", "--scale", "2", "--overwrite", "--skip-existing"], "contradict"),
     (["--model", "a", "--scale", "2", "--tile", "big"], "--tile"),
     (["--model", "a", "--scale", "2", "--bit-depth", "16", "--format", "jpg"], "png or tiff"),

@@ -25,7 +25,7 @@ def register(app: typer.Typer) -> None:
         alpha: Annotated[Optional[float], typer.Option("--alpha", "-a", help="0 = the PSNR model, 1 = the GAN model.")] = None,
         psnr: Annotated[Optional[str], typer.Option("--psnr", help="PSNR-oriented model: name or file (default: esrgan-psnr).")] = None,
         gan: Annotated[Optional[str], typer.Option("--gan", help="GAN model: name or file (default: esrgan).")] = None,
-        output: Annotated[Optional[Path], typer.Option("--output", "-o", help="blended.safetensors; with --sweep or --mode image: an image.")] = None,
+        output: Annotated[Optional[Path], typer.Option("--output", "-o", help="blended.safetensors (default: <gan>-alpha<A>.safetensors here); with --sweep or --mode image: an image.")] = None,
         mode: Annotated[str, typer.Option("--mode", help="weights (network interpolation) | image (blend the two outputs; a comparison).")] = "weights",
         sweep: Annotated[Optional[str], typer.Option("--sweep", help="Alphas for a contact sheet, e.g. 0,0.2,0.4,0.6,0.8,1 (needs --image).")] = None,
         image: Annotated[Optional[Path], typer.Option("--image", help="Input image for --sweep or --mode image.")] = None,
@@ -40,9 +40,7 @@ def register(app: typer.Typer) -> None:
         # every usage check first: nothing is downloaded or loaded for a command that cannot run
         if mode not in MODES:
             raise UsageError(f"--mode {mode!r}: use weights or image")
-        if output is None:
-            raise UsageError("give -o: a .safetensors file for weights, an image file for --sweep / --mode image")
-        if output.exists() and not overwrite:
+        if output is not None and output.exists() and not overwrite:
             raise UsageError(f"{output} exists; pass --overwrite to replace it or choose another -o")
         if sweep is None and alpha is None:
             raise UsageError("give --alpha A (0..1), or --sweep 0,0.5,1 with --image for a contact sheet")
@@ -52,7 +50,9 @@ def register(app: typer.Typer) -> None:
             check_alpha(alpha)
         alphas = blending.parse_alphas(sweep) if sweep is not None else None
         writes_weights = sweep is None and mode == "weights"
-        if writes_weights and output.suffix.lower() != ".safetensors":
+        if output is None and not writes_weights:
+            raise UsageError("give -o IMAGE: --sweep and --mode image write an image (.png, .jpg, ...)")
+        if writes_weights and output is not None and output.suffix.lower() != ".safetensors":
             raise UsageError(f"{output}: blended weights are written as .safetensors; name the output *.safetensors")
         if not writes_weights and image is None:
             raise UsageError("--sweep and --mode image need --image PHOTO")
@@ -67,8 +67,12 @@ def register(app: typer.Typer) -> None:
             region = to_bit_depth(picture.pixels[y:y + h, x:x + w], 8)
 
         psnr_label, gan_label = blending.default_labels(psnr, gan)
-        first = blending.load_endpoint(psnr_label, res_scale=res_scale)
-        second = blending.load_endpoint(gan_label, res_scale=res_scale)
+        if output is None:  # weights mode (checked above), so --alpha was given
+            assert alpha is not None
+            output = blending.default_output(gan_label, alpha)
+            if output.exists() and not overwrite:
+                raise UsageError(f"{output} exists; pass --overwrite to replace it or choose another name with -o")
+        first, second = blending.load_pair(psnr_label, gan_label, res_scale=res_scale)
         if mode == "weights":
             blending.check_not_degenerate(first, second)
 

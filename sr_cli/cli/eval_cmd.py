@@ -13,6 +13,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from sr_cli.cli.console import stderr, stdout
+from sr_cli.defaults import DEFAULT_EVAL_MODELS, DEFAULT_EVAL_SCALE, DEFAULT_MODEL
 from sr_cli.errors import UsageError
 
 if TYPE_CHECKING:  # torch loads only when the command runs
@@ -32,6 +33,23 @@ def parse_scales(value: str) -> tuple[int, ...]:
         if int(part) not in scales:
             scales.append(int(part))
     return tuple(scales)
+
+
+def models_and_scales(model: str | None, scale: str | None) -> tuple[list[str], tuple[int, ...]]:
+    """--model/--scale as given; without --model, the default model beside bicubic at the scales it serves
+    (a --scale it does not serve is refused before anything runs); without --scale, DEFAULT_EVAL_SCALE."""
+    if model is not None:
+        return parse_list(model, "--model"), parse_scales(scale) if scale is not None else (DEFAULT_EVAL_SCALE,)
+    from sr_cli import zoo
+
+    served = zoo.resolve(DEFAULT_MODEL).scales
+    scales = parse_scales(scale) if scale is not None else tuple(served) if served is not None else (2, 3, 4)
+    missing = [s for s in scales if served is not None and s not in served]
+    if missing:
+        raise UsageError(f"the default model {DEFAULT_MODEL} serves {', '.join(f'x{s}' for s in served or ())} only, "
+                         f"not {', '.join(f'x{s}' for s in missing)}; name a model for those "
+                         f"(the EDSR paper's rows: --model edsr --scale 2,3,4)")
+    return list(DEFAULT_EVAL_MODELS), scales
 
 
 def parse_list(value: str, option: str) -> list[str]:
@@ -113,8 +131,8 @@ def register(app: typer.Typer) -> None:
     @app.command("eval")
     def eval_command(
         dataset: Annotated[str, typer.Option("--dataset", "-d", help="set5 | set14 | b100 | urban100 | div2k-val (comma-separated for several), or a folder of HR images / EDSR layout.")],
-        model: Annotated[str, typer.Option("--model", "-m", help="Model names or weights files, comma-separated; 'bicubic' is built in.")],
-        scale: Annotated[str, typer.Option("--scale", "-s", help="Scales, comma-separated, e.g. 2,3,4.")] = "4",
+        model: Annotated[Optional[str], typer.Option("--model", "-m", help=f"Model names or weights files, comma-separated; 'bicubic' is built in. Default: {','.join(DEFAULT_EVAL_MODELS)}.")] = None,
+        scale: Annotated[Optional[str], typer.Option("--scale", "-s", help=f"Scales, comma-separated, e.g. 2,3,4. Default: {DEFAULT_EVAL_SCALE}; without --model, the scales {DEFAULT_MODEL} serves.")] = None,
         ensemble: Annotated[bool, typer.Option("--ensemble", help="Geometric self-ensemble (reported as EDSR+ / VDSR+; 8x slower).")] = False,
         protocol: Annotated[str, typer.Option("--protocol", help="paper | rgb-lr | edsr-pytorch | basicsr (docs/eval.md).")] = "paper",
         data_dir: Annotated[Optional[Path], typer.Option("--data-dir", help="Folder holding <Set>/HR and <Set>/LR_bicubic/X<s> (EDSR benchmark layout).")] = None,
@@ -131,8 +149,7 @@ def register(app: typer.Typer) -> None:
         from sr_cli.data.benchmarks import resolve_dataset
         from sr_cli.evaluate import EvalOptions, evaluate
 
-        scales = parse_scales(scale)
-        models = parse_list(model, "--model")
+        models, scales = models_and_scales(model, scale)
         options = EvalOptions(protocol=protocol, ensemble=ensemble, crop=crop, rgb=rgb, save_dir=save_dir,
                               device=device, res_scale=res_scale)
         results: list[EvalResult] = []

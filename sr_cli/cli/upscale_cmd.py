@@ -19,6 +19,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextC
 from sr_cli.batch import ExistingPolicy, Job, expand_inputs, output_bit_depth, plan_jobs
 from sr_cli.batch_run import FileResult, RunSettings, run_jobs
 from sr_cli.cli.console import note, stderr, warn
+from sr_cli.defaults import DEFAULT_MODEL
 from sr_cli.errors import UsageError
 
 if TYPE_CHECKING:  # the api (and torch) load only when a command runs a model
@@ -55,9 +56,9 @@ def register(app: typer.Typer) -> None:
     def upscale(
         inputs: Annotated[list[str], typer.Argument(help="Image files, folders or glob patterns.", show_default=False)],
         output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Output file (one input) or folder (created if missing). Default: beside each input.")] = None,
-        model: Annotated[Optional[str], typer.Option("--model", "-m", help="Model name from the manifest (sr weights list).")] = None,
+        model: Annotated[Optional[str], typer.Option("--model", "-m", help=f"Model name from the manifest (sr weights list). Default: {DEFAULT_MODEL}, shipped with sr (works offline).")] = None,
         weights: Annotated[Optional[Path], typer.Option("--weights", "-w", help="A checkpoint file instead of --model (family detected).")] = None,
-        scale: Annotated[Optional[float], typer.Option("--scale", "-s", help="Model scale (VDSR: any factor > 1).")] = None,
+        scale: Annotated[Optional[float], typer.Option("--scale", "-s", help="Model scale (default: the only one the model serves; MDSR: 2, 3 or 4; VDSR: any factor > 1).")] = None,
         outscale: Annotated[Optional[float], typer.Option("--outscale", help="Final factor, e.g. 3.5: run the model, then resize to exactly this.")] = None,
         tile: Annotated[str, typer.Option("--tile", help="Input tile side in pixels, 0 = whole image, auto = from free memory.")] = "auto",
         overlap: Annotated[Optional[int], typer.Option("--overlap", min=0, help="Context pixels around each tile (default: the model's minimum).")] = None,
@@ -75,20 +76,21 @@ def register(app: typer.Typer) -> None:
         json_records: Annotated[bool, typer.Option("--json", help="One JSON record per file on stdout.")] = False,
     ) -> None:
         """Upscale images with a super-resolution model."""
-        if (model is None) == (weights is None):
-            raise UsageError("give exactly one of --model NAME or --weights FILE")
-        if scale is None and outscale is None:
-            raise UsageError("give --scale (the model scale), or --outscale for a final factor")
+        if model is not None and weights is not None:
+            raise UsageError("give one of --model NAME or --weights FILE, not both")
+        chosen: str | Path = model if model is not None else weights if weights is not None else DEFAULT_MODEL
         if bit_depth not in (None, 8, 16):
             raise UsageError(f"--bit-depth {bit_depth}: use 8 or 16")
         policy = existing_policy(overwrite, skip_existing)
         options = _upscale_options(parse_tile(tile), overlap, ensemble, device, precision)
+        if scale is None and outscale is None:
+            scale = _default_scale(chosen)  # before planning: the output names carry the scale
 
         files, ignored = expand_inputs(inputs, recursive=recursive)
         factor = outscale if outscale is not None else scale
         assert factor is not None
         jobs, own_outputs = plan_jobs(
-            files, output=output, factor=factor, model=model if model is not None else str(weights),
+            files, output=output, factor=factor, model=str(chosen),
             out_format=out_format, existing=policy, recursive=recursive,
         )
         for job in jobs:  # an explicit --bit-depth 16 into JPEG/WebP is a usage error, caught before loading
@@ -102,7 +104,7 @@ def register(app: typer.Typer) -> None:
         with renderer:
             upscaler = None
             if any(not job.skip for job in jobs):
-                upscaler = _load(model if model is not None else weights, scale, res_scale, alpha, outscale, options, renderer)
+                upscaler = _load(chosen, scale, res_scale, alpha, outscale, options, renderer)
             results = run_jobs(
                 jobs,
                 upscaler.upscale if upscaler is not None else _never_called,
@@ -120,6 +122,12 @@ def _upscale_options(tile: int | None, overlap: int | None, ensemble: bool, devi
     from sr_cli.api import UpscaleOptions
 
     return UpscaleOptions(tile=tile, overlap=overlap, ensemble=ensemble, device=device, precision=precision)
+
+
+def _default_scale(model_or_file: str | Path) -> float:
+    from sr_cli import zoo
+
+    return float(zoo.default_scale(model_or_file))
 
 
 def _load(
