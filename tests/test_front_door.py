@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
 from cli_support import CliResult, run_cli
+
 from sr_cli import zoo
 from sr_cli.archs.runtime import build_module
 from sr_cli.imageio import read_image, write_image

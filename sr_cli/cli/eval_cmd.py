@@ -131,8 +131,12 @@ def register(app: typer.Typer) -> None:
     @app.command("eval")
     def eval_command(
         dataset: Annotated[str, typer.Option("--dataset", "-d", help="set5 | set14 | b100 | urban100 | div2k-val (comma-separated for several), or a folder of HR images / EDSR layout.")],
-        model: Annotated[Optional[str], typer.Option("--model", "-m", help=f"Model names or weights files, comma-separated; 'bicubic' is built in. Default: {','.join(DEFAULT_EVAL_MODELS)}.")] = None,
-        scale: Annotated[Optional[str], typer.Option("--scale", "-s", help=f"Scales, comma-separated, e.g. 2,3,4. Default: {DEFAULT_EVAL_SCALE}; without --model, the scales {DEFAULT_MODEL} serves.")] = None,
+        model: Annotated[Optional[str], typer.Option("--model", "-m", help=(
+            "Model names or weights files, comma-separated; 'bicubic' is built in. "
+            f"Default: {','.join(DEFAULT_EVAL_MODELS)}."))] = None,
+        scale: Annotated[Optional[str], typer.Option("--scale", "-s", help=(
+            f"Scales, comma-separated, e.g. 2,3,4. Default: {DEFAULT_EVAL_SCALE}; "
+            f"without --model, the scales {DEFAULT_MODEL} serves."))] = None,
         ensemble: Annotated[bool, typer.Option("--ensemble", help="Geometric self-ensemble (reported as EDSR+ / VDSR+; 8x slower).")] = False,
         protocol: Annotated[str, typer.Option("--protocol", help="paper | rgb-lr | edsr-pytorch | basicsr (docs/eval.md).")] = "paper",
         data_dir: Annotated[Optional[Path], typer.Option("--data-dir", help="Folder holding <Set>/HR and <Set>/LR_bicubic/X<s> (EDSR benchmark layout).")] = None,

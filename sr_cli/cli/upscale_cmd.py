@@ -56,9 +56,12 @@ def register(app: typer.Typer) -> None:
     def upscale(
         inputs: Annotated[list[str], typer.Argument(help="Image files, folders or glob patterns.", show_default=False)],
         output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Output file (one input) or folder (created if missing). Default: beside each input.")] = None,
-        model: Annotated[Optional[str], typer.Option("--model", "-m", help=f"Model name from the manifest (sr weights list). Default: {DEFAULT_MODEL}, shipped with sr (works offline).")] = None,
+        model: Annotated[Optional[str], typer.Option("--model", "-m", help=(
+            f"Model name from the manifest (sr weights list). Default: {DEFAULT_MODEL}, shipped with sr (works offline)."
+        ))] = None,
         weights: Annotated[Optional[Path], typer.Option("--weights", "-w", help="A checkpoint file instead of --model (family detected).")] = None,
-        scale: Annotated[Optional[float], typer.Option("--scale", "-s", help="Model scale (default: the only one the model serves; MDSR: 2, 3 or 4; VDSR: any factor > 1).")] = None,
+        scale: Annotated[Optional[float], typer.Option("--scale", "-s", help=(
+            "Model scale (default: the only one the model serves; MDSR: 2, 3 or 4; VDSR: any factor > 1)."))] = None,
         outscale: Annotated[Optional[float], typer.Option("--outscale", help="Final factor, e.g. 3.5: run the model, then resize to exactly this.")] = None,
         tile: Annotated[str, typer.Option("--tile", help="Input tile side in pixels, 0 = whole image, auto = from free memory.")] = "auto",
         overlap: Annotated[Optional[int], typer.Option("--overlap", min=0, help="Context pixels around each tile (default: the model's minimum).")] = None,
