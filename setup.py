@@ -3,8 +3,8 @@
 The manifest lives at the repository root as the single source of truth (people review and
 edit it there); the installed package reads its copy at sr_cli/weights/weights_manifest.json.
 """
-from pathlib import Path
 import shutil
+from pathlib import Path
 
 from setuptools import setup
 from setuptools.command.build_py import build_py

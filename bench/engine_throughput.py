@@ -146,13 +146,13 @@ def channels_last_speedup(net: SRNet, image: torch.Tensor, runs: int) -> tuple[f
     with torch.inference_mode():
         for repetition in range(runs + 1):
             for layout in layouts:
-                net.to(memory_format=layout)
+                net.to(memory_format=layout)  # type: ignore[call-overload]  # missing from torch's stubs
                 batch = x.contiguous(memory_format=layout)
                 began = time.perf_counter()
                 net(batch)
                 if repetition > 0:  # the first round is the warm-up
                     times[layout].append(time.perf_counter() - began)
-    net.to(memory_format=torch.contiguous_format)
+    net.to(memory_format=torch.contiguous_format)  # type: ignore[call-overload]
     return statistics.median(times[layouts[0]]), statistics.median(times[layouts[1]])
 
 

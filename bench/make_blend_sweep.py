@@ -39,6 +39,7 @@ import torch
 from PIL import Image
 from torch import Tensor, nn
 
+from sr_cli.archs.vdsr import VDSR
 from sr_cli.color import rgb_to_y
 from sr_cli.resize import imresize, modcrop
 from sr_cli.weights.loading import load_checkpoint
@@ -87,12 +88,12 @@ def patches(hr_folder: Path, rng: np.random.Generator) -> tuple[Tensor, Tensor]:
     return torch.from_numpy(np.stack(inputs)[:, None]), torch.from_numpy(np.stack(targets)[:, None])
 
 
-def fine_tune(vdsr: nn.Module, inputs: Tensor, targets: Tensor, steps: int, log: bool = True) -> tuple[float, float]:
+def fine_tune(vdsr: VDSR, inputs: Tensor, targets: Tensor, steps: int, log: bool = True) -> tuple[float, float]:
     """Train the top of `vdsr` in place towards `targets`; returns the L1 loss before and after."""
     frozen_depth = len(vdsr.residual_layer) - TRAINED_RESIDUAL_LAYERS
     with torch.no_grad():  # the frozen bottom, once: VDSR has no normalisation, so features do not drift
         features = vdsr.residual_layer[:frozen_depth](vdsr.relu(vdsr.input(inputs)))
-    top = nn.Sequential(*vdsr.residual_layer[frozen_depth:], vdsr.output)
+    top = nn.Sequential(*list(vdsr.residual_layer)[frozen_depth:], vdsr.output)
     for parameter in vdsr.parameters():
         parameter.requires_grad_(False)
     trainable = list(top.parameters())
@@ -164,11 +165,12 @@ def main() -> None:
     started, cpu_started = time.perf_counter(), cpu_seconds()
     checkpoint = load_checkpoint(weights)
     vdsr = checkpoint.module
+    assert isinstance(vdsr, VDSR), type(vdsr)
     inputs, targets = patches(args.shared / "datasets" / "b100" / "HR", np.random.default_rng(0))
     print(f"{len(inputs)} patches of {PATCH}x{PATCH}; fine-tuning {args.steps} steps", file=sys.stderr)
     before, after = fine_tune(vdsr, inputs, targets, args.steps)
     changed = max(float((a - b).abs().max()) for a, b in
-                  zip(vdsr.state_dict().values(), load_checkpoint(weights).module.state_dict().values()))
+                  zip(vdsr.state_dict().values(), load_checkpoint(weights).module.state_dict().values(), strict=True))
     print(f"fine-tune: L1 to the over-sharpened target {before:.4f} -> {after:.4f}, largest weight change "
           f"{changed:.4f}, {time.perf_counter() - started:.0f} s wall, {cpu_seconds() - cpu_started:.0f} s CPU",
           file=sys.stderr)

@@ -21,7 +21,7 @@ from PIL import Image
 from sr_cli.archs.edsr import EDSRParams
 from sr_cli.archs.mdsr import MDSRParams
 from sr_cli.archs.rrdb import RRDBParams
-from sr_cli.archs.runtime import SRNet, build_module, receptive_radius, to_srnets
+from sr_cli.archs.runtime import AnyParams, SRNet, build_module, receptive_radius, to_srnets
 from sr_cli.archs.srvgg import SRVGGParams
 from sr_cli.archs.vdsr import VDSRParams
 from sr_cli.weights.loading import load_checkpoint, srnet_for
@@ -54,7 +54,7 @@ def main() -> None:
     rgb = torch.from_numpy(crop).permute(2, 0, 1)[None].contiguous()
     y = (16 + 65.481 * rgb[:, 0] + 128.553 * rgb[:, 1] + 24.966 * rgb[:, 2])[:, None] / 255
     torch.manual_seed(0)
-    cases = [
+    cases: list[tuple[str, AnyParams]] = [
         ("edsr", EDSRParams(scale=2)), ("edsr", EDSRParams(scale=4)),
         ("edsr", EDSRParams(n_resblocks=32, n_feats=256, res_scale=0.1, scale=2)),
         ("mdsr", MDSRParams()), ("rrdb", RRDBParams()), ("rrdb", RRDBParams(scale=2)),
@@ -78,7 +78,7 @@ def vdsr_set5_sweep(shared: Path, vdsr_file: Path) -> int:
     for path in sorted((shared / "datasets/set5/HR").glob("*.png")):
         im = Image.open(path).convert("RGB")
         w, h = im.size
-        up = im.resize((w // 3, h // 3), Image.BICUBIC).resize((w // 3 * 3, h // 3 * 3), Image.BICUBIC)
+        up = im.resize((w // 3, h // 3), Image.Resampling.BICUBIC).resize((w // 3 * 3, h // 3 * 3), Image.Resampling.BICUBIC)
         a = np.asarray(up, dtype=np.float32) / 255
         y = torch.from_numpy((16 + 65.481 * a[..., 0] + 128.553 * a[..., 1] + 24.966 * a[..., 2]) / 255)[None, None]
         hh, ww = y.shape[-2:]

@@ -61,7 +61,7 @@ def _panel(draw: ImageDraw.ImageDraw, box: tuple[int, int, int, int], xs: list[f
         _, y = at(0, hline[0])
         draw.line([(left, y), (right, y)], fill=(200, 80, 80), width=1)
         draw.text((left + 6, y - 14), hline[1], fill=(200, 80, 80))
-    points = [at(x, y) for x, y in zip(xs, ys)]
+    points = [at(x, y) for x, y in zip(xs, ys, strict=True)]
     if len(points) > 1:
         draw.line(points, fill=(40, 90, 200), width=2)
     for point in points if len(points) < 20 else []:

@@ -39,10 +39,11 @@ def run_sr(arguments: list[str], offline: bool = False) -> None:
     subprocess.run([sys.executable, "-m", "sr_cli", "upscale", *arguments], check=True, env=env)
 
 
-def panel(image: np.ndarray, label: str, font: ImageFont.ImageFont, crop: tuple[int, int, int, int] = CROP,
+def panel(image: np.ndarray, label: str, font: ImageFont.FreeTypeFont | ImageFont.ImageFont, crop: tuple[int, int, int, int] = CROP,
           zoom: int = ZOOM) -> Image.Image:
     left, top, right, bottom = crop
-    crop_image = Image.fromarray(image[top:bottom, left:right]).resize(((right - left) * zoom, (bottom - top) * zoom), Image.NEAREST)
+    crop_image = Image.fromarray(image[top:bottom, left:right]).resize(((right - left) * zoom, (bottom - top) * zoom),
+                                                                       Image.Resampling.NEAREST)
     canvas = Image.new("RGB", (crop_image.width, crop_image.height + LABEL_HEIGHT), "white")
     canvas.paste(crop_image, (0, LABEL_HEIGHT))
     ImageDraw.Draw(canvas).text((4, 3), label, fill="black", font=font)

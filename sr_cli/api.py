@@ -98,7 +98,7 @@ class Upscaler:
         self._channels_last = self.device.type == "cpu" and self.family in CHANNELS_LAST_ON_CPU
         self._net = srnet.eval().to(self.device)
         if self._channels_last:
-            self._net.to(memory_format=torch.channels_last)
+            self._net.to(memory_format=torch.channels_last)  # type: ignore[call-overload]  # missing from torch's stubs
         self._cost_per_pixel: float | None = None
 
     # --- public entry points ------------------------------------------------------------------------
@@ -401,7 +401,8 @@ def fill_transparent(rgb: np.ndarray, alpha: np.ndarray) -> np.ndarray:
     if visible.all() or not visible.any():
         return rgb
     levels: list[tuple[np.ndarray, np.ndarray]] = []
-    color, weight = rgb * visible[:, :, None], visible
+    color: np.ndarray = rgb * visible[:, :, None]
+    weight: np.ndarray = visible
     while True:
         levels.append((color, weight))
         height, width = weight.shape

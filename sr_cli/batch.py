@@ -187,7 +187,7 @@ def plan_jobs(
     taken = {_key(item.path) for item in kept}  # an output never lands on an input
     jobs: list[Job] = []
     existing_outputs: list[Path] = []
-    for item, (folder, stem, suffix, fmt) in zip(kept, naming):
+    for item, (folder, stem, suffix, fmt) in zip(kept, naming, strict=True):
         target = folder / f"{stem}{suffix}"
         counter = 2
         while _key(target) in taken:

@@ -237,7 +237,7 @@ def contact_sheet(tiles: Sequence[np.ndarray], labels: Sequence[str], *, columns
     rows = -(-len(tiles) // columns)
     sheet = Image.new("RGB", (columns * (width + gap) + gap, rows * (height + label_height + gap) + gap), "white")
     draw = ImageDraw.Draw(sheet)
-    for index, (tile, label) in enumerate(zip(tiles, labels)):
+    for index, (tile, label) in enumerate(zip(tiles, labels, strict=True)):
         left = gap + (index % columns) * (width + gap)
         top = gap + (index // columns) * (height + label_height + gap)
         sheet.paste(Image.fromarray(_on_white(tile)), (left, top + label_height))

@@ -141,7 +141,7 @@ class _Model:
     srnet: SRNet | None  # None for bicubic
     entry_name: str | None  # manifest name when loaded by name
     device: torch.device = torch.device("cpu")
-    manifest_metrics: tuple["Metric", ...] = ()  # published figures the manifest entry carries
+    manifest_metrics: tuple[Metric, ...] = ()  # published figures the manifest entry carries
 
 
 def _load_model(model: str, scale: int, options: EvalOptions) -> _Model:
@@ -158,7 +158,7 @@ def _load_model(model: str, scale: int, options: EvalOptions) -> _Model:
                   device=device, manifest_metrics=tuple(metrics))
 
 
-def _upscaler(model: _Model, scale: int, options: EvalOptions) -> "Upscaler":
+def _upscaler(model: _Model, scale: int, options: EvalOptions) -> Upscaler:
     """The object `sr upscale` runs (what `sr_cli.api.load_model` returns for this model and scale)."""
     from sr_cli.api import UpscaleOptions, Upscaler
 
@@ -250,7 +250,7 @@ def _run_rgb_model(model: _Model, lr: np.ndarray, options: EvalOptions) -> np.nd
     return _to_uint8(out)
 
 
-def _run_via_api(upscaler: "Upscaler | None", lr: np.ndarray, scale: int) -> np.ndarray:
+def _run_via_api(upscaler: Upscaler | None, lr: np.ndarray, scale: int) -> np.ndarray:
     if upscaler is None:  # bicubic: `sr upscale` has no bicubic model; MATLAB imresize of the 8-bit image
         return imresize(lr, float(scale))
     return upscaler.upscale(lr)

@@ -11,8 +11,9 @@ Some entries also answer to a family alias that the scale disambiguates:
   `vdsr` serves any scale > 1 (it runs on a bicubic-upscaled input).
 
 Case and `_`/`-` do not matter. A value with a path separator is a file; a bare word is a name or
-alias first (write ./vdsr for a file called vdsr), else a file if it exists or ends in .pt/.pth/... An alias without a scale that fits several entries, a scale an entry
-does not serve, or an unknown name raise UnknownModelError listing the choices (with "did you mean").
+alias first (write ./vdsr for a file called vdsr), else a file if it exists or ends in .pt/.pth/...
+An alias without a scale that fits several entries, a scale an entry does not serve, or an unknown
+name raise UnknownModelError listing the choices (with "did you mean").
 """
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ from pathlib import Path
 
 from sr_cli.archs.runtime import SRNet
 from sr_cli.defaults import DEFAULT_MODEL as DEFAULT_MODEL  # re-exported: the name used without --model
-from sr_cli.errors import ChecksumError, CheckpointError, InputError, UnknownModelError, UsageError
+from sr_cli.errors import CheckpointError, ChecksumError, InputError, UnknownModelError, UsageError
 from sr_cli.weights.cache import find_cached, sha256_of
 from sr_cli.weights.detect import DetectedCheckpoint, detect
 from sr_cli.weights.download import fetch

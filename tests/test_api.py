@@ -271,7 +271,7 @@ def _fake_zoo(monkeypatch: pytest.MonkeyPatch, nets: dict[str, SRNet]) -> list[t
     def load(model, scale, *, res_scale=None, progress=None):  # noqa: ANN001, ANN202
         calls.append((str(model), scale))
         entry = zoo.resolve(str(model), scale)  # the real name/scale rules, no download
-        return zoo.LoadedModel(entry.name, entry, nets[entry.name], None)
+        return zoo.LoadedModel(entry.name, entry, nets[entry.name], None)  # type: ignore[arg-type]  # never read
 
     monkeypatch.setattr(zoo, "load", load)
     return calls

@@ -8,16 +8,39 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from sr_cli.archs.edsr import DIV2K_RGB_MEAN, EDSR, EDSRParams
 from sr_cli.archs.mdsr import MDSR, MDSRParams
 from sr_cli.archs.rrdb import (
-    RRDBNet, RRDBParams, convert_esrgan_2018, convert_esrgan_2019, to_esrgan_2018, to_esrgan_2019,
+    RRDBNet,
+    RRDBParams,
+    convert_esrgan_2018,
+    convert_esrgan_2019,
+    to_esrgan_2018,
+    to_esrgan_2019,
 )
 from sr_cli.archs.runtime import SRNet, build_module, min_overlap_for, receptive_radius, to_srnets
 from sr_cli.archs.srvgg import SRVGGNetCompact, SRVGGParams
 from sr_cli.archs.vdsr import VDSR, VDSRParams
 from sr_cli.errors import UnsupportedCheckpointError
+
+
+def conv_at(module: nn.Module, *path: int) -> nn.Conv2d:
+    """The Conv2d at `path` inside nested Sequential/ModuleList containers, checked (and typed for mypy)."""
+    for index in path:
+        assert isinstance(module, (nn.Sequential, nn.ModuleList)), module
+        module = module[index]
+    assert isinstance(module, nn.Conv2d), module
+    return module
+
+
+def zero_conv(module: nn.Module, *path: int) -> None:
+    """Zero the weight and bias of the Conv2d at `path` (see conv_at)."""
+    conv = conv_at(module, *path)
+    assert conv.bias is not None
+    conv.weight.zero_()
+    conv.bias.zero_()
 
 torch.manual_seed(0)
 
@@ -100,15 +123,14 @@ def test_edsr_srnet_converts_value_range() -> None:
     SRNet (0..1 view) must give the DIV2K mean itself."""
     model = EDSR(EDSRParams(n_resblocks=1, n_feats=8, scale=2)).eval()
     with torch.no_grad():
-        model.tail[1].weight.zero_()
-        model.tail[1].bias.zero_()
+        zero_conv(model.tail, 1)
     net = to_srnets(model)[2]
     out = net(torch.rand(2, 3, 4, 4))
     torch.testing.assert_close(out, torch.tensor(DIV2K_RGB_MEAN).view(1, 3, 1, 1).expand(2, 3, 8, 8))
     # and the input reaches the model multiplied by 255: SRNet(x) == EDSR(255 x) / 255
     x = torch.rand(1, 3, 4, 4)
     with torch.no_grad():
-        model.tail[1].weight.normal_()
+        conv_at(model.tail, 1).weight.normal_()
         torch.testing.assert_close(net(x), model(x * 255) / 255)
 
 
@@ -124,7 +146,7 @@ def test_mdsr_one_module_serves_each_scale_without_state() -> None:
         torch.testing.assert_close(nets[4](x), x4_before)  # other scales in between changed nothing
         # the scale-specific parts are really used: changing upsample.1 (x3) alters only x3
         x2_before, x3_before = nets[2](x), nets[3](x)
-        model.upsample[1][0].weight.add_(1.0)
+        conv_at(model.upsample, 1, 0).weight.add_(1.0)
         torch.testing.assert_close(nets[2](x), x2_before)
         assert not torch.allclose(nets[3](x), x3_before)
     with pytest.raises(ValueError, match="x5"):
@@ -193,8 +215,7 @@ def test_vdsr_and_srvgg_residual_paths() -> None:
     srvgg = SRVGGNetCompact(SRVGGParams(num_feat=8, num_conv=2, upscale=3)).eval()
     with torch.no_grad():
         vdsr.output.weight.zero_()
-        srvgg.body[-1].weight.zero_()
-        srvgg.body[-1].bias.zero_()
+        zero_conv(srvgg.body, -1)
         y = torch.rand(1, 1, 7, 9)
         torch.testing.assert_close(to_srnets(vdsr)[1](y), y)
         x = torch.rand(1, 3, 4, 5)

@@ -44,14 +44,15 @@ def test_every_job_gets_one_result_and_skips_are_not_computed(tmp_path: Path) ->
 def test_a_model_error_fails_that_file_only(tmp_path: Path) -> None:
     jobs = make_jobs(tmp_path, 3)
 
+    calls = 0
+
     def flaky(image: np.ndarray, progress: object) -> np.ndarray:
-        if image.shape[0] == 4 and flaky.calls == 1:  # the second image
-            flaky.calls += 1
+        nonlocal calls
+        calls += 1
+        if image.shape[0] == 4 and calls == 2:  # the second image
             raise RuntimeError("CUDA error: an illegal memory access")
-        flaky.calls += 1
         return doubled(image)
 
-    flaky.calls = 0  # type: ignore[attr-defined]
     results = {result.input: result for result in run_jobs(jobs, flaky, RunSettings())}
     failed = [result for result in results.values() if result.status == "failed"]
     assert len(failed) == 1 and failed[0].exit_code == 1

@@ -13,14 +13,32 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from cli_support import CliResult, run_cli
+from torch import nn
 
 from sr_cli.archs.edsr import EDSR, EDSRParams
 from sr_cli.archs.rrdb import RRDBNet, RRDBParams
 from sr_cli.archs.runtime import SRNet
-from cli_support import CliResult, run_cli
 from sr_cli.imageio import read_image
 from sr_cli.weights.reading import read_checkpoint
 from sr_cli.weights.safetensors_io import read_safetensors
+
+
+def conv_at(module: nn.Module, *path: int) -> nn.Conv2d:
+    """The Conv2d at `path` inside nested Sequential/ModuleList containers, checked (and typed for mypy)."""
+    for index in path:
+        assert isinstance(module, (nn.Sequential, nn.ModuleList)), module
+        module = module[index]
+    assert isinstance(module, nn.Conv2d), module
+    return module
+
+
+def zero_conv(module: nn.Module, *path: int) -> None:
+    """Zero the weight and bias of the Conv2d at `path` (see conv_at)."""
+    conv = conv_at(module, *path)
+    assert conv.bias is not None
+    conv.weight.zero_()
+    conv.bias.zero_()
 
 FEATS = 8
 
@@ -34,9 +52,8 @@ def nearest_edsr(seed: int, permutation: list[int] | None = None, noise: float =
         for name, tensor in model.named_parameters():
             if "mean" not in name:
                 tensor.copy_(0.01 * torch.randn(tensor.shape, generator=generator))
-        model.body[-1].weight.zero_()
-        model.body[-1].bias.zero_()
-        head, up, last = model.head[0], model.tail[0][0], model.tail[1]
+        zero_conv(model.body, -1)
+        head, up, last = conv_at(model.head, 0), conv_at(model.tail, 0, 0), conv_at(model.tail, 1)
         for weight in (head.weight, up.weight, last.weight):
             weight.zero_()
         for colour, feature in enumerate(carriers):
@@ -45,8 +62,8 @@ def nearest_edsr(seed: int, permutation: list[int] | None = None, noise: float =
                 up.weight[feature * 4 + sub, feature, 1, 1] = 1.0
             last.weight[colour, feature, 1, 1] = 1.0
         if noise:
-            for tensor in (head.weight, up.weight, last.weight):
-                tensor.add_(noise * torch.randn(tensor.shape, generator=generator))
+            for weight in (head.weight, up.weight, last.weight):
+                weight.add_(noise * torch.randn(weight.shape, generator=generator))
     return model.eval()
 
 

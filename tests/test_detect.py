@@ -11,6 +11,8 @@ from typing import Any
 
 import pytest
 import torch
+from conftest import shared_dir_or_none  # noqa: E402 -- SR_SHARED_DIR, else ../shared
+from test_legacy_pickle import Net, fake_vdsr_module, save_legacy  # noqa: F401 (fixture re-export)
 from torch import Tensor
 
 from sr_cli.archs.edsr import DIV2K_RGB_MEAN, EDSRParams
@@ -19,9 +21,6 @@ from sr_cli.weights.detect import detect
 from sr_cli.weights.loading import load_checkpoint, srnet_for
 from sr_cli.weights.reading import read_checkpoint
 from sr_cli.weights.safetensors_io import save_safetensors, sr_metadata
-from test_legacy_pickle import Net, fake_vdsr_module, save_legacy  # noqa: F401 (fixture re-export)
-
-from conftest import shared_dir_or_none  # noqa: E402 -- SR_SHARED_DIR, else ../shared
 
 _SHARED = shared_dir_or_none()
 KEYS_DIR = _SHARED / "weights" / "keys" if _SHARED is not None else Path("/nonexistent")
@@ -112,7 +111,7 @@ def listings() -> dict[str, dict[str, Any]]:
 
 @pytest.mark.parametrize("name", LISTINGS)
 def test_every_official_listing_is_placed_and_loads(
-    name: str, listings: dict[str, dict[str, Any]], tmp_path: Path, fake_vdsr_module: types.ModuleType
+    name: str, listings: dict[str, dict[str, Any]], tmp_path: Path, fake_vdsr_module: types.ModuleType  # noqa: F811 (the imported fixture)
 ) -> None:
     listing = listings[name]
     tensors = synthesise(name, listing)
@@ -135,7 +134,8 @@ def test_every_official_listing_is_placed_and_loads(
         assert torch.equal(model_sd[rename(key)], value), key
     assert not loaded.module.training
     # an SRNet for each scale it serves, and a clear error for one it does not
-    for scale in scales or [2, 3.5]:
+    any_scale: list[float] = [2, 3.5]  # a file without fixed scales (VDSR)
+    for scale in scales or any_scale:
         assert srnet_for(loaded, scale).serves(scale)
     if scales == [4]:
         with pytest.raises(ScaleMismatchError, match=r"is a x4 model; pass --scale 4 or choose another file"):

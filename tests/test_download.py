@@ -10,12 +10,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from http_fault_server import FaultServer  # tests/ is on sys.path (pytest prepend import mode)
 from huggingface_hub.utils import _http as hf_http
 
 from sr_cli.errors import ChecksumError, DownloadError, InputError, OfflineError, OutputError
 from sr_cli.weights import cache, download
 from sr_cli.weights.manifest import HubSource, ManifestEntry, UrlSource, load_manifest
-from http_fault_server import FaultServer  # tests/ is on sys.path (pytest prepend import mode)
 
 REVISION = "0123456789abcdef0123456789abcdef01234567"
 PAYLOAD = bytes(range(256)) * 1024 + b"tail"  # 262,148 bytes: several 64 KiB reads, odd length

@@ -3,12 +3,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
-
 import numpy as np
+import pytest
+from cli_support import CliResult, run_cli
 from PIL import Image
 
-from cli_support import CliResult, run_cli
 from sr_cli.resize import imresize
 
 

@@ -6,6 +6,8 @@ size_multiple 2), MDSR (x4), and the real VDSR weights on a Set5 crop.
 """
 from __future__ import annotations
 
+from itertools import pairwise
+
 import numpy as np
 import pytest
 import torch
@@ -148,7 +150,7 @@ def test_split_axis_partitions_with_aligned_bounded_cores(length_units: int, til
     length = length_units * multiple
     spans = split_axis(length, tile, multiple)
     assert spans[0].start == 0 and spans[-1].stop == length
-    assert all(a.stop == b.start for a, b in zip(spans, spans[1:]))
+    assert all(a.stop == b.start for a, b in pairwise(spans))
     limit = -(-max(tile, 1) // multiple) * multiple
     assert all(s.length > 0 and s.start % multiple == 0 and s.length <= limit for s in spans)
     assert len(spans) == -(-length // limit)  # the fewest cores that respect the limit

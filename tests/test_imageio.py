@@ -24,7 +24,8 @@ def random_pixels(channels: int, dtype: type, height: int = 19, width: int = 13)
 
 def opencv_read_as_rgb(path: Path) -> np.ndarray:
     """Independent decoder: OpenCV, BGR(A) order undone, always HxWxC."""
-    decoded = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    decoded: np.ndarray | None = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    assert decoded is not None, path
     if decoded.ndim == 2:
         return decoded[:, :, None]
     return decoded[:, :, [2, 1, 0, 3][: decoded.shape[2]]] if decoded.shape[2] >= 3 else decoded
@@ -141,6 +142,7 @@ def test_exif_orientation_is_applied_like_pillow_exif_transpose(tmp_path: Path, 
     image = read_image(path)
     np.testing.assert_array_equal(image.pixels, expected)
     exif = PILImage.Exif()
+    assert image.metadata.exif is not None
     exif.load(image.metadata.exif)
     assert exif.get(0x0112) == 1 and exif.get(0x010F) == "TestCam"
     # Written and read again, nothing turns a second time.
@@ -202,6 +204,7 @@ def test_png_text_chunks_are_kept(tmp_path: Path, dtype: type) -> None:
     assert image.metadata.text == expected
     write_image(tmp_path / "out.png", image.pixels.astype(dtype), image.metadata)
     with PILImage.open(tmp_path / "out.png") as written:
+        assert isinstance(written, PngImagePlugin.PngImageFile)
         assert {key: str(value) for key, value in written.text.items()} == expected
 
 

@@ -8,8 +8,9 @@ import pickle
 import sys
 import types
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import pytest
@@ -101,7 +102,7 @@ def _y(rgb: np.ndarray) -> np.ndarray:
 
 
 def _bicubic(y: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    return np.asarray(Image.fromarray(y.astype(np.float32), mode="F").resize(size, Image.BICUBIC))
+    return np.asarray(Image.fromarray(y.astype(np.float32), mode="F").resize(size, Image.Resampling.BICUBIC))
 
 
 def _psnr(a: np.ndarray, b: np.ndarray, shave: int) -> float:
@@ -189,7 +190,8 @@ def _payloads(marker: Path) -> list[tuple[str, _Payload]]:
 def _legacy_bytes(obj: Any) -> bytes:
     """A legacy torch file by hand: magic, protocol, sys_info, object, storage keys (no storages)."""
     sys_info = {"protocol_version": 1001, "little_endian": True, "type_sizes": {"short": 2, "int": 4, "long": 4}}
-    return b"".join(pickle.dumps(x, protocol=2) for x in (LEGACY_MAGIC_NUMBER, 1001, sys_info, obj, []))
+    parts: tuple[object, ...] = (LEGACY_MAGIC_NUMBER, 1001, sys_info, obj, [])
+    return b"".join(pickle.dumps(x, protocol=2) for x in parts)
 
 
 @pytest.mark.parametrize("index", range(4))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 import json
 import re
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -87,7 +87,7 @@ def test_unreadable_manifest_files(tmp_path: Path) -> None:
         read_manifest(tmp_path / "absent.json")
 
 
-@lru_cache(maxsize=None)
+@cache
 def built_num_params(name: str) -> int:
     """Parameters (all state_dict tensors) of the model built from the entry's hyperparameters.
     Built on the meta device: shapes only, no memory, no random init time."""

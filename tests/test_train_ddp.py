@@ -8,8 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 import torch.multiprocessing as mp
-
-from tests.train_support import ddp_worker, tiny_options, write_images
+from train_support import ddp_worker, tiny_options, write_images
 
 
 def _free_port() -> int:

@@ -5,17 +5,18 @@ from __future__ import annotations
 import hashlib
 import io
 import zipfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
 import pytest
+from http_fault_server import FaultServer
 from PIL import Image
 
 from sr_cli.data import fetch
 from sr_cli.data.div2k import ArchiveSpec, ensure_archive
 from sr_cli.errors import ChecksumError, DownloadError, OutputError
-from tests.http_fault_server import FaultServer
 
 
 def _fake_archive(count: int = 3) -> bytes:
@@ -42,7 +43,7 @@ class Served(NamedTuple):
 
 
 @pytest.fixture()
-def served() -> Served:
+def served() -> Iterator[Served]:
     data = _fake_archive()
     spec = ArchiveSpec("DIV2K_train_HR.zip", len(data), hashlib.sha256(data).hexdigest(), "DIV2K_train_HR", 3)
     with FaultServer() as server:

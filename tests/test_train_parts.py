@@ -37,7 +37,7 @@ def _torchvision_vgg19_state() -> dict[str, torch.Tensor]:
     state: dict[str, torch.Tensor] = {}
     previous = 3
     generator = torch.Generator().manual_seed(0)
-    for index, width in zip(indices, widths):
+    for index, width in zip(indices, widths, strict=True):
         state[f"features.{index}.weight"] = torch.randn(width, previous, 3, 3, generator=generator) * 0.05
         state[f"features.{index}.bias"] = torch.randn(width, generator=generator) * 0.05
         previous = width

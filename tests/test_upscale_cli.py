@@ -14,10 +14,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from cli_support import CliResult, run_cli
 from PIL import Image as PILImage
 
 import sr_cli.api
-from cli_support import CliResult, run_cli
 from sr_cli.imageio import read_image, write_image
 
 RNG = np.random.default_rng(7)
@@ -116,7 +116,9 @@ def test_existing_outputs_error_then_skip_then_overwrite(tmp_path: Path, monkeyp
     assert code == 0 and "done 3, skipped 0, failed 0" in err
 
 
-def test_ctrl_c_leaves_no_partial_files_and_skip_existing_completes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+def test_ctrl_c_leaves_no_partial_files_and_skip_existing_completes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     images = make_inputs(tmp_path / "in", count=4)
     args = [str(tmp_path / "in"), "-o", str(tmp_path / "out"), "--model", "edsr", "--scale", "2"]
     use_model(monkeypatch, NearestX2(interrupt_on_call=3))
@@ -186,7 +188,9 @@ def test_alpha_into_jpg_fails_that_file_only(tmp_path: Path, monkeypatch: pytest
     (["--model", "a", "--scale", "2", "--bit-depth", "16", "--format", "jpg"], "png or tiff"),
     (["--model", "a", "--scale", "2", "--bit-depth", "12"], "8 or 16"),
 ])
-def test_usage_errors_exit_2_before_loading(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], extra: list[str], message: str) -> None:
+def test_usage_errors_exit_2_before_loading(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], extra: list[str], message: str
+) -> None:
     make_inputs(tmp_path, count=1)
     use_model(monkeypatch, None)
     code, _, err = run_sr([str(tmp_path / "img0.png"), *extra], capsys)
@@ -230,7 +234,7 @@ def test_real_sr_with_vdsr_beats_bicubic_on_set5(tmp_path: Path, datasets_dir: P
         lr = PILImage.open(datasets_dir / "set5" / "LR_bicubic" / "X2" / f"{name}.png").convert("RGB")
         output = np.asarray(PILImage.open(tmp_path / f"{name}_x2_model_epoch_50.png").convert("RGB"))
         assert output.shape == (2 * lr.height, 2 * lr.width, 3) == hr.shape
-        bicubic = np.asarray(lr.resize((2 * lr.width, 2 * lr.height), PILImage.BICUBIC))
+        bicubic = np.asarray(lr.resize((2 * lr.width, 2 * lr.height), PILImage.Resampling.BICUBIC))
         gain = y_psnr(output, hr, border=2) - y_psnr(bicubic, hr, border=2)
         assert gain > 1.0, f"{name}: VDSR only {gain:.2f} dB above bicubic"
 
@@ -247,7 +251,7 @@ def test_real_engine_with_a_synthesised_edsr_checkpoint(tmp_path: Path, capsys: 
     torch.manual_seed(0)
     weights = tmp_path / "tiny_edsr.pt"
     torch.save(EDSR(EDSRParams(n_resblocks=1, n_feats=8, scale=2)).state_dict(), weights)
-    inputs = {
+    inputs: dict[str, np.ndarray] = {
         "rgb.png": RNG.integers(0, 256, (9, 7, 3)).astype(np.uint8),
         "gray16.png": RNG.integers(0, 65536, (6, 8, 1)).astype(np.uint16),
         "rgba.tiff": RNG.integers(0, 256, (8, 8, 4)).astype(np.uint8),

@@ -10,10 +10,10 @@ from typing import Any
 
 import pytest
 import torch
-
 from cli_support import CliResult, run_cli
-from sr_cli.weights import manifest as manifest_module
 from http_fault_server import FaultServer  # tests/ is on sys.path (pytest prepend import mode)
+
+from sr_cli.weights import manifest as manifest_module
 
 REVISION = "fedcba9876543210fedcba9876543210fedcba98"
 
@@ -41,11 +41,11 @@ def synthesise(listing: dict[str, Any], path: Path) -> None:
 
 FAMILY_BY_ARCH = {"EDSR": "edsr", "MDSR": "mdsr", "RRDBNet": "rrdb", "SRVGGNetCompact": "srvgg"}
 # The listings use the reference code's argument names; ours are BasicSR's for RRDB.
-RRDB_2019_NAMES = {"nf": "num_feat", "nb": "num_block", "gc": "num_grow_ch", "in_nc": "num_in_ch", "out_nc": "num_out_ch"}
+RRDB_2019_NAMES: dict[str, str] = {"nf": "num_feat", "nb": "num_block", "gc": "num_grow_ch", "in_nc": "num_in_ch", "out_nc": "num_out_ch"}
 
 
 def expected_hyperparameters(listing: dict[str, Any]) -> dict[str, Any]:
-    given = dict(listing.get("hyperparameters") or {})
+    given: dict[str, Any] = dict(listing.get("hyperparameters") or {})
     if listing["arch"].startswith("SRVGGNetCompact (num_conv 16"):  # the animevideov3 copy: read from its shapes
         given = {"num_feat": 64, "num_conv": 16, "upscale": 4}
     renamed = {RRDB_2019_NAMES.get(key, key): value for key, value in given.items()}

@@ -12,8 +12,8 @@ from sr_cli import zoo
 from sr_cli.archs.edsr import EDSRParams
 from sr_cli.archs.runtime import build_module
 from sr_cli.errors import (
-    ChecksumError,
     CheckpointError,
+    ChecksumError,
     InputError,
     OfflineError,
     ScaleMismatchError,

@@ -45,6 +45,7 @@ class MeanShift(nn.Conv2d):
         super().__init__(n_colors, n_colors, kernel_size=1)
         if len(mean) != n_colors:
             raise ValueError(f"MeanShift needs {n_colors} mean values, got {len(mean)}")
+        assert self.bias is not None  # Conv2d has a bias unless bias=False
         with torch.no_grad():
             # built on the CPU explicitly, then copied: cheap even when the module is built on the meta
             # device (torch.eye on meta would pull in torch._refs, seconds of import time)

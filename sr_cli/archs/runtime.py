@@ -6,7 +6,6 @@ family-specific value conventions (EDSR/MDSR work in 0..255) are converted here 
 from __future__ import annotations
 
 import math
-from typing import Union
 
 from torch import Tensor, nn
 
@@ -17,8 +16,8 @@ from sr_cli.archs.srvgg import SRVGGNetCompact, SRVGGParams
 from sr_cli.archs.vdsr import VDSR, VDSRParams
 
 FAMILIES: tuple[str, ...] = ("edsr", "mdsr", "rrdb", "vdsr", "srvgg")
-AnyParams = Union[EDSRParams, MDSRParams, RRDBParams, VDSRParams, SRVGGParams]
-AnyModule = Union[EDSR, MDSR, RRDBNet, VDSR, SRVGGNetCompact]
+AnyParams = EDSRParams | MDSRParams | RRDBParams | VDSRParams | SRVGGParams
+AnyModule = EDSR | MDSR | RRDBNet | VDSR | SRVGGNetCompact
 
 
 def build_module(family: str, params: AnyParams) -> AnyModule:

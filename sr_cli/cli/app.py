@@ -48,7 +48,7 @@ def main(argv: list[str] | None = None) -> None:
         sys.stderr.close()
         sys.exit(1)
     except typer.TyperException as error:  # usage errors: typer prints them the usual way
-        error.show()
+        error.show()  # type: ignore[attr-defined]  # on its ClickException subclasses; typer exports only the base
         sys.exit(error.exit_code)
     except typer.Exit as exit_:
         sys.exit(exit_.exit_code)

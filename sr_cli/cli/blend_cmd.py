@@ -11,8 +11,8 @@ from sr_cli import blend as blending
 from sr_cli.api import UpscaleOptions
 from sr_cli.cli.console import note, stdout
 from sr_cli.errors import UsageError
-from sr_cli.weights.interpolate import check_alpha
 from sr_cli.imageio import read_image, to_bit_depth, write_image
+from sr_cli.weights.interpolate import check_alpha
 
 MODES = ("weights", "image")
 
@@ -25,7 +25,8 @@ def register(app: typer.Typer) -> None:
         alpha: Annotated[Optional[float], typer.Option("--alpha", "-a", help="0 = the PSNR model, 1 = the GAN model.")] = None,
         psnr: Annotated[Optional[str], typer.Option("--psnr", help="PSNR-oriented model: name or file (default: esrgan-psnr).")] = None,
         gan: Annotated[Optional[str], typer.Option("--gan", help="GAN model: name or file (default: esrgan).")] = None,
-        output: Annotated[Optional[Path], typer.Option("--output", "-o", help="blended.safetensors (default: <gan>-alpha<A>.safetensors here); with --sweep or --mode image: an image.")] = None,
+        output: Annotated[Optional[Path], typer.Option("--output", "-o", help=(
+            "blended.safetensors (default: <gan>-alpha<A>.safetensors here); with --sweep or --mode image: an image."))] = None,
         mode: Annotated[str, typer.Option("--mode", help="weights (network interpolation) | image (blend the two outputs; a comparison).")] = "weights",
         sweep: Annotated[Optional[str], typer.Option("--sweep", help="Alphas for a contact sheet, e.g. 0,0.2,0.4,0.6,0.8,1 (needs --image).")] = None,
         image: Annotated[Optional[Path], typer.Option("--image", help="Input image for --sweep or --mode image.")] = None,

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from sr_cli.cli.console import stderr, stdout
@@ -83,7 +83,7 @@ def _diff(measured: float, published: float | None, digits: int) -> str:
     return f"{delta:+.{digits}f}"
 
 
-def render_tables(results: list["EvalResult"], per_image: bool) -> None:
+def render_tables(results: list[EvalResult], per_image: bool) -> None:
     """One table per dataset: a row per (scale, model), measured beside published, and the difference."""
     from sr_cli.data.published import sources
 
@@ -116,7 +116,7 @@ def render_tables(results: list["EvalResult"], per_image: bool) -> None:
                 stdout.print(detail)
 
 
-def csv_text(results: list["EvalResult"]) -> str:
+def csv_text(results: list[EvalResult]) -> str:
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=list(CSV_FIELDS), extrasaction="ignore", lineterminator="\n")
     writer.writeheader()
@@ -130,7 +130,8 @@ def register(app: typer.Typer) -> None:
 
     @app.command("eval")
     def eval_command(
-        dataset: Annotated[str, typer.Option("--dataset", "-d", help="set5 | set14 | b100 | urban100 | div2k-val (comma-separated for several), or a folder of HR images / EDSR layout.")],
+        dataset: Annotated[str, typer.Option("--dataset", "-d", help=(
+            "set5 | set14 | b100 | urban100 | div2k-val (comma-separated for several), or a folder of HR images / EDSR layout."))],
         model: Annotated[Optional[str], typer.Option("--model", "-m", help=(
             "Model names or weights files, comma-separated; 'bicubic' is built in. "
             f"Default: {','.join(DEFAULT_EVAL_MODELS)}."))] = None,
@@ -139,7 +140,8 @@ def register(app: typer.Typer) -> None:
             f"without --model, the scales {DEFAULT_MODEL} serves."))] = None,
         ensemble: Annotated[bool, typer.Option("--ensemble", help="Geometric self-ensemble (reported as EDSR+ / VDSR+; 8x slower).")] = False,
         protocol: Annotated[str, typer.Option("--protocol", help="paper | rgb-lr | edsr-pytorch | basicsr (docs/eval.md).")] = "paper",
-        data_dir: Annotated[Optional[Path], typer.Option("--data-dir", help="Folder holding <Set>/HR and <Set>/LR_bicubic/X<s> (EDSR benchmark layout).")] = None,
+        data_dir: Annotated[Optional[Path], typer.Option("--data-dir", help="Folder holding <Set>/HR and <Set>/LR_bicubic/X<s> "
+                                                                                 "(EDSR benchmark layout).")] = None,
         save_dir: Annotated[Optional[Path], typer.Option("--save-dir", help="Write the SR outputs here (<set>/x<s>/<model>/<image>.png).")] = None,
         json_out: Annotated[bool, typer.Option("--json", help="Print a JSON list of records on stdout instead of tables.")] = False,
         csv_file: Annotated[Optional[Path], typer.Option("--csv", help="Also write the results as CSV to this file.")] = None,
@@ -162,7 +164,7 @@ def register(app: typer.Typer) -> None:
             for name in split_datasets(dataset):
                 fetch = bar.add_task(f"finding {escape(name)}", total=None)
 
-                def on_fetch(done: int, total: int, task=fetch) -> None:  # type: ignore[no-untyped-def]
+                def on_fetch(done: int, total: int, task: TaskID = fetch) -> None:
                     bar.update(task, completed=done, total=total)
 
                 found = resolve_dataset(name, scales=scales, data_dir=data_dir, progress=on_fetch)
@@ -171,7 +173,7 @@ def register(app: typer.Typer) -> None:
                     for model_name in models:
                         task = bar.add_task(f"{escape(found.label)} x{s} {escape(model_name)}", total=None)
 
-                        def on_image(done: int, total: int, task=task) -> None:  # type: ignore[no-untyped-def]
+                        def on_image(done: int, total: int, task: TaskID = task) -> None:
                             bar.update(task, completed=done, total=total)
 
                         results.append(evaluate(found, model_name, s, options, on_image))

@@ -12,9 +12,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
-from rich.live import Live
 from rich.console import Group
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.live import Live
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
 from sr_cli.cli.console import note, stderr, stdout
@@ -40,7 +40,7 @@ class _LiveView:
         # Not started on its own: its task table is part of the one Live display (rich allows one).
         self.bars = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                              TimeRemainingColumn(), console=stderr)
-        self._tasks: dict[str, int] = {}
+        self._tasks: dict[str, TaskID] = {}
         self.live = Live(self._render(), console=stderr, refresh_per_second=4, transient=False)
 
     def _render(self) -> Group:
@@ -126,7 +126,7 @@ def register(app: typer.Typer) -> None:
         from sr_cli.train.loop import TrainCallbacks, train
         from sr_cli.train.options import resolve_options
 
-        flags = dict(model=model, scale=scale, data=data, val=val, out=None if out is None else str(out), steps=steps,
+        flags: dict[str, object] = dict(model=model, scale=scale, data=data, val=val, out=None if out is None else str(out), steps=steps,
                      batch=batch, patch=patch, lr=lr, init=init, resume=resume, amp=amp, ema=ema, seed=seed,
                      workers=workers, val_every=val_every, save_every=save_every, log_every=log_every, device=device,
                      blocks=blocks, features=features, clip_theta=clip_theta,

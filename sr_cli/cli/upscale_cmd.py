@@ -55,7 +55,8 @@ def register(app: typer.Typer) -> None:
     @app.command("upscale")
     def upscale(
         inputs: Annotated[list[str], typer.Argument(help="Image files, folders or glob patterns.", show_default=False)],
-        output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Output file (one input) or folder (created if missing). Default: beside each input.")] = None,
+        output: Annotated[Optional[Path], typer.Option("--output", "-o", help=(
+            "Output file (one input) or folder (created if missing). Default: beside each input."))] = None,
         model: Annotated[Optional[str], typer.Option("--model", "-m", help=(
             f"Model name from the manifest (sr weights list). Default: {DEFAULT_MODEL}, shipped with sr (works offline)."
         ))] = None,
@@ -161,7 +162,7 @@ class _Renderer:
         self._tiles: TaskID = self._progress.add_task("tiles", total=None, visible=False)
         self._download: TaskID | None = None
 
-    def __enter__(self) -> "_Renderer":
+    def __enter__(self) -> _Renderer:
         self._progress.start()
         return self
 

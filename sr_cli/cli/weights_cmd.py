@@ -97,7 +97,8 @@ def register(app: typer.Typer) -> None:
         names: Annotated[Optional[list[str]], typer.Argument(help="Model names (sr weights list).", show_default=False)] = None,
         all_models: Annotated[bool, typer.Option("--all", help="Every model in the manifest.")] = False,
         scale: Annotated[Optional[float], typer.Option("--scale", "-s", help="Picks the entry for aliases such as `edsr`.")] = None,
-        timeout: Annotated[float, typer.Option("--timeout", min=0.1, help="Seconds a silent server gets before the next source is tried (hub mirrors: huggingface_hub retries once with 60 s).")] = 30.0,
+        timeout: Annotated[float, typer.Option("--timeout", min=0.1, help="Seconds a silent server gets before the next source is tried "
+                                                                  "(hub mirrors: huggingface_hub retries once with 60 s).")] = 30.0,
     ) -> None:
         """Download (or find in the cache) and verify weights; prints `NAME<TAB>PATH` per model."""
         from sr_cli.weights.download import fetch
@@ -232,7 +233,7 @@ def _status_json(entry: ManifestEntry, cached: Path | None) -> dict[str, Any]:
 def inspect_json(report: FileReport) -> dict[str, Any]:
     """The `sr weights inspect --json` object: family, layout, scales, hyperparameters, num_params (+ extras)."""
     detected = report.detected
-    params = asdict(detected.params) if is_dataclass(detected.params) else dict(detected.params)  # type: ignore[arg-type]
+    params = asdict(detected.params) if is_dataclass(detected.params) else dict(detected.params)
     return {
         "family": detected.family,
         "layout": detected.layout,

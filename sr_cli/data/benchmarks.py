@@ -27,12 +27,16 @@ from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from sr_cli.data.fetch import RemoteFile, cache_root, download
 from sr_cli.errors import DatasetError, DownloadError, InputError, ManifestError
 from sr_cli.resize import downscale_like_benchmark
+
+if TYPE_CHECKING:
+    from PIL import Image as PILImage
 
 __all__ = [
     "KNOWN_DATASETS",
@@ -266,7 +270,7 @@ def read_rgb_or_gray(path: Path) -> np.ndarray:
         raise InputError(f"{path}: cannot read the image ({error}); check the file") from error
 
 
-def _palette_is_gray(image) -> bool:  # type: ignore[no-untyped-def]
+def _palette_is_gray(image: PILImage.Image) -> bool:
     rgb = np.asarray(image.convert("RGB"))
     return bool(np.all(rgb[..., 0] == rgb[..., 1]) and np.all(rgb[..., 1] == rgb[..., 2]))
 

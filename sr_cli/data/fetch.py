@@ -18,10 +18,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from sr_cli.errors import ChecksumError, DownloadError, OfflineError, OutputError
 from sr_cli.weights import cache as weights_cache
 from sr_cli.weights.download import offline_mode
-
-from sr_cli.errors import ChecksumError, DownloadError, OfflineError, OutputError
 
 Progress = Callable[[int, int], None]
 CHUNK = 1 << 20

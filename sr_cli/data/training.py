@@ -276,7 +276,7 @@ class PatchDataset(torch.utils.data.Dataset[tuple[torch.Tensor, torch.Tensor, in
             self._arrays[path] = array
         return array
 
-    def __getitem__(self, key: SampleKey) -> tuple[torch.Tensor, torch.Tensor, int]:  # type: ignore[override]
+    def __getitem__(self, key: SampleKey) -> tuple[torch.Tensor, torch.Tensor, int]:
         image = self.data.images[key.image]
         s, p = key.scale, self.patch
         rng = np.random.default_rng([self.seed, 3, key.step, key.slot])

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from itertools import pairwise
 
 from torch import Tensor
 from torch.nn import functional as F
@@ -58,7 +59,7 @@ def split_axis(length: int, tile: int, multiple: int = 1) -> list[Span]:
     units = length // multiple  # work in units of `multiple` so boundaries stay aligned
     count = math.ceil(length / tile)
     bounds = [round(i * units / count) * multiple for i in range(count + 1)]
-    return [Span(a, b) for a, b in zip(bounds, bounds[1:]) if b > a]
+    return [Span(a, b) for a, b in pairwise(bounds) if b > a]
 
 
 def window_of(core: Span, overlap: int, length: int, multiple: int = 1) -> Span:

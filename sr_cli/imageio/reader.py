@@ -12,10 +12,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 from PIL import Image as PILImage
-from PIL import ImageCms, UnidentifiedImageError
+from PIL import ImageCms, TiffImagePlugin, UnidentifiedImageError
 
 from sr_cli.errors import InputError
-from sr_cli.imageio.model import MODE_BY_CHANNELS, Image, ImageMetadata
+from sr_cli.imageio.model import MODE_BY_CHANNELS, BitDepth, Image, ImageMetadata
 from sr_cli.imageio.orientation import (
     ORIENTATION_TAG,
     apply_orientation,
@@ -61,7 +61,8 @@ def read_image(path: str | Path) -> Image:
             with PILImage.open(io.BytesIO(pixel_data)) as decodable:
                 return _decode(path, pixel_data, opened, decodable)
     except UnidentifiedImageError as error:
-        raise InputError(f"{path}: not an image Pillow recognises (unknown format or damaged header); check the file is PNG, JPEG, WebP, TIFF, BMP or GIF") from error
+        raise InputError(f"{path}: not an image Pillow recognises (unknown format or damaged header); "
+                         "check the file is PNG, JPEG, WebP, TIFF, BMP or GIF") from error
     except (PILImage.DecompressionBombError, OSError, SyntaxError, ValueError, EOFError) as error:
         raise InputError(f"{path}: not a readable image ({error}); check that the file is complete and is PNG, JPEG, WebP, TIFF, BMP or GIF") from error
 
@@ -98,11 +99,11 @@ def _decode(path: Path, data: bytes, opened: PILImage.Image, decodable: PILImage
     return Image(pixels=pixels, mode=MODE_BY_CHANNELS[pixels.shape[2]], metadata=metadata, notes=notes)
 
 
-def _declared_bit_depth(path: Path, data: bytes, opened: PILImage.Image) -> int:
+def _declared_bit_depth(path: Path, data: bytes, opened: PILImage.Image) -> BitDepth:
     """8 or 16, from the file header; InputError for depths we do not handle (32-bit, float)."""
     if opened.format == "PNG" and len(data) >= 26:
         depth = data[24]  # IHDR: 8-byte signature, length, type, width, height, then bit depth
-    elif opened.format == "TIFF":
+    elif isinstance(opened, TiffImagePlugin.TiffImageFile):
         bits = opened.tag_v2.get(TIFF_BITS_PER_SAMPLE, (8,))
         depth = max(bits) if isinstance(bits, tuple) else int(bits)
     elif opened.mode.startswith("I;16"):
@@ -115,7 +116,7 @@ def _declared_bit_depth(path: Path, data: bytes, opened: PILImage.Image) -> int:
 
 
 def _decode_16_bit(path: Path, data: bytes, opened: PILImage.Image) -> np.ndarray:
-    if opened.format == "TIFF":
+    if isinstance(opened, TiffImagePlugin.TiffImageFile):
         samples = int(opened.tag_v2.get(TIFF_SAMPLES_PER_PIXEL, 1))
         photometric = int(opened.tag_v2.get(TIFF_PHOTOMETRIC, 1))
         if samples not in (1, 3, 4) or photometric not in (1, 2):
@@ -177,7 +178,7 @@ def _exif_bytes(opened: PILImage.Image, exif: PILImage.Exif, orientation: int, s
     """The EXIF block to carry over, with orientation reset to 1 (the pixels are upright now)."""
     if source_format == "tiff":
         # A TIFF's "EXIF" as Pillow sees it is its own IFD (strip offsets, sizes...), meaningless elsewhere.
-        if TIFF_EXIF_IFD in opened.tag_v2:
+        if isinstance(opened, TiffImagePlugin.TiffImageFile) and TIFF_EXIF_IFD in opened.tag_v2:
             notes.append("TIFF EXIF sub-IFD not carried over")
         return None
     raw = opened.info.get("exif")

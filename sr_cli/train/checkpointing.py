@@ -25,7 +25,7 @@ CHECKPOINT_NAME = "last.pt"
 def rng_states() -> dict[str, Any]:
     """Python, numpy and torch random states, as tensors/ints (safe for weights_only loading)."""
     py_version, py_internal, py_gauss = random.getstate()
-    np_name, np_keys, np_pos, np_has_gauss, np_gauss = np.random.get_state(legacy=True)  # type: ignore[misc]
+    np_name, np_keys, np_pos, np_has_gauss, np_gauss = np.random.get_state(legacy=True)
     states: dict[str, Any] = {
         "python": {"version": py_version, "internal": torch.tensor(py_internal, dtype=torch.int64), "gauss": py_gauss},
         "numpy": {"name": np_name, "keys": torch.from_numpy(np.asarray(np_keys, dtype=np.int64)), "pos": int(np_pos),

@@ -94,4 +94,4 @@ def mean_over_ranks(values: dict[str, float], context: DistContext) -> dict[str,
     keys = sorted(values)
     tensor = torch.tensor([values[k] for k in keys], dtype=torch.float64, device=context.device)
     dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
-    return {k: float(v) / context.world_size for k, v in zip(keys, tensor.tolist())}
+    return {k: float(v) / context.world_size for k, v in zip(keys, tensor.tolist(), strict=True)}

@@ -28,6 +28,7 @@ from torch.nn.parallel import DistributedDataParallel
 from sr_cli.archs.runtime import AnyModule, AnyParams
 from sr_cli.data.fetch import RemoteFile, cache_root, download
 from sr_cli.data.training import (
+    InputKind,
     PatchDataset,
     SamplePlan,
     StepBatches,
@@ -277,7 +278,7 @@ def _seed_everything(seed: int) -> None:
 
 def _prepare_data(options: TrainOptions, context: DistContext,
                   callbacks: TrainCallbacks) -> tuple[TrainingSet, TrainingSet | None]:
-    kind = "y-upscaled" if options.recipe.family == "vdsr" else "rgb"
+    kind: InputKind = "y-upscaled" if options.recipe.family == "vdsr" else "rgb"
     cache_dir = cache_root() / "train"
 
     def progress(what: str) -> Callable[[int, int], None] | None:

@@ -50,7 +50,7 @@ def params_from_json(family: str, text: str, where: str) -> AnyParams:
     try:
         raw: dict[str, Any] = json.loads(text)
         values = {k: tuple(v) if isinstance(v, list) else v for k, v in raw.items()}
-        return cls(**values)  # type: ignore[no-any-return]
+        return cls(**values)
     except (ValueError, TypeError) as error:
         raise CheckpointError(f"{where}: hyperparameters {text!r} do not describe a {family} model ({error})") from None
 

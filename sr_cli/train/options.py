@@ -10,7 +10,7 @@ import math
 import tomllib
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from sr_cli.errors import UsageError
 from sr_cli.train.recipes import VDSR_EPOCHS, Recipe, default_patch, recipe_for
@@ -104,7 +104,7 @@ def resolve_options(flags: dict[str, object], config: Path | None = None) -> Tra
     merged: dict[str, object] = read_toml(config) if config is not None else {}
     merged.update({key: value for key, value in flags.items() if value is not None})
 
-    def get(key: str, default: object = None) -> object:
+    def get(key: str, default: object = None) -> Any:  # a TOML or flag value; converted where it is read
         return merged.get(key, default)
 
     for required in ("model", "data", "out"):
@@ -124,23 +124,23 @@ def resolve_options(flags: dict[str, object], config: Path | None = None) -> Tra
         data=str(get("data")),
         out=Path(str(get("out"))),
         val=None if val in (None, "", "none") else str(val),
-        steps=int(get("steps", recipe.steps)),  # type: ignore[arg-type]
-        batch=int(get("batch", recipe.batch)),  # type: ignore[arg-type]
-        patch=int(get("patch", default_patch(recipe, first_scale))),  # type: ignore[arg-type]
-        lr=float(get("lr", recipe.lr)),  # type: ignore[arg-type]
+        steps=int(get("steps", recipe.steps)),
+        batch=int(get("batch", recipe.batch)),
+        patch=int(get("patch", default_patch(recipe, first_scale))),
+        lr=float(get("lr", recipe.lr)),
         init=None if get("init") in (None, "") else str(get("init")),
         resume=bool(get("resume", False)),
         amp=amp,  # type: ignore[arg-type]
-        ema=None if ema is None else float(ema),  # type: ignore[arg-type]
-        seed=int(get("seed", 0)),  # type: ignore[arg-type]
-        workers=int(get("workers", 0)),  # type: ignore[arg-type]
-        val_every=int(get("val_every", 1000)),  # type: ignore[arg-type]
-        save_every=int(get("save_every", 1000)),  # type: ignore[arg-type]
-        log_every=int(get("log_every", 10)),  # type: ignore[arg-type]
+        ema=None if ema is None else float(ema),
+        seed=int(get("seed", 0)),
+        workers=int(get("workers", 0)),
+        val_every=int(get("val_every", 1000)),
+        save_every=int(get("save_every", 1000)),
+        log_every=int(get("log_every", 10)),
         device=str(get("device", "auto")),
-        blocks=int(get("blocks", recipe.blocks)),  # type: ignore[arg-type]
-        features=int(get("features", recipe.features)),  # type: ignore[arg-type]
-        clip_theta=float(get("clip_theta", recipe.clip_theta)),  # type: ignore[arg-type]
+        blocks=int(get("blocks", recipe.blocks)),
+        features=int(get("features", recipe.features)),
+        clip_theta=float(get("clip_theta", recipe.clip_theta)),
         vgg_weights=None if get("vgg_weights") is None else Path(str(get("vgg_weights"))),
         random_vgg=bool(get("random_vgg", False)),
     )
@@ -155,7 +155,7 @@ def _scales(recipe: Recipe, scale: object) -> tuple[int, ...]:
         raise UsageError(f"--scale is required for --model {recipe.name} (one of {list(recipe.scales)})")
     if scale not in recipe.scales:
         raise UsageError(f"--model {recipe.name} trains scales {sorted(recipe.scales)}, not --scale {scale}")
-    return (int(scale),)  # type: ignore[call-overload]
+    return (int(scale),)
 
 
 def _validate(options: TrainOptions, recipe: Recipe) -> None:

@@ -44,6 +44,9 @@ def _features_until(last_index: int) -> nn.Sequential:
 class VGG19Conv54(nn.Module):
     """VGG19 `features[0..34]`: [N,3,H,W] in [0,1] -> conv5_4 pre-activation features. Frozen."""
 
+    mean: Tensor  # registered buffers
+    std: Tensor
+
     def __init__(self) -> None:
         super().__init__()
         self.features = _features_until(CONV5_4_INDEX)

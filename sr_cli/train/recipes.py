@@ -23,7 +23,7 @@ is only where the defaults come from. Sources (cited again in docs/train.md):
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from sr_cli.errors import UsageError
 
@@ -63,7 +63,7 @@ class Recipe:
     source: str = ""
 
 
-_EDSR_COMMON = dict(
+_EDSR_COMMON: dict[str, Any] = dict(  # the shared EDSR/MDSR values (typed once Recipe is built with replace())
     scales=(2, 3, 4), patch=48, batch=16, steps=300_000, optimizer="adam", lr=1e-4, betas=(0.9, 0.999),
     eps=1e-8, momentum=0.0, weight_decay=0.0, lr_milestones=(), lr_every=200_000, lr_every_epochs=0,
     lr_gamma=0.5, pixel_loss="l1", clip_theta=0.0, gan=False, needs_init=False,

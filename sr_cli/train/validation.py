@@ -18,6 +18,7 @@ from torch import Tensor
 from sr_cli.data.training import InputKind, Progress, TrainingSet, prepare_training_set
 from sr_cli.metrics import psnr, ssim, y_channel
 
+
 @dataclass(frozen=True)
 class ValResult:
     psnr: float  # mean over scales of the mean over images

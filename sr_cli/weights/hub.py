@@ -96,8 +96,9 @@ def _forwarding_tqdm(progress: Callable[[int, int], None] | None) -> type[hf_tqd
     """A silent tqdm class that forwards (done, total) to `progress`; the CLI draws its own bar."""
     if progress is None:
         return None
+    report = progress  # narrowed to not-None for the class body below
 
-    class _Forward(hf_tqdm):  # type: ignore[misc, valid-type]
+    class _Forward(hf_tqdm):
         # tqdm's constructor takes many keyword options; huggingface_hub passes them through, we only read two.
         def __init__(self, *args: Any, **kwargs: Any) -> None:
             kwargs["disable"] = True
@@ -107,7 +108,7 @@ def _forwarding_tqdm(progress: Callable[[int, int], None] | None) -> type[hf_tqd
 
         def update(self, n: float | None = 1) -> bool | None:
             self._sr_done += int(n or 0)
-            progress(self._sr_done, self._sr_total)
+            report(self._sr_done, self._sr_total)
             return None
 
     return _Forward

@@ -74,7 +74,7 @@ class TensorRecord:
             raise CheckpointError(f"{source}: storage {self.storage.key} is referenced but its bytes are missing")
         if any(s < 0 for s in self.size) or any(s < 0 for s in self.stride) or self.offset < 0:
             raise CheckpointError(f"{source}: a tensor has a negative size/stride/offset; the file is corrupt")
-        last = self.offset + sum((n - 1) * st for n, st in zip(self.size, self.stride)) if all(self.size) else -1
+        last = self.offset + sum((n - 1) * st for n, st in zip(self.size, self.stride, strict=True)) if all(self.size) else -1
         if last >= data.numel():
             raise CheckpointError(f"{source}: a tensor reaches past the end of its storage; the file is corrupt")
         return torch.as_strided(data, self.size, self.stride, self.offset).clone()

@@ -11,10 +11,10 @@ import json
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Literal, Union
+from typing import Any, Literal
 
 from sr_cli.archs.edsr import EDSRParams
 from sr_cli.archs.mdsr import MDSRParams
@@ -76,7 +76,7 @@ class UrlSource:
         return self.url
 
 
-Source = Union[HubSource, UrlSource]
+Source = HubSource | UrlSource
 
 
 @dataclass(frozen=True)
@@ -194,7 +194,7 @@ def manifest_path() -> Path:
     return Path(__file__).resolve().parents[2] / MANIFEST_NAME
 
 
-@lru_cache(maxsize=None)
+@cache
 def _load_cached(path: str) -> Manifest:
     return read_manifest(Path(path))
 
