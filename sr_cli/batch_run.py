@@ -208,7 +208,8 @@ def _write_all(computed: queue.Queue[object], settings: RunSettings, report: Cal
         assert isinstance(item, _Computed)
         try:
             item.job.output.parent.mkdir(parents=True, exist_ok=True)
-            notes = write_image(item.job.output, item.pixels, item.image.metadata, format=item.job.format, quality=settings.quality, bit_depth=item.bit_depth, overwrite=settings.overwrite)
+            notes = write_image(item.job.output, item.pixels, item.image.metadata, format=item.job.format,
+                                quality=settings.quality, bit_depth=item.bit_depth, overwrite=settings.overwrite)
         except Exception as error:  # reported in the summary and the exit code; the batch goes on
             report(_failed(item.job, error, item.started, item.image))
             continue
