@@ -99,7 +99,7 @@ def test_two_concurrent_writers_into_one_path_one_wins_whole_the_other_fails(tmp
             try:
                 write_image(target, pixels)
                 outcomes[name] = None
-            except BaseException as error:  # noqa: BLE001 - recorded and asserted below
+            except BaseException as error:
                 outcomes[name] = error
         return run
 

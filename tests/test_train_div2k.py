@@ -14,9 +14,9 @@ import pytest
 from http_fault_server import FaultServer
 from PIL import Image
 
-from sr_cli.data import fetch
 from sr_cli.data.div2k import ArchiveSpec, ensure_archive
 from sr_cli.errors import ChecksumError, DownloadError, OutputError
+from sr_cli.files import http
 
 
 def _fake_archive(count: int = 3) -> bytes:
@@ -79,7 +79,7 @@ def test_wrong_checksum_is_not_kept(served: Served, tmp_path: Path) -> None:
 
 def test_too_little_disk_space_is_a_clear_error(served: Served, tmp_path: Path,
                                                 monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(fetch.shutil, "disk_usage", lambda _p: DiskUsage(10**12, 10**12 - 1000, 1000))
+    monkeypatch.setattr(http.shutil, "disk_usage", lambda _p: DiskUsage(10**12, 10**12 - 1000, 1000))
     with pytest.raises(OutputError, match="GB free; free space or set SR_CACHE_DIR"):
         ensure_archive(served.spec, root=tmp_path, base_url=served.server.url("/div2k/"))
     assert served.server.gets("/div2k/DIV2K_train_HR.zip") == []  # refused before any byte was asked for

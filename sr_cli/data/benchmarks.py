@@ -31,8 +31,10 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from sr_cli.data.fetch import RemoteFile, cache_root, download
 from sr_cli.errors import DatasetError, DownloadError, InputError, ManifestError
+from sr_cli.files.digest import ExpectedSha256
+from sr_cli.files.http import download_to
+from sr_cli.files.places import cache_root
 from sr_cli.resize import downscale_like_benchmark
 
 if TYPE_CHECKING:
@@ -234,7 +236,11 @@ def _download_benchmark(key: str, scales: tuple[int, ...], cached_root: Path, pr
         base_url = os.environ.get("SR_BENCHMARK_BASE_URL", "").rstrip("/") or table["base_url"]
         url = table["url_template"].format(base_url=base_url, remote=entry["remote"], remote_path=remote_path)
         try:
-            download(RemoteFile(url=url, size=None, sha256=sha), target / rel)
+            expected = ExpectedSha256.full(sha)
+        except ValueError as error:
+            raise ManifestError(f"sr_cli/data/benchmark_files.json: {key} {rel}: {error}; reinstall sr") from None
+        try:
+            download_to(url, target / rel, expected, None)
         except DownloadError as error:  # same class (ChecksumError, OfflineError...), with the way out added
             raise type(error)(
                 f"{KNOWN_DATASETS[key][0]}: {error} (or download the EDSR benchmark package and pass --data-dir)"

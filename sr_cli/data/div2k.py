@@ -1,7 +1,7 @@
 """DIV2K (Agustsson & Timofte, NTIRE 2017): the 800 training HR images, downloaded on demand.
 
-The archive (3.5 GB) is fetched with `fetch.download` (progress, resume, disk-space check, size +
-sha256) and unpacked once into the cache; `--data div2k` then trains on `DIV2K_train_HR/`.
+The archive (3.5 GB) is fetched with `files.http.download_to` (progress, resume, disk-space check, size +
+sha256 while streaming, a lock) and unpacked once into the cache; `--data div2k` then trains on `DIV2K_train_HR/`.
 Checksums: tensorflow/datasets `url_checksums/div2k.txt` (size and sha256 of each official archive).
 `SR_DIV2K_BASE_URL` points at a mirror that serves the same file names.
 """
@@ -13,8 +13,10 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from sr_cli.data.fetch import Progress, RemoteFile, cache_root, download
 from sr_cli.errors import DatasetError, OutputError
+from sr_cli.files.digest import ExpectedSha256
+from sr_cli.files.http import Progress, download_to
+from sr_cli.files.places import cache_root
 
 OFFICIAL_BASE_URL = "https://data.vision.ee.ethz.ch/cvl/DIV2K/"
 
@@ -47,8 +49,8 @@ def ensure_archive(spec: ArchiveSpec, *, root: Path | None = None, base_url: str
     if marker.is_file():
         return target
     base = base_url or os.environ.get("SR_DIV2K_BASE_URL") or OFFICIAL_BASE_URL
-    archive = download(RemoteFile(base.rstrip("/") + "/" + spec.filename, spec.size, spec.sha256),
-                       root / spec.filename, progress)
+    archive = download_to(base.rstrip("/") + "/" + spec.filename, root / spec.filename,
+                          ExpectedSha256.full(spec.sha256), spec.size, progress=progress)
     _unpack(archive, spec, root)
     archive.unlink()  # the images are what we keep; the archive would double the disk use
     return target

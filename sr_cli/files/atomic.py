@@ -48,7 +48,7 @@ def atomic_write(target: Path, *, overwrite: bool, advice: str = DEFAULT_ADVICE)
     temporary = temporary_path_for(target)
     try:
         # "x": O_EXCL, and mode 0o666 minus the umask, like any file the user's programs create.
-        handle = open(temporary, "xb")  # noqa: SIM115 - closed below, before the publish
+        handle = open(temporary, "xb")
     except OSError as error:
         raise _write_error(target, error, advice) from error
     try:

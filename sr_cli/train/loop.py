@@ -26,7 +26,6 @@ from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
 
 from sr_cli.archs.runtime import AnyModule, AnyParams
-from sr_cli.data.fetch import RemoteFile, cache_root, download
 from sr_cli.data.training import (
     InputKind,
     PatchDataset,
@@ -38,6 +37,8 @@ from sr_cli.data.training import (
 )
 from sr_cli.errors import DeviceError, TrainingError, UsageError
 from sr_cli.files.atomic import write_bytes_atomic
+from sr_cli.files.http import download_to
+from sr_cli.files.places import cache_root
 from sr_cli.train import distributed
 from sr_cli.train.checkpointing import (
     CHECKPOINT_NAME,
@@ -56,7 +57,7 @@ from sr_cli.train.network import TrainNet, build_network, params_to_json
 from sr_cli.train.options import TrainOptions, vdsr_default_steps
 from sr_cli.train.perceptual import (
     VGG19_FILENAME,
-    VGG19_SHA256_PREFIX,
+    VGG19_SHA256,
     VGG19_URL,
     VGG19Conv54,
     load_vgg19_conv54,
@@ -368,7 +369,7 @@ def _perceptual_extractor(options: TrainOptions, say: Callable[[str], None]) -> 
         return random_vgg19_conv54(options.seed)
     path = options.vgg_weights
     if path is None:
-        path = download(RemoteFile(VGG19_URL, None, VGG19_SHA256_PREFIX), cache_root() / "vgg" / VGG19_FILENAME)
+        path = download_to(VGG19_URL, cache_root() / "vgg" / VGG19_FILENAME, VGG19_SHA256, None)
     return load_vgg19_conv54(path)
 
 

@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from sr_cli.errors import CheckpointError
+from sr_cli.files.digest import ExpectedSha256
 
 # torchvision's VGG19 ("E") configuration: channels per conv, "M" = max-pool.
 _VGG19_LAYOUT: tuple[int | str, ...] = (64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M",
@@ -24,7 +25,7 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 VGG19_URL = "https://download.pytorch.org/models/vgg19-dcbb9e9d.pth"
 # torchvision names its files <arch>-<first 8 hex digits of the sha256>.pth and checks that prefix on
 # download (torch.hub check_hash); we check the same prefix (no full hash could be confirmed offline).
-VGG19_SHA256_PREFIX = "dcbb9e9d"
+VGG19_SHA256 = ExpectedSha256.prefix("dcbb9e9d")
 VGG19_FILENAME = "vgg19-dcbb9e9d.pth"
 _CLASSIFIER_KEYS = frozenset(f"classifier.{i}.{p}" for i in (0, 3, 6) for p in ("weight", "bias"))
 

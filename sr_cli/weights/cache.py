@@ -20,21 +20,11 @@ from typing import Literal
 from sr_cli.errors import ChecksumError, InputError, OutputError
 from sr_cli.files.atomic import atomic_write, publish_file, temporary_path_for
 from sr_cli.files.digest import HASH_CHUNK, sha256_of
+from sr_cli.files.places import cache_root
 from sr_cli.weights.manifest import ManifestEntry
 
 _SHA256_DIR = re.compile(r"[0-9a-f]{64}")
 _CACHE_ADVICE = "free some space or point SR_CACHE_DIR at a writable folder"
-
-
-def cache_root() -> Path:
-    """SR_CACHE_DIR > $XDG_CACHE_HOME/sr > ~/.cache/sr (read on every call, so tests and users can switch)."""
-    explicit = os.environ.get("SR_CACHE_DIR")
-    if explicit:
-        return Path(explicit).expanduser()
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    if xdg:
-        return Path(xdg).expanduser() / "sr"
-    return Path.home() / ".cache" / "sr"
 
 
 def weights_dir() -> Path:

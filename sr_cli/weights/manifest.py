@@ -23,6 +23,7 @@ from sr_cli.archs.runtime import FAMILIES, AnyParams
 from sr_cli.archs.srvgg import SRVGGParams
 from sr_cli.archs.vdsr import VDSRParams
 from sr_cli.errors import ManifestError
+from sr_cli.files.digest import ExpectedSha256
 
 MANIFEST_NAME = "weights_manifest.json"
 SUPPORTED_VERSION = 1
@@ -154,12 +155,16 @@ class ManifestEntry:
         assert digest is not None  # guaranteed by validation
         return digest
 
+    @property
+    def digest(self) -> ExpectedSha256:
+        """What a downloaded file must hash to, in the type every download checks against."""
+        if self.sha256 is not None:
+            return ExpectedSha256.full(self.sha256)
+        return ExpectedSha256.prefix(self.expected_digest)
+
     def digest_matches(self, sha256_hex: str) -> bool:
         """Does a file with this sha256 carry these weights (as far as the manifest can tell)?"""
-        if self.sha256 is not None:
-            return sha256_hex == self.sha256
-        assert self.sha256_prefix is not None
-        return sha256_hex.startswith(self.sha256_prefix)
+        return self.digest.matches(sha256_hex)
 
     def serves(self, scale: float) -> bool:
         """Can these weights produce an x`scale` result? (VDSR: any scale > 1.)"""
