@@ -22,7 +22,7 @@ import torch
 from torch import Tensor
 
 from sr_cli.archs.runtime import SRNet
-from sr_cli.color import rgb_to_ycbcr, ycbcr_to_rgb
+from sr_cli.color import GRAY_FROM_RGB, rgb_to_ycbcr, ycbcr_to_rgb
 from sr_cli.engine import (
     estimate_cost_per_pixel,
     resolve_device,
@@ -47,9 +47,6 @@ CANDIDATE_SCALES: tuple[int, ...] = (1, 2, 3, 4, 8)
 # EDSR full x1.21. RRDB measured x0.88 and x1.14 in two runs (its dense blocks concatenate channels,
 # which NHWC makes expensive): not shown faster, so it stays NCHW. GPUs: not measured here, NCHW.
 CHANNELS_LAST_ON_CPU: frozenset[str] = frozenset({"edsr", "mdsr", "vdsr", "srvgg"})
-# Luma weights used to fold the RGB result of a grayscale input back to one channel (ITU-R BT.601,
-# the weights Pillow's convert("L") uses, so a gray image round-trips the way users expect).
-_LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
 _UINT_MAX = {np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0}
 _Y_LOW, _Y_SPAN = 16.0 / 255.0, 219.0 / 255.0  # BT.601 studio-swing luma range, as float in [0, 1]
 
@@ -122,7 +119,7 @@ class Upscaler:
             rgb = fill_transparent(rgb, alpha)
         color_progress, alpha_progress = _two_passes(progress) if alpha is not None else (progress, None)
         out_rgb = np.clip(self._upscale_rgb(rgb, color_progress), 0.0, 1.0)
-        out = (out_rgb @ _LUMA)[:, :, None] if color.shape[2] == 1 else out_rgb
+        out = (out_rgb @ GRAY_FROM_RGB)[:, :, None] if color.shape[2] == 1 else out_rgb
         if alpha is not None:
             out = np.concatenate([out, self._upscale_alpha(alpha, alpha_progress)[:, :, None]], axis=2)
         return _to_dtype(out[:, :, 0] if squeeze else out, image.dtype)
@@ -305,7 +302,7 @@ def _check_has_pair(model: str | Path, scale: float | None) -> None:
         raise UsageError(f"--alpha needs a model with a PSNR/GAN pair from the manifest; for the file {model}, "
                          f"make the blend with `sr blend --psnr FILE --gan FILE -o blend.safetensors` first")
     entry = zoo.resolve(str(model), scale)
-    if entry.pair is None or entry.pair.kind != "interpolation":
+    if zoo.interpolation_partner_of(entry) is None:
         raise UsageError(f"--alpha needs a model with a PSNR/GAN pair (esrgan, esrgan-psnr, realesrgan-x4plus, "
                          f"realesrnet-x4plus); {entry.name} has none")
 
@@ -316,8 +313,8 @@ def _interpolated(loaded, alpha: float, res_scale: float | None, progress_downlo
     from sr_cli.weights.interpolate import check_alpha, interpolate_state_dicts
 
     check_alpha(alpha)
-    partner_entry = zoo.pair_of(loaded.entry) if loaded.entry is not None else None
-    if partner_entry is None or loaded.entry.pair is None or loaded.entry.pair.kind != "interpolation":
+    partner_entry = zoo.interpolation_partner_of(loaded.entry) if loaded.entry is not None else None
+    if partner_entry is None:
         raise UsageError(f"--alpha needs a model with a PSNR/GAN pair (e.g. esrgan); {loaded.name} has none")
     partner = zoo.load(partner_entry.name, loaded.srnet.scale, res_scale=res_scale, progress=progress_download)
     psnr, gan = (loaded, partner) if loaded.entry.variant == "psnr" else (partner, loaded)

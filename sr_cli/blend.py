@@ -63,8 +63,8 @@ def default_labels(psnr: str | None, gan: str | None) -> tuple[str, str]:
     if zoo.looks_like_path(given):
         raise UsageError(f"{given} is a file: pass its partner too (--{missing_role} NAME|FILE)")
     entry = zoo.resolve(given)
-    partner = zoo.pair_of(entry)
-    if partner is None or entry.pair is None or entry.pair.kind != "interpolation":
+    partner = zoo.interpolation_partner_of(entry)
+    if partner is None:
         raise UsageError(f"{given} has no PSNR/GAN partner in the manifest; pass --{missing_role} NAME|FILE")
     return (given, partner.name) if missing_role == "gan" else (partner.name, given)
 

@@ -18,6 +18,7 @@ import torch
 from sr_cli.errors import InputError
 
 __all__ = [
+    "GRAY_FROM_RGB",
     "RGB_TO_YCBCR",
     "YCBCR_OFFSET",
     "rgb_to_ycbcr",
@@ -35,6 +36,11 @@ RGB_TO_YCBCR = np.array(
     [[65.481, 128.553, 24.966], [-37.797, -74.203, 112.0], [112.0, -93.786, -18.214]], dtype=np.float64
 )
 YCBCR_OFFSET = np.array([16.0, 128.0, 128.0], dtype=np.float64)
+
+# Full-range luma weights (ITU-R BT.601, what Pillow's convert("L") uses) that fold the RGB result of a
+# grayscale input back to one channel, so a gray image round-trips the way users expect. `sr upscale`
+# and `sr eval` both use these; PSNR/SSIM use the studio-swing Y above, never these.
+GRAY_FROM_RGB = np.array([0.299, 0.587, 0.114], dtype=np.float32)
 
 # On [0,1] data MATLAB uses T = (1/255) * origT and offset = (1/255) * origOffset; same products here.
 _FORWARD = (1.0 / 255.0) * RGB_TO_YCBCR

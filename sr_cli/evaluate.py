@@ -34,8 +34,8 @@ import numpy as np
 import torch
 
 from sr_cli.archs.runtime import SRNet
-from sr_cli.color import rgb_to_y
-from sr_cli.data.benchmarks import KNOWN_DATASETS, Dataset, ImagePair, load_pair
+from sr_cli.color import GRAY_FROM_RGB, rgb_to_y
+from sr_cli.data.benchmarks import Dataset, ImagePair, dataset_key, load_pair
 from sr_cli.data.published import published_for
 from sr_cli.errors import InputError, OutputError, UsageError
 from sr_cli.metrics import psnr, ssim, y_channel
@@ -59,7 +59,6 @@ Progress = Callable[[int, int], None]
 PROTOCOLS: tuple[str, ...] = ("paper", "rgb-lr", "edsr-pytorch", "basicsr")
 BICUBIC = "bicubic"
 _DIV2K_EXTRA_BORDER = 6  # EDSR-PyTorch: shave = scale + 6 outside the benchmark sets
-_LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)  # gray out of an RGB model, as sr_cli.api does
 _EDSR_PYTORCH_Y = np.array([65.738, 129.057, 25.064]) / 256.0
 
 
@@ -200,17 +199,9 @@ def _published(label: str, model: _Model, dataset: Dataset, scale: int, options:
             return row.psnr, row.ssim, row.source.key
     if not options.ensemble:  # the manifest entry's own figures (e.g. ESRGAN's RRDB PSNR model)
         for metric in model.manifest_metrics:
-            if metric.scale == scale and _dataset_key(metric.dataset) == dataset.key:
+            if metric.scale == scale and dataset_key(metric.dataset) == dataset.key:
                 return metric.psnr, metric.ssim, metric.source
     return None, None, None
-
-
-def _dataset_key(name: str) -> str | None:
-    lowered = name.strip().lower()
-    for key, (_, aliases) in KNOWN_DATASETS.items():
-        if lowered == key or lowered in aliases:
-            return key
-    return None
 
 
 # --- running -----------------------------------------------------------------------------------------
@@ -245,7 +236,7 @@ def _run_rgb_model(model: _Model, lr: np.ndarray, options: EvalOptions) -> np.nd
     rgb = np.repeat(lr[..., None], 3, axis=2) if gray else lr
     out = _forward(model.srnet, _to_tensor(rgb, model.device), options.ensemble)
     if gray:
-        folded = (out[0].permute(1, 2, 0).cpu().numpy() @ _LUMA)[None, None]
+        folded = (out[0].permute(1, 2, 0).cpu().numpy() @ GRAY_FROM_RGB)[None, None]
         return _to_uint8(torch.from_numpy(folded))[..., 0]
     return _to_uint8(out)
 

@@ -25,7 +25,8 @@ from pathlib import Path
 from sr_cli.archs.runtime import SRNet
 from sr_cli.defaults import DEFAULT_MODEL as DEFAULT_MODEL  # re-exported: the name used without --model
 from sr_cli.errors import CheckpointError, ChecksumError, InputError, UnknownModelError, UsageError
-from sr_cli.weights.cache import find_cached, sha256_of
+from sr_cli.files.digest import sha256_of
+from sr_cli.weights.cache import find_cached
 from sr_cli.weights.detect import DetectedCheckpoint, detect
 from sr_cli.weights.download import fetch
 from sr_cli.weights.loading import LoadedCheckpoint, load_checkpoint, srnet_for
@@ -115,6 +116,14 @@ def pair_of(entry: ManifestEntry) -> ManifestEntry | None:
     partner = load_manifest().get(entry.pair.name)
     assert partner is not None, "the manifest validation guarantees pairs exist"
     return partner
+
+
+def interpolation_partner_of(entry: ManifestEntry) -> ManifestEntry | None:
+    """The PSNR/GAN partner whose weights `entry` may be blended with (`--alpha`, `sr blend`), or None.
+    The one place that decides what a blendable pair is."""
+    if entry.pair is None or entry.pair.kind != "interpolation":
+        return None
+    return pair_of(entry)
 
 
 def looks_like_path(model: str | Path) -> bool:

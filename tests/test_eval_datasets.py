@@ -12,7 +12,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from sr_cli.data.benchmarks import load_pair, resolve_dataset
+from sr_cli.data.benchmarks import (
+    KNOWN_DATASETS,
+    dataset_key,
+    load_pair,
+    resolve_dataset,
+)
 from sr_cli.errors import ChecksumError, DatasetError
 
 
@@ -92,3 +97,20 @@ def test_gray_image_stays_gray(datasets_dir: Path) -> None:
     bridge = next(i for i in dataset.images(3) if i.name == "bridge")
     pair = load_pair(bridge, 3)
     assert pair.hr.ndim == 2 and pair.lr.ndim == 2 and pair.hr.shape == (510, 510)
+
+
+def test_every_alias_names_its_set_in_any_case() -> None:
+    for key, (label, aliases) in KNOWN_DATASETS.items():
+        for name in (key, label, *aliases, label.upper(), f"  {label} "):
+            assert dataset_key(name) == key, name
+    assert dataset_key("set50") is None and dataset_key("div2k-train") is None
+
+
+@pytest.mark.parametrize("name", ["div2k_val", "DIV2K_valid", "div2k"])
+def test_div2k_val_aliases_find_the_set_in_data_dir(tmp_path: Path, name: str) -> None:
+    """Before: `--dataset div2k_val` was taken for a folder path ("neither a known set nor a folder")."""
+    hr = tmp_path / "DIV2K" / "DIV2K_valid_HR"
+    hr.mkdir(parents=True)
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(hr / "0801.png")
+    found = resolve_dataset(name, scales=(2,), data_dir=tmp_path, download_missing=False)
+    assert found.key == "div2k-val" and found.hr_dir == hr and [i.name for i in found.images(2)] == ["0801"]

@@ -61,11 +61,10 @@ def parse_list(value: str, option: str) -> list[str]:
 
 def split_datasets(value: str) -> list[str]:
     """Comma-separated known set names, or one path (paths may contain commas)."""
-    from sr_cli.data.benchmarks import KNOWN_DATASETS
+    from sr_cli.data.benchmarks import dataset_key
 
     parts = [part.strip().lower() for part in value.split(",")]
-    aliases = {alias for _, names in KNOWN_DATASETS.values() for alias in names} | set(KNOWN_DATASETS)
-    if len(parts) > 1 and all(part in aliases for part in parts):
+    if len(parts) > 1 and all(dataset_key(part) is not None for part in parts):
         return parts
     return [value]
 

@@ -35,6 +35,7 @@ from sr_cli.errors import DatasetError, DownloadError, InputError, ManifestError
 from sr_cli.files.digest import ExpectedSha256
 from sr_cli.files.http import download_to
 from sr_cli.files.places import cache_root
+from sr_cli.imageio import is_readable_suffix
 from sr_cli.resize import downscale_like_benchmark
 
 if TYPE_CHECKING:
@@ -45,6 +46,7 @@ __all__ = [
     "BenchmarkImage",
     "Dataset",
     "ImagePair",
+    "dataset_key",
     "resolve_dataset",
     "load_pair",
     "read_rgb_or_gray",
@@ -53,7 +55,8 @@ __all__ = [
 
 Progress = Callable[[int, int], None]
 
-# key -> (label, folder-name aliases, lower case)
+# key -> (label, aliases, lower case): the one alias table, for --dataset values, folder names under
+# --data-dir and the dataset names in the manifest's metrics (`dataset_key`).
 KNOWN_DATASETS: dict[str, tuple[str, tuple[str, ...]]] = {
     "set5": ("Set5", ("set5",)),
     "set14": ("Set14", ("set14",)),
@@ -61,8 +64,6 @@ KNOWN_DATASETS: dict[str, tuple[str, tuple[str, ...]]] = {
     "urban100": ("Urban100", ("urban100",)),
     "div2k-val": ("DIV2K-val", ("div2k-val", "div2k_val", "div2k-valid", "div2k_valid", "div2k")),
 }
-_DATASET_ALIASES = {"bsd100": "b100", "bsds100": "b100", "div2k": "div2k-val", "div2k-valid": "div2k-val"}
-_IMAGE_SUFFIXES = (".png", ".bmp", ".tif", ".tiff", ".jpg", ".jpeg", ".webp")
 
 
 @dataclass(frozen=True)
@@ -90,7 +91,7 @@ class Dataset:
 
     def images(self, scale: int) -> list[BenchmarkImage]:
         """The set's images in name order, each with its shipped LR for ``scale`` when there is one."""
-        hr_files = sorted(p for p in self.hr_dir.iterdir() if p.is_file() and p.suffix.lower() in _IMAGE_SUFFIXES)
+        hr_files = sorted(p for p in self.hr_dir.iterdir() if p.is_file() and is_readable_suffix(p.suffix))
         if not hr_files:
             raise DatasetError(f"{self.hr_dir}: no images found; point --dataset/--data-dir at a folder of HR images")
         lr_dir = self.lr_dir(scale)
@@ -123,10 +124,13 @@ def _find_lr(lr_dir: Path, hr: Path, scale: int) -> Path | None:
     return None
 
 
-def _normalise_key(name: str) -> str | None:
-    key = name.strip().lower()
-    key = _DATASET_ALIASES.get(key, key)
-    return key if key in KNOWN_DATASETS else None
+def dataset_key(name: str) -> str | None:
+    """The known set a name means (`Set5`, `bsd100`, `div2k_val` ...), or None for anything else."""
+    lowered = name.strip().lower()
+    for key, (_, aliases) in KNOWN_DATASETS.items():
+        if lowered == key or lowered in aliases:
+            return key
+    return None
 
 
 def _edsr_layout(folder: Path, key: str, label: str) -> Dataset | None:
@@ -166,7 +170,7 @@ def resolve_dataset(
     progress: Progress | None = None,
 ) -> Dataset:
     """Find (or download) a named benchmark set, or open a folder as a dataset."""
-    key = _normalise_key(name_or_path)
+    key = dataset_key(name_or_path)
     if key is None:
         return _custom(Path(name_or_path))
     if data_dir is not None:

@@ -28,8 +28,8 @@ from sr_cli import resize
 from sr_cli.color import rgb_to_ycbcr_uint8
 from sr_cli.errors import DatasetError, InputError, OutputError
 from sr_cli.files.atomic import atomic_write
+from sr_cli.imageio import READABLE_SUFFIXES, is_readable_suffix
 
-IMAGE_SUFFIXES: frozenset[str] = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm"})
 # "rgb": LR RGB patch -> HR RGB patch (EDSR, MDSR, RRDB). "y-upscaled": bicubic-upscaled Y -> HR Y (VDSR).
 InputKind = Literal["rgb", "y-upscaled"]
 Progress = Callable[[int, int], None]
@@ -46,11 +46,11 @@ def find_hr_images(folder: Path) -> list[Path]:
         raise DatasetError(f"--data {folder}: not a folder; give a folder of HR images or 'div2k'")
     found = [
         path for path in folder.rglob("*")
-        if path.suffix.lower() in IMAGE_SUFFIXES and path.is_file()
+        if is_readable_suffix(path.suffix) and path.is_file()
         and not any(part.startswith(".") for part in path.relative_to(folder).parts)
     ]
     if not found:
-        raise DatasetError(f"--data {folder}: no images found (looked for {', '.join(sorted(IMAGE_SUFFIXES))})")
+        raise DatasetError(f"--data {folder}: no images found (looked for {', '.join(sorted(READABLE_SUFFIXES))})")
     return sorted(found, key=lambda p: p.relative_to(folder).as_posix())
 
 

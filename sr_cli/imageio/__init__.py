@@ -3,6 +3,7 @@ from sr_cli.files.atomic import write_bytes_atomic
 from sr_cli.imageio.model import (
     FORMATS_WITH_16_BIT,
     FORMATS_WITH_ALPHA,
+    READABLE_SUFFIXES,
     SUFFIX_BY_WRITE_FORMAT,
     Image,
     ImageMetadata,
@@ -15,6 +16,7 @@ from sr_cli.imageio.writer import to_bit_depth, write_image
 __all__ = [
     "FORMATS_WITH_16_BIT",
     "FORMATS_WITH_ALPHA",
+    "READABLE_SUFFIXES",
     "SUFFIX_BY_WRITE_FORMAT",
     "Image",
     "ImageMetadata",

@@ -71,5 +71,9 @@ def format_for_write_suffix(suffix: str) -> str | None:
     return WRITE_FORMAT_BY_SUFFIX.get(suffix.lower())
 
 
+READABLE_SUFFIXES: frozenset[str] = frozenset(READ_FORMAT_BY_SUFFIX)
+
+
 def is_readable_suffix(suffix: str) -> bool:
+    """The one list of image suffixes: batch inputs, `sr downscale`, benchmark sets and training data."""
     return suffix.lower() in READ_FORMAT_BY_SUFFIX

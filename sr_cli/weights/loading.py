@@ -1,7 +1,6 @@
 """File -> verified, strictly loaded module -> SRNet at the scale asked for."""
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -10,6 +9,7 @@ from torch import nn
 
 from sr_cli.archs.runtime import SRNet, build_module, to_srnets
 from sr_cli.errors import ScaleMismatchError
+from sr_cli.files.digest import sha256_of
 from sr_cli.weights.detect import DetectedCheckpoint, detect
 from sr_cli.weights.reading import read_checkpoint
 
@@ -20,14 +20,6 @@ class LoadedCheckpoint:
     module: nn.Module  # eval mode, loaded with strict=True
     path: Path
     sha256: str
-
-
-def sha256_of(path: Path, chunk: int = 1 << 20) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while block := handle.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def load_checkpoint(path: Path, *, res_scale: float | None = None) -> LoadedCheckpoint:
