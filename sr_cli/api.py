@@ -30,7 +30,7 @@ from sr_cli.engine import (
     upscale_tensor,
 )
 from sr_cli.engine.precision import Precision
-from sr_cli.errors import InputError, ScaleMismatchError, UnknownModelError, UsageError
+from sr_cli.errors import InputError, ScaleMismatchError, UsageError
 from sr_cli.resize import imresize
 
 if TYPE_CHECKING:
@@ -281,17 +281,13 @@ def _load_for(model: str | Path, scale: float | None, outscale: float | None, re
     # Imported here: the zoo pulls in huggingface_hub, which `import sr_cli.api` should not pay for.
     from sr_cli import zoo
 
+    candidates: list[float]
     if scale is not None:
-        return zoo.load(model, scale, res_scale=res_scale, progress=progress_download)
-    assert outscale is not None
-    first_error: Exception | None = None
-    for candidate in [outscale, *_scale_order(outscale)]:
-        try:
-            return zoo.load(model, candidate, res_scale=res_scale, progress=progress_download)
-        except (ScaleMismatchError, UnknownModelError) as error:  # this scale is not served; try the next
-            first_error = first_error or error
-    assert first_error is not None
-    raise first_error
+        candidates = [scale]
+    else:
+        assert outscale is not None
+        candidates = [outscale, *_scale_order(outscale)]
+    return zoo.ModelSession().load_first_served(model, candidates, res_scale=res_scale, progress=progress_download)
 
 
 def _check_has_pair(model: str | Path, scale: float | None) -> None:

@@ -21,7 +21,7 @@ from sr_cli.archs.runtime import SRNet, build_module, to_srnets
 from sr_cli.defaults import DEFAULT_BLEND_PAIR
 from sr_cli.errors import CheckpointError, OfflineError, UsageError
 from sr_cli.weights.interpolate import check_alpha, check_compatible, interpolate_state_dicts
-from sr_cli.weights.loading import LoadedCheckpoint, load_checkpoint
+from sr_cli.weights.loading import LoadedCheckpoint, srnet_serving
 from sr_cli.weights.safetensors_io import save_safetensors, sr_metadata
 
 DEFAULT_PAIR = DEFAULT_BLEND_PAIR  # (PSNR, GAN): ESRGAN's
@@ -101,19 +101,18 @@ def load_pair(psnr: str, gan: str, *, res_scale: float | None = None) -> tuple[E
 
 
 def load_endpoint(spec: str, *, res_scale: float | None = None) -> Endpoint:
-    """A manifest name (downloaded and verified as needed) or a weights file."""
+    """A manifest name (downloaded and verified as needed, checked against its manifest entry) or a
+    weights file, through the zoo like every other load."""
     from sr_cli import zoo
-    from sr_cli.weights.download import fetch
 
-    if zoo.looks_like_path(spec):
-        return Endpoint(spec, load_checkpoint(Path(spec).expanduser(), res_scale=res_scale), None)
-    entry = zoo.resolve(spec)
     try:
-        path = fetch(entry)
+        entry, checkpoint = zoo.ModelSession().checkpoint(spec, res_scale=res_scale)
     except OfflineError:
-        raise OfflineError(f"{entry.name} is not in the cache; run `sr weights download {entry.name}` where there is "
+        name = zoo.resolve(spec).name
+        raise OfflineError(f"{name} is not in the cache; run `sr weights download {name}` where there is "
                            f"network, or pass the file with --psnr/--gan FILE") from None
-    checkpoint = load_checkpoint(path, res_scale=res_scale if res_scale is not None else entry.res_scale)
+    if entry is None:
+        return Endpoint(spec, checkpoint, None)
     return Endpoint(entry.name, checkpoint, entry.variant)
 
 
@@ -196,10 +195,10 @@ def save(result: Blend, path: Path, *, overwrite: bool = False) -> None:
 
 
 def srnet_of(module: nn.Module, scale: float) -> SRNet:
-    for net in to_srnets(module).values():  # type: ignore[arg-type]
-        if net.serves(scale):
-            return net
-    raise UsageError(f"the blended model does not serve x{scale:g}")
+    net = srnet_serving(module, scale)
+    if net is None:
+        raise UsageError(f"the blended model does not serve x{scale:g}")
+    return net
 
 
 def upscaler_for(module: nn.Module, scale: float, label: str, options: UpscaleOptions) -> Upscaler:

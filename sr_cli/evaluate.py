@@ -44,6 +44,7 @@ from sr_cli.resize import imresize
 if TYPE_CHECKING:  # sr_cli.api (same layer) loads only when a model runs through it
     from sr_cli.api import Upscaler
     from sr_cli.weights.manifest import Metric
+    from sr_cli.zoo import ModelSession
 
 __all__ = [
     "PROTOCOLS",
@@ -143,14 +144,15 @@ class _Model:
     manifest_metrics: tuple[Metric, ...] = ()  # published figures the manifest entry carries
 
 
-def _load_model(model: str, scale: int, options: EvalOptions) -> _Model:
+def _load_model(model: str, scale: int, options: EvalOptions, session: ModelSession | None) -> _Model:
     if model.lower() == BICUBIC:
         return _Model(arg=model, family=BICUBIC, srnet=None, entry_name=None)
     from sr_cli import zoo
     from sr_cli.engine.device import resolve_device
 
     device = resolve_device(options.device)
-    loaded = zoo.load(model, scale, res_scale=options.res_scale)  # a manifest name or a weights file
+    session = session if session is not None else zoo.ModelSession()
+    loaded = session.load(model, scale, res_scale=options.res_scale)  # a manifest name or a weights file
     entry_name = loaded.entry.name if loaded.entry else None
     metrics = loaded.entry.published_metrics if loaded.entry else ()
     return _Model(arg=model, family=loaded.srnet.family, srnet=loaded.srnet.eval().to(device), entry_name=entry_name,
@@ -316,11 +318,16 @@ def evaluate(
     scale: int,
     options: EvalOptions = EvalOptions(),
     progress: Progress | None = None,
+    *,
+    session: ModelSession | None = None,
 ) -> EvalResult:
-    """PSNR/SSIM of ``model`` (a manifest name, a weights file, or ``bicubic``) on ``dataset`` at x``scale``."""
+    """PSNR/SSIM of ``model`` (a manifest name, a weights file, or ``bicubic``) on ``dataset`` at x``scale``.
+
+    ``session``: pass one `zoo.ModelSession` to every call of a run, so each weights file is read once
+    (not once per dataset x scale)."""
     if scale < 2 or int(scale) != scale:
         raise UsageError(f"--scale {scale}: benchmark evaluation needs an integer scale of 2 or more")
-    loaded = _load_model(model, scale, options)
+    loaded = _load_model(model, scale, options, session)
     y_model = loaded.family in (BICUBIC, "vdsr")
     if options.ensemble and loaded.family == BICUBIC:
         raise UsageError("--ensemble has no meaning for bicubic; drop it or choose a network")

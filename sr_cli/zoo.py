@@ -18,13 +18,21 @@ name raise UnknownModelError listing the choices (with "did you mean").
 from __future__ import annotations
 
 import difflib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from sr_cli.archs.runtime import SRNet
 from sr_cli.defaults import DEFAULT_MODEL as DEFAULT_MODEL  # re-exported: the name used without --model
-from sr_cli.errors import CheckpointError, ChecksumError, InputError, UnknownModelError, UsageError
+from sr_cli.errors import (
+    CheckpointError,
+    ChecksumError,
+    InputError,
+    ScaleMismatchError,
+    SRError,
+    UnknownModelError,
+    UsageError,
+)
 from sr_cli.files.digest import sha256_of
 from sr_cli.weights.cache import find_cached
 from sr_cli.weights.detect import DetectedCheckpoint, detect
@@ -148,19 +156,65 @@ def load(model_or_path: str | Path, scale: float, *, res_scale: float | None = N
     res_scale: EDSR/MDSR residual scaling, which a checkpoint's shapes cannot show; for names the
     manifest gives it, for files detection uses the full-EDSR shape rule unless you pass it.
     """
-    if looks_like_path(model_or_path):
-        path = Path(model_or_path).expanduser()
-        if not path.is_file():
-            raise InputError(f"{path}: no such weights file; pass an existing file or a model name "
-                             f"({', '.join(model_names())})")
-        checkpoint = load_checkpoint(path, res_scale=res_scale)
-        return LoadedModel(name=str(model_or_path), entry=None, srnet=srnet_for(checkpoint, scale), checkpoint=checkpoint)
+    return ModelSession().load_first_served(model_or_path, (scale,), res_scale=res_scale, progress=progress,
+                                            offline=offline)
 
-    entry = resolve(str(model_or_path), scale)
-    path = fetch(entry, progress=progress, offline=offline)
-    checkpoint = load_checkpoint(path, res_scale=res_scale if res_scale is not None else entry.res_scale)
-    _check_matches_manifest(entry, checkpoint)
-    return LoadedModel(name=entry.name, entry=entry, srnet=srnet_for(checkpoint, scale), checkpoint=checkpoint)
+
+class ModelSession:
+    """Reads each weights file once however many scales or datasets ask for it (`sr eval` over several
+    sets and scales, `load_model(..., outscale=)` trying scales). The SRNets it returns for one file share
+    one module: use a session for one run on one device (`zoo.load` makes a fresh one per call)."""
+
+    def __init__(self) -> None:
+        self._checkpoints: dict[tuple[str, float | None], tuple[ManifestEntry | None, LoadedCheckpoint]] = {}
+
+    def checkpoint(self, model_or_path: str | Path, scale: float | None = None, *, res_scale: float | None = None,
+                   progress: Callable[[int, int], None] | None = None,
+                   offline: bool | None = None) -> tuple[ManifestEntry | None, LoadedCheckpoint]:
+        """The verified, strictly loaded checkpoint behind a name (for `scale`, where the name needs one to
+        pick an entry) or a file, with its manifest entry (None for a file): the one loader path."""
+        if looks_like_path(model_or_path):
+            path = Path(model_or_path).expanduser()
+            if not path.is_file():
+                raise InputError(f"{path}: no such weights file; pass an existing file or a model name "
+                                 f"({', '.join(model_names())})")
+            key = (str(path.resolve()), res_scale)
+            if key not in self._checkpoints:
+                self._checkpoints[key] = (None, load_checkpoint(path, res_scale=res_scale))
+            return self._checkpoints[key]
+        entry = resolve(str(model_or_path), scale)
+        effective_res_scale = res_scale if res_scale is not None else entry.res_scale
+        key = (f"manifest:{entry.name}", effective_res_scale)
+        if key not in self._checkpoints:
+            path = fetch(entry, progress=progress, offline=offline)
+            checkpoint = load_checkpoint(path, res_scale=effective_res_scale)
+            _check_matches_manifest(entry, checkpoint)
+            self._checkpoints[key] = (entry, checkpoint)
+        return self._checkpoints[key]
+
+    def load(self, model_or_path: str | Path, scale: float, *, res_scale: float | None = None,
+             progress: Callable[[int, int], None] | None = None, offline: bool | None = None) -> LoadedModel:
+        """Like `zoo.load`, reusing what this session has read."""
+        return self.load_first_served(model_or_path, (scale,), res_scale=res_scale, progress=progress, offline=offline)
+
+    def load_first_served(self, model_or_path: str | Path, scales: Sequence[float], *,
+                          res_scale: float | None = None, progress: Callable[[int, int], None] | None = None,
+                          offline: bool | None = None) -> LoadedModel:
+        """The SRNet for the first of `scales` the model serves (the one place a scale is chosen); raises
+        the first scale's error when none is served. A file is read once whatever the number of scales."""
+        first_error: SRError | None = None
+        for scale in scales:
+            try:
+                entry, checkpoint = self.checkpoint(model_or_path, scale, res_scale=res_scale, progress=progress,
+                                                    offline=offline)
+                srnet = srnet_for(checkpoint, scale)
+            except (ScaleMismatchError, UnknownModelError) as error:  # this scale is not served; try the next
+                first_error = first_error or error
+                continue
+            name = entry.name if entry is not None else str(model_or_path)
+            return LoadedModel(name=name, entry=entry, srnet=srnet, checkpoint=checkpoint)
+        assert first_error is not None, "scales must not be empty"
+        raise first_error
 
 
 def _check_matches_manifest(entry: ManifestEntry, checkpoint: LoadedCheckpoint) -> None:

@@ -42,20 +42,20 @@ def vdsr_checkpoint(vdsr_weights):  # noqa: ANN001, ANN201
 
 @pytest.fixture
 def cached_zoo(vdsr_weights, vdsr_checkpoint, monkeypatch: pytest.MonkeyPatch):  # noqa: ANN001, ANN201
-    """zoo.load for the VDSR file answered from the already read checkpoint (srnet_for still checks scales)."""
+    """The zoo's loader answers the VDSR file from the already read checkpoint (the scale choice still runs);
+    records the scales it was asked for."""
     from sr_cli import zoo
-    from sr_cli.weights.loading import srnet_for
 
-    real_load = zoo.load
+    real_checkpoint = zoo.ModelSession.checkpoint
     calls: list[float] = []
 
-    def load(model, scale, *, res_scale=None, progress=None):  # noqa: ANN001, ANN202
+    def checkpoint(self, model, scale=None, **kwargs):  # noqa: ANN001, ANN003, ANN202
         if str(model) != str(vdsr_weights):
-            return real_load(model, scale, res_scale=res_scale, progress=progress)
+            return real_checkpoint(self, model, scale, **kwargs)
         calls.append(scale)
-        return zoo.LoadedModel(str(model), None, srnet_for(vdsr_checkpoint, scale), vdsr_checkpoint)
+        return None, vdsr_checkpoint
 
-    monkeypatch.setattr(zoo, "load", load)
+    monkeypatch.setattr(zoo.ModelSession, "checkpoint", checkpoint)
     return calls
 
 
@@ -263,17 +263,22 @@ def test_upscaler_refuses_a_wrong_scale_model() -> None:
 
 
 def _fake_zoo(monkeypatch: pytest.MonkeyPatch, nets: dict[str, SRNet]) -> list[tuple[str, float]]:
-    """zoo.load answering from `nets` by manifest name (real manifest entries, tiny random networks)."""
+    """The zoo's loader answering from `nets` by manifest name (real manifest entries and scale choice,
+    tiny random networks, no download); records the (model, scale) it was asked for."""
+    from types import SimpleNamespace
+
     from sr_cli import zoo
 
     calls: list[tuple[str, float]] = []
 
-    def load(model, scale, *, res_scale=None, progress=None):  # noqa: ANN001, ANN202
+    def checkpoint(self, model, scale=None, **_):
         calls.append((str(model), scale))
-        entry = zoo.resolve(str(model), scale)  # the real name/scale rules, no download
-        return zoo.LoadedModel(entry.name, entry, nets[entry.name], None)  # type: ignore[arg-type]  # never read
+        entry = zoo.resolve(str(model), scale)  # the real name/scale rules
+        scales = list(entry.scales) if entry.scales is not None else None
+        return entry, SimpleNamespace(module=nets[entry.name].module, detected=SimpleNamespace(scales=scales),
+                                      path=entry.filename)
 
-    monkeypatch.setattr(zoo, "load", load)
+    monkeypatch.setattr(zoo.ModelSession, "checkpoint", checkpoint)
     return calls
 
 

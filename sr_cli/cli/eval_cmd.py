@@ -153,7 +153,9 @@ def register(app: typer.Typer) -> None:
         """Measure PSNR/SSIM on benchmark sets, beside the published numbers."""
         from sr_cli.data.benchmarks import resolve_dataset
         from sr_cli.evaluate import EvalOptions, evaluate
+        from sr_cli.zoo import ModelSession
 
+        session = ModelSession()  # each weights file is read once for the whole run
         models, scales = models_and_scales(model, scale)
         options = EvalOptions(protocol=protocol, ensemble=ensemble, crop=crop, rgb=rgb, save_dir=save_dir,
                               device=device, res_scale=res_scale)
@@ -175,7 +177,7 @@ def register(app: typer.Typer) -> None:
                         def on_image(done: int, total: int, task: TaskID = task) -> None:
                             bar.update(task, completed=done, total=total)
 
-                        results.append(evaluate(found, model_name, s, options, on_image))
+                        results.append(evaluate(found, model_name, s, options, on_image, session=session))
                         bar.remove_task(task)
         if csv_file is not None:
             from sr_cli.files.atomic import write_bytes_atomic

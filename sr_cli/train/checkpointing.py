@@ -54,6 +54,18 @@ def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
         torch.save({"format": CHECKPOINT_FORMAT, **payload}, handle)
 
 
+def read_run_checkpoint(path: Path) -> dict[str, Any] | None:
+    """The payload of an sr run checkpoint (`last.pt`), or None when `path` is any other file (which
+    the weights reader then reads, and refuses with its own one-line reason if it cannot)."""
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:  # noqa: BLE001 - not ours or unreadable: the weights reader says precisely why
+        return None
+    if isinstance(payload, dict) and payload.get("format") == CHECKPOINT_FORMAT:
+        return payload
+    return None
+
+
 def load_checkpoint_payload(path: Path) -> dict[str, Any]:
     """The dict saved by `save_checkpoint`; TrainingError when missing, unreadable or of another format."""
     if not path.is_file():

@@ -13,12 +13,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
 from torch import Tensor, nn
 
 from sr_cli.archs.runtime import AnyModule, AnyParams, family_of
 from sr_cli.errors import CheckpointError, UnsupportedCheckpointError
-from sr_cli.train.checkpointing import CHECKPOINT_FORMAT
+from sr_cli.train.checkpointing import read_run_checkpoint
 from sr_cli.train.network import params_from_json
 
 SCALE_SPECIFIC_PREFIXES: dict[str, tuple[str, ...]] = {"edsr": ("tail.0.",), "rrdb": ("conv_first.",)}
@@ -68,8 +67,8 @@ def read_init_source(spec: str) -> InitSource:
                 params = params_from_json(family, metadata[META_HYPERPARAMETERS], str(path))
                 return InitSource(str(path), family, params, tensors)
         elif path.suffix == ".pt":
-            payload = torch.load(path, map_location="cpu", weights_only=True)
-            if isinstance(payload, dict) and payload.get("format") == CHECKPOINT_FORMAT:
+            payload = read_run_checkpoint(path)
+            if payload is not None:
                 family = str(payload["family"])
                 params = params_from_json(family, str(payload["hyperparameters"]), str(path))
                 return InitSource(str(path), family, params, dict(payload["model"]))
@@ -94,9 +93,8 @@ def _from_zoo(name: str) -> InitSource:
     """A published model by manifest name (downloaded and verified by the zoo), e.g. edsr-baseline-x2."""
     from sr_cli import zoo
 
-    entry = zoo.resolve(name)
-    scale = entry.scales[0] if entry.scales else 2  # any scale the entry serves: the module is the same
-    return _source_from_module(name, zoo.load(entry.name, scale).checkpoint.module)
+    _, checkpoint = zoo.ModelSession().checkpoint(name)  # verified and checked against the manifest
+    return _source_from_module(name, checkpoint.module)
 
 
 def initialise_from(module: AnyModule, params: AnyParams, source: InitSource) -> InitReport:

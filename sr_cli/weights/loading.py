@@ -37,13 +37,20 @@ def load_checkpoint(path: Path, *, res_scale: float | None = None) -> LoadedChec
     return LoadedCheckpoint(detected, module, path, sha256_of(path))
 
 
+def srnet_serving(module: nn.Module, scale: float) -> SRNet | None:
+    """The SRNet of `module` that produces x`scale` output, None when none does (the one scale choice)."""
+    for net in to_srnets(module).values():  # type: ignore[arg-type]
+        if net.serves(scale):
+            return net
+    return None
+
+
 def srnet_for(loaded: LoadedCheckpoint, scale: float) -> SRNet:
     """The SRNet producing x`scale` output. VDSR serves any scale > 1 at net scale 1 (the caller
     upscales bicubically first); the others only the scale(s) they were trained for."""
-    nets = to_srnets(loaded.module)  # type: ignore[arg-type]
-    for net in nets.values():
-        if net.serves(scale):
-            return net
+    net = srnet_serving(loaded.module, scale)
+    if net is not None:
+        return net
     scales = loaded.detected.scales or []
     if len(scales) == 1:
         raise ScaleMismatchError(
