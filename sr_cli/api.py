@@ -36,6 +36,8 @@ from sr_cli.resize import imresize
 if TYPE_CHECKING:
     from PIL import Image
 
+    from sr_cli.zoo import LoadedModel, ModelSession
+
 Progress = Callable[[int, int], None]
 
 __all__ = ["UpscaleOptions", "Upscaler", "load_model", "CANDIDATE_SCALES", "CHANNELS_LAST_ON_CPU"]
@@ -248,13 +250,15 @@ def load_model(
     for label, value in (("--scale", scale), ("--outscale", outscale), ("--res-scale", res_scale)):
         if value is not None and not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
             raise UsageError(f"{label} {value!r} must be a positive number")
-    if scale is None and outscale is None:
-        from sr_cli import zoo
+    from sr_cli import zoo  # here: the zoo pulls in huggingface_hub, which `import sr_cli.api` should not pay for
 
-        scale = zoo.default_scale(model)  # the only scale it serves; several (MDSR) or any (VDSR): UsageError
+    session = zoo.ModelSession()  # one read of a file, whatever the scale questions below
+    if scale is None and outscale is None:
+        # the only scale it serves; several (MDSR) or any (VDSR): UsageError
+        scale = session.default_scale(model, res_scale=res_scale)
     if alpha is not None:
         _check_has_pair(model, scale)  # before any download
-    loaded = _load_for(model, scale, outscale, res_scale, progress_download)
+    loaded = _load_for(session, model, scale, outscale, res_scale, progress_download)
     srnet = loaded.srnet
     if alpha is not None:
         srnet = _interpolated(loaded, alpha, res_scale, progress_download)
@@ -276,18 +280,15 @@ def _scale_order(outscale: float) -> list[int]:
     return above + below
 
 
-def _load_for(model: str | Path, scale: float | None, outscale: float | None, res_scale: float | None,
-              progress_download: Progress | None):  # noqa: ANN202 -- zoo.LoadedModel, imported lazily
-    # Imported here: the zoo pulls in huggingface_hub, which `import sr_cli.api` should not pay for.
-    from sr_cli import zoo
-
+def _load_for(session: ModelSession, model: str | Path, scale: float | None, outscale: float | None,
+              res_scale: float | None, progress_download: Progress | None) -> LoadedModel:
     candidates: list[float]
     if scale is not None:
         candidates = [scale]
     else:
         assert outscale is not None
         candidates = [outscale, *_scale_order(outscale)]
-    return zoo.ModelSession().load_first_served(model, candidates, res_scale=res_scale, progress=progress_download)
+    return session.load_first_served(model, candidates, res_scale=res_scale, progress=progress_download)
 
 
 def _check_has_pair(model: str | Path, scale: float | None) -> None:

@@ -108,6 +108,10 @@ def default_scale(model_or_path: str | Path) -> int:
         entry = resolve(str(model_or_path))
         scales = list(entry.scales) if entry.scales is not None else None
         what = entry.name
+    return _only_scale(scales, what)
+
+
+def _only_scale(scales: list[int] | None, what: str) -> int:
     if scales is None or not scales:
         raise UsageError(f"{what} serves any scale above 1; pass --scale (e.g. --scale 2) or --outscale")
     if len(scales) > 1:
@@ -191,6 +195,13 @@ class ModelSession:
             _check_matches_manifest(entry, checkpoint)
             self._checkpoints[key] = (entry, checkpoint)
         return self._checkpoints[key]
+
+    def default_scale(self, model_or_path: str | Path, *, res_scale: float | None = None) -> int:
+        """Like `zoo.default_scale`, but a file is read (once) into this session for the load that follows."""
+        if not looks_like_path(model_or_path):
+            return default_scale(model_or_path)  # the manifest answers; nothing to read
+        _, checkpoint = self.checkpoint(model_or_path, res_scale=res_scale)
+        return _only_scale(checkpoint.detected.scales, str(model_or_path))
 
     def load(self, model_or_path: str | Path, scale: float, *, res_scale: float | None = None,
              progress: Callable[[int, int], None] | None = None, offline: bool | None = None) -> LoadedModel:

@@ -88,3 +88,11 @@ def test_blend_endpoints_come_from_the_zoo_with_its_manifest_check(monkeypatch: 
     monkeypatch.setattr(zoo, "_check_matches_manifest", lambda entry, checkpoint: checked.append(entry.name))
     endpoint = blend.load_endpoint("esrgan")
     assert checked == ["esrgan"] and endpoint.label == "esrgan" and endpoint.variant == "gan"
+
+
+def test_load_model_without_a_scale_reads_the_file_once(tmp_path: Path, reads: Counter[str]) -> None:
+    """The scale a file serves is answered from the same read that loads it."""
+    from sr_cli.api import load_model
+
+    assert load_model(_edsr_x2(tmp_path)).model_scale == 2
+    assert reads == Counter({"read tiny-x2.safetensors": 1, "hash tiny-x2.safetensors": 1})
