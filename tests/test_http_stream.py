@@ -121,3 +121,25 @@ def test_weights_downloads_check_free_space_too(server: FaultServer, monkeypatch
     with pytest.raises(OutputError, match="GB free; free space or set SR_CACHE_DIR"):
         download.fetch(make_entry(UrlSource(server.url("/f.bin")), data=PAYLOAD))
     assert server.gets("/f.bin") == []
+
+
+def test_a_tls_error_while_reading_is_that_source_failing_not_our_disk(tmp_path: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """Before: datasets mapped an OSError from the network read (ssl.SSLError is one) to OutputError,
+    exit 4, "check free space"."""
+    import io
+    import ssl
+
+    class BrokenBody(io.BytesIO):
+        status = 200
+        headers = {"Content-Length": str(len(PAYLOAD))}
+
+        def read(self, size: int | None = -1) -> bytes:
+            if self.tell() >= 4096:
+                raise ssl.SSLError("[SSL: DECRYPTION_FAILED_OR_BAD_RECORD_MAC] decryption failed")
+            return super().read(min(size or 4096, 4096))
+
+    monkeypatch.setattr(http.urllib.request, "urlopen", lambda *args, **kwargs: BrokenBody(PAYLOAD))
+    with pytest.raises(DownloadError, match="connection lost after 4096") as caught:
+        http.download_to("https://example.invalid/f.bin", tmp_path / "f.bin", FULL, len(PAYLOAD))
+    assert type(caught.value) is DownloadError and (tmp_path / "f.bin.part").stat().st_size == 4096
