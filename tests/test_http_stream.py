@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import NamedTuple
 
@@ -27,7 +28,7 @@ class DiskUsage(NamedTuple):
 
 
 @pytest.fixture()
-def server() -> FaultServer:
+def server() -> Iterator[FaultServer]:
     with FaultServer() as running:
         running.add_file("/f.bin", PAYLOAD)
         yield running
