@@ -1,18 +1,15 @@
-"""`sr`: the table of contents. Each command group lives in its own module and registers itself here."""
+"""`sr`: the table of contents. Each command is a function in its own module; this file names them.
+
+Nothing here (nor in the command modules) imports torch, numpy or OpenCV: they load inside the command
+that needs them, so `sr --help` and usage errors stay fast (bench/cli_startup.py).
+"""
 from __future__ import annotations
 
 import sys
 
 import typer
 
-from sr_cli.cli import (
-    blend_cmd,
-    downscale_cmd,
-    eval_cmd,
-    train_cmd,
-    upscale_cmd,
-    weights_cmd,
-)
+from sr_cli.cli import blend_cmd, downscale_cmd, eval_cmd, train_cmd, upscale_cmd, weights_cmd
 from sr_cli.cli.console import stderr
 from sr_cli.errors import SRError
 
@@ -23,13 +20,22 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+app.command("upscale")(upscale_cmd.upscale)
 
-upscale_cmd.register(app)
-weights_cmd.register(app)
-eval_cmd.register(app)
-downscale_cmd.register(app)
-blend_cmd.register(app)
-train_cmd.register(app)
+weights = typer.Typer(name="weights", no_args_is_help=True,
+                      help="The published weights: list, download, verify, locate, inspect, import.")
+weights.command("list")(weights_cmd.list_models)
+weights.command("download")(weights_cmd.download)
+weights.command("verify")(weights_cmd.verify)
+weights.command("path")(weights_cmd.cached_path)
+weights.command("inspect")(weights_cmd.inspect_checkpoint)
+weights.command("import")(weights_cmd.import_checkpoint)
+app.add_typer(weights, name="weights")
+
+app.command("eval")(eval_cmd.eval_command)
+app.command("downscale")(downscale_cmd.downscale)
+app.command("blend")(blend_cmd.blend)
+app.command("train")(train_cmd.train_command)
 
 EXIT_INTERRUPTED = 130
 

@@ -13,6 +13,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextC
 from rich.table import Table
 
 from sr_cli.cli.console import stderr, stdout
+from sr_cli.cli.options import Device, ResScale
 from sr_cli.defaults import DEFAULT_EVAL_MODELS, DEFAULT_EVAL_SCALE, DEFAULT_MODEL
 from sr_cli.errors import UsageError
 
@@ -124,66 +125,62 @@ def csv_text(results: list[EvalResult]) -> str:
     return buffer.getvalue()
 
 
-def register(app: typer.Typer) -> None:
-    """Add the `eval` command to the app."""
+def eval_command(
+    dataset: Annotated[str, typer.Option("--dataset", "-d", help=(
+        "set5 | set14 | b100 | urban100 | div2k-val (comma-separated for several), or a folder of HR images / EDSR layout."))],
+    model: Annotated[Optional[str], typer.Option("--model", "-m", help=(
+        "Model names or weights files, comma-separated; 'bicubic' is built in. "
+        f"Default: {','.join(DEFAULT_EVAL_MODELS)}."))] = None,
+    scale: Annotated[Optional[str], typer.Option("--scale", "-s", help=(
+        f"Scales, comma-separated, e.g. 2,3,4. Default: {DEFAULT_EVAL_SCALE}; "
+        f"without --model, the scales {DEFAULT_MODEL} serves."))] = None,
+    ensemble: Annotated[bool, typer.Option("--ensemble", help="Geometric self-ensemble (reported as EDSR+ / VDSR+; 8x slower).")] = False,
+    protocol: Annotated[str, typer.Option("--protocol", help="paper | rgb-lr | edsr-pytorch | basicsr (docs/eval.md).")] = "paper",
+    data_dir: Annotated[Optional[Path], typer.Option("--data-dir", help="Folder holding <Set>/HR and <Set>/LR_bicubic/X<s> "
+                                                                             "(EDSR benchmark layout).")] = None,
+    save_dir: Annotated[Optional[Path], typer.Option("--save-dir", help="Write the SR outputs here (<set>/x<s>/<model>/<image>.png).")] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Print a JSON list of records on stdout instead of tables.")] = False,
+    csv_file: Annotated[Optional[Path], typer.Option("--csv", help="Also write the results as CSV to this file.")] = None,
+    per_image: Annotated[bool, typer.Option("--per-image", help="Show (and put in --json) the score of every image.")] = False,
+    crop: Annotated[Optional[int], typer.Option("--crop", min=0, help="Border pixels ignored on each side (default: the scale).")] = None,
+    rgb: Annotated[bool, typer.Option("--rgb", help="Score RGB instead of Y, border scale+6 (the EDSR DIV2K convention).")] = False,
+    device: Device = "auto",
+    res_scale: ResScale = None,
+) -> None:
+    """Measure PSNR/SSIM on benchmark sets, beside the published numbers."""
+    from sr_cli.data.benchmarks import resolve_dataset
+    from sr_cli.evaluate import EvalOptions, evaluate
+    from sr_cli.zoo import ModelSession
 
-    @app.command("eval")
-    def eval_command(
-        dataset: Annotated[str, typer.Option("--dataset", "-d", help=(
-            "set5 | set14 | b100 | urban100 | div2k-val (comma-separated for several), or a folder of HR images / EDSR layout."))],
-        model: Annotated[Optional[str], typer.Option("--model", "-m", help=(
-            "Model names or weights files, comma-separated; 'bicubic' is built in. "
-            f"Default: {','.join(DEFAULT_EVAL_MODELS)}."))] = None,
-        scale: Annotated[Optional[str], typer.Option("--scale", "-s", help=(
-            f"Scales, comma-separated, e.g. 2,3,4. Default: {DEFAULT_EVAL_SCALE}; "
-            f"without --model, the scales {DEFAULT_MODEL} serves."))] = None,
-        ensemble: Annotated[bool, typer.Option("--ensemble", help="Geometric self-ensemble (reported as EDSR+ / VDSR+; 8x slower).")] = False,
-        protocol: Annotated[str, typer.Option("--protocol", help="paper | rgb-lr | edsr-pytorch | basicsr (docs/eval.md).")] = "paper",
-        data_dir: Annotated[Optional[Path], typer.Option("--data-dir", help="Folder holding <Set>/HR and <Set>/LR_bicubic/X<s> "
-                                                                                 "(EDSR benchmark layout).")] = None,
-        save_dir: Annotated[Optional[Path], typer.Option("--save-dir", help="Write the SR outputs here (<set>/x<s>/<model>/<image>.png).")] = None,
-        json_out: Annotated[bool, typer.Option("--json", help="Print a JSON list of records on stdout instead of tables.")] = False,
-        csv_file: Annotated[Optional[Path], typer.Option("--csv", help="Also write the results as CSV to this file.")] = None,
-        per_image: Annotated[bool, typer.Option("--per-image", help="Show (and put in --json) the score of every image.")] = False,
-        crop: Annotated[Optional[int], typer.Option("--crop", min=0, help="Border pixels ignored on each side (default: the scale).")] = None,
-        rgb: Annotated[bool, typer.Option("--rgb", help="Score RGB instead of Y, border scale+6 (the EDSR DIV2K convention).")] = False,
-        device: Annotated[str, typer.Option("--device", help="auto | cpu | cuda | cuda:N | mps")] = "auto",
-        res_scale: Annotated[Optional[float], typer.Option("--res-scale", help="EDSR residual scaling, for files that do not record it.")] = None,
-    ) -> None:
-        """Measure PSNR/SSIM on benchmark sets, beside the published numbers."""
-        from sr_cli.data.benchmarks import resolve_dataset
-        from sr_cli.evaluate import EvalOptions, evaluate
-        from sr_cli.zoo import ModelSession
+    session = ModelSession()  # each weights file is read once for the whole run
+    models, scales = models_and_scales(model, scale)
+    options = EvalOptions(protocol=protocol, ensemble=ensemble, crop=crop, rgb=rgb, save_dir=save_dir,
+                          device=device, res_scale=res_scale)
+    results: list[EvalResult] = []
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=stderr, transient=True) as bar:
+        for name in split_datasets(dataset):
+            fetch = bar.add_task(f"finding {escape(name)}", total=None)
 
-        session = ModelSession()  # each weights file is read once for the whole run
-        models, scales = models_and_scales(model, scale)
-        options = EvalOptions(protocol=protocol, ensemble=ensemble, crop=crop, rgb=rgb, save_dir=save_dir,
-                              device=device, res_scale=res_scale)
-        results: list[EvalResult] = []
-        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                      console=stderr, transient=True) as bar:
-            for name in split_datasets(dataset):
-                fetch = bar.add_task(f"finding {escape(name)}", total=None)
+            def on_fetch(done: int, total: int, task: TaskID = fetch) -> None:
+                bar.update(task, completed=done, total=total)
 
-                def on_fetch(done: int, total: int, task: TaskID = fetch) -> None:
-                    bar.update(task, completed=done, total=total)
+            found = resolve_dataset(name, scales=scales, data_dir=data_dir, progress=on_fetch)
+            bar.remove_task(fetch)
+            for s in scales:
+                for model_name in models:
+                    task = bar.add_task(f"{escape(found.label)} x{s} {escape(model_name)}", total=None)
 
-                found = resolve_dataset(name, scales=scales, data_dir=data_dir, progress=on_fetch)
-                bar.remove_task(fetch)
-                for s in scales:
-                    for model_name in models:
-                        task = bar.add_task(f"{escape(found.label)} x{s} {escape(model_name)}", total=None)
+                    def on_image(done: int, total: int, task: TaskID = task) -> None:
+                        bar.update(task, completed=done, total=total)
 
-                        def on_image(done: int, total: int, task: TaskID = task) -> None:
-                            bar.update(task, completed=done, total=total)
+                    results.append(evaluate(found, model_name, s, options, on_image, session=session))
+                    bar.remove_task(task)
+    if csv_file is not None:
+        from sr_cli.files.atomic import write_bytes_atomic
 
-                        results.append(evaluate(found, model_name, s, options, on_image, session=session))
-                        bar.remove_task(task)
-        if csv_file is not None:
-            from sr_cli.files.atomic import write_bytes_atomic
-
-            write_bytes_atomic(csv_file, csv_text(results).encode("utf-8"), overwrite=True)  # a report: rewritten each run
-        if json_out:
-            typer.echo(json.dumps([r.to_record(per_image=per_image) for r in results], indent=2))  # plain: no rich markup
-        else:
-            render_tables(results, per_image)
+        write_bytes_atomic(csv_file, csv_text(results).encode("utf-8"), overwrite=True)  # a report: rewritten each run
+    if json_out:
+        typer.echo(json.dumps([r.to_record(per_image=per_image) for r in results], indent=2))  # plain: no rich markup
+    else:
+        render_tables(results, per_image)

@@ -18,6 +18,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextC
 from rich.table import Table
 
 from sr_cli.cli.console import note, stderr, stdout
+from sr_cli.cli.options import TrainDevice
 
 if TYPE_CHECKING:  # torch loads only when the command runs
     from sr_cli.train.loop import StepInfo, TrainResult, ValInfo
@@ -82,68 +83,64 @@ class _LiveView:
             stderr.print()
 
 
-def register(app: typer.Typer) -> None:
-    """Add the `train` command to the app."""
+def train_command(
+    model: Annotated[Optional[str], typer.Option(
+        help="Recipe: edsr-baseline, edsr, mdsr-baseline, mdsr, vdsr, esrgan-psnr, esrgan.")] = None,
+    scale: Annotated[Optional[int], typer.Option(help="2, 3 or 4 (MDSR/VDSR: all three unless given).")] = None,
+    data: Annotated[Optional[str], typer.Option(help="Folder of HR images (recursive), or 'div2k'.")] = None,
+    val: Annotated[Optional[str], typer.Option(
+        help="Validation: set5 (default), set14, b100, urban100, a folder of HR images, or 'none'.")] = None,
+    out: Annotated[Optional[Path], typer.Option(help="Run folder, e.g. runs/edsr-x2.")] = None,
+    config: Annotated[Optional[Path], typer.Option(
+        help="TOML file with the same options (top level or a train table); flags win over it.")] = None,
+    steps: Annotated[Optional[int], typer.Option(help="Total optimizer updates (recipe default).")] = None,
+    batch: Annotated[Optional[int], typer.Option(help="Global batch (split across torchrun processes).")] = None,
+    patch: Annotated[Optional[int], typer.Option(help="LR patch side (VDSR: input patch side).")] = None,
+    lr: Annotated[Optional[float], typer.Option(help="Initial learning rate (recipe default).")] = None,
+    init: Annotated[Optional[str], typer.Option(
+        help="Start from weights: a file (sr export, run checkpoint, official file) or a model name.")] = None,
+    resume: Annotated[Optional[bool], typer.Option(
+        "--resume/--no-resume", help="Continue the run in --out exactly where its checkpoint stopped.")] = None,
+    amp: Annotated[Optional[str], typer.Option(help="Mixed precision on CUDA: off, bf16, fp16.")] = None,
+    ema: Annotated[Optional[float], typer.Option(help="Keep an EMA of the weights (e.g. 0.999); exported.")] = None,
+    seed: Annotated[Optional[int], typer.Option(help="Seed of the init and the data stream.")] = None,
+    workers: Annotated[Optional[int], typer.Option(help="Data loader worker processes.")] = None,
+    val_every: Annotated[Optional[int], typer.Option(help="Validate (and export the best) every N updates.")] = None,
+    save_every: Annotated[Optional[int], typer.Option(help="Write runs/NAME/last.pt every N updates.")] = None,
+    log_every: Annotated[Optional[int], typer.Option(help="Write metrics.jsonl every N updates.")] = None,
+    device: TrainDevice = None,
+    blocks: Annotated[Optional[int], typer.Option(
+        help="Override the recipe's residual blocks / RRDBs / VDSR layers.")] = None,
+    features: Annotated[Optional[int], typer.Option(help="Override the recipe's feature channels.")] = None,
+    clip_theta: Annotated[Optional[float], typer.Option(
+        help="VDSR adjustable gradient clipping theta (0 = off).")] = None,
+    vgg_weights: Annotated[Optional[Path], typer.Option(
+        help="Local torchvision vgg19-dcbb9e9d.pth for the ESRGAN perceptual loss (else downloaded).")] = None,
+    random_vgg: Annotated[Optional[bool], typer.Option(
+        "--random-vgg", hidden=True, help="TEST ONLY: random VGG19 weights.")] = None,
+) -> None:
+    """Train a model with its paper's recipe; exports runs/NAME/model.safetensors."""
+    from sr_cli.train.loop import TrainCallbacks, train
+    from sr_cli.train.options import resolve_options
 
-    @app.command("train")
-    def train_command(
-        model: Annotated[Optional[str], typer.Option(
-            help="Recipe: edsr-baseline, edsr, mdsr-baseline, mdsr, vdsr, esrgan-psnr, esrgan.")] = None,
-        scale: Annotated[Optional[int], typer.Option(help="2, 3 or 4 (MDSR/VDSR: all three unless given).")] = None,
-        data: Annotated[Optional[str], typer.Option(help="Folder of HR images (recursive), or 'div2k'.")] = None,
-        val: Annotated[Optional[str], typer.Option(
-            help="Validation: set5 (default), set14, b100, urban100, a folder of HR images, or 'none'.")] = None,
-        out: Annotated[Optional[Path], typer.Option(help="Run folder, e.g. runs/edsr-x2.")] = None,
-        config: Annotated[Optional[Path], typer.Option(
-            help="TOML file with the same options (top level or a train table); flags win over it.")] = None,
-        steps: Annotated[Optional[int], typer.Option(help="Total optimizer updates (recipe default).")] = None,
-        batch: Annotated[Optional[int], typer.Option(help="Global batch (split across torchrun processes).")] = None,
-        patch: Annotated[Optional[int], typer.Option(help="LR patch side (VDSR: input patch side).")] = None,
-        lr: Annotated[Optional[float], typer.Option(help="Initial learning rate (recipe default).")] = None,
-        init: Annotated[Optional[str], typer.Option(
-            help="Start from weights: a file (sr export, run checkpoint, official file) or a model name.")] = None,
-        resume: Annotated[Optional[bool], typer.Option(
-            "--resume/--no-resume", help="Continue the run in --out exactly where its checkpoint stopped.")] = None,
-        amp: Annotated[Optional[str], typer.Option(help="Mixed precision on CUDA: off, bf16, fp16.")] = None,
-        ema: Annotated[Optional[float], typer.Option(help="Keep an EMA of the weights (e.g. 0.999); exported.")] = None,
-        seed: Annotated[Optional[int], typer.Option(help="Seed of the init and the data stream.")] = None,
-        workers: Annotated[Optional[int], typer.Option(help="Data loader worker processes.")] = None,
-        val_every: Annotated[Optional[int], typer.Option(help="Validate (and export the best) every N updates.")] = None,
-        save_every: Annotated[Optional[int], typer.Option(help="Write runs/NAME/last.pt every N updates.")] = None,
-        log_every: Annotated[Optional[int], typer.Option(help="Write metrics.jsonl every N updates.")] = None,
-        device: Annotated[Optional[str], typer.Option(help="auto, cpu, cuda, cuda:N.")] = None,
-        blocks: Annotated[Optional[int], typer.Option(
-            help="Override the recipe's residual blocks / RRDBs / VDSR layers.")] = None,
-        features: Annotated[Optional[int], typer.Option(help="Override the recipe's feature channels.")] = None,
-        clip_theta: Annotated[Optional[float], typer.Option(
-            help="VDSR adjustable gradient clipping theta (0 = off).")] = None,
-        vgg_weights: Annotated[Optional[Path], typer.Option(
-            help="Local torchvision vgg19-dcbb9e9d.pth for the ESRGAN perceptual loss (else downloaded).")] = None,
-        random_vgg: Annotated[Optional[bool], typer.Option(
-            "--random-vgg", hidden=True, help="TEST ONLY: random VGG19 weights.")] = None,
-    ) -> None:
-        """Train a model with its paper's recipe; exports runs/NAME/model.safetensors."""
-        from sr_cli.train.loop import TrainCallbacks, train
-        from sr_cli.train.options import resolve_options
-
-        flags: dict[str, object] = dict(model=model, scale=scale, data=data, val=val, out=None if out is None else str(out), steps=steps,
-                     batch=batch, patch=patch, lr=lr, init=init, resume=resume, amp=amp, ema=ema, seed=seed,
-                     workers=workers, val_every=val_every, save_every=save_every, log_every=log_every, device=device,
-                     blocks=blocks, features=features, clip_theta=clip_theta,
-                     vgg_weights=None if vgg_weights is None else str(vgg_weights), random_vgg=random_vgg)
-        options = resolve_options(flags, config)
-        is_main = int(os.environ.get("RANK", "0")) == 0
-        if not is_main:
-            train(options)
-            return
-        view = _LiveView()
-        view.live.start()
-        try:
-            result = train(options, TrainCallbacks(note=view.on_note, progress=view.on_progress, step=view.on_step,
-                                                   validated=view.on_val))
-        finally:
-            view.close()
-        _summary(result)
+    flags: dict[str, object] = dict(model=model, scale=scale, data=data, val=val, out=None if out is None else str(out), steps=steps,
+                 batch=batch, patch=patch, lr=lr, init=init, resume=resume, amp=amp, ema=ema, seed=seed,
+                 workers=workers, val_every=val_every, save_every=save_every, log_every=log_every, device=device,
+                 blocks=blocks, features=features, clip_theta=clip_theta,
+                 vgg_weights=None if vgg_weights is None else str(vgg_weights), random_vgg=random_vgg)
+    options = resolve_options(flags, config)
+    is_main = int(os.environ.get("RANK", "0")) == 0
+    if not is_main:
+        train(options)
+        return
+    view = _LiveView()
+    view.live.start()
+    try:
+        result = train(options, TrainCallbacks(note=view.on_note, progress=view.on_progress, step=view.on_step,
+                                               validated=view.on_val))
+    finally:
+        view.close()
+    _summary(result)
 
 
 def _summary(result: TrainResult) -> None:

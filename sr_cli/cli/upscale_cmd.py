@@ -16,16 +16,17 @@ import typer
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
-from sr_cli.batch import ExistingPolicy, Job, expand_inputs, output_bit_depth, plan_jobs
-from sr_cli.batch_run import FileResult, RunSettings, run_jobs
 from sr_cli.cli.console import note, stderr, warn
+from sr_cli.cli.options import Device, Overwrite, ResScale
 from sr_cli.defaults import DEFAULT_MODEL
 from sr_cli.errors import UsageError
 
-if TYPE_CHECKING:  # the api (and torch) load only when a command runs a model
+if TYPE_CHECKING:  # numpy, cv2, the api and torch load only when the command runs
     import numpy as np
 
     from sr_cli.api import UpscaleOptions, Upscaler
+    from sr_cli.batch import ExistingPolicy, Job
+    from sr_cli.batch_run import FileResult
 
 MAX_FAILURES_LISTED = 20
 
@@ -44,82 +45,83 @@ def parse_tile(value: str) -> int | None:
 
 
 def existing_policy(overwrite: bool, skip_existing: bool) -> ExistingPolicy:
+    from sr_cli.batch import ExistingPolicy
+
     if overwrite and skip_existing:
         raise UsageError("--overwrite and --skip-existing contradict each other; pick one")
     return ExistingPolicy.OVERWRITE if overwrite else ExistingPolicy.SKIP if skip_existing else ExistingPolicy.ERROR
 
 
-def register(app: typer.Typer) -> None:
-    """Add the `upscale` command to the app."""
+def upscale(
+    inputs: Annotated[list[str], typer.Argument(help="Image files, folders or glob patterns.", show_default=False)],
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", help=(
+        "Output file (one input) or folder (created if missing). Default: beside each input."))] = None,
+    model: Annotated[Optional[str], typer.Option("--model", "-m", help=(
+        f"Model name from the manifest (sr weights list). Default: {DEFAULT_MODEL}, shipped with sr (works offline)."
+    ))] = None,
+    weights: Annotated[Optional[Path], typer.Option("--weights", "-w", help="A checkpoint file instead of --model (family detected).")] = None,
+    scale: Annotated[Optional[float], typer.Option("--scale", "-s", help=(
+        "Model scale (default: the only one the model serves; MDSR: 2, 3 or 4; VDSR: any factor > 1)."))] = None,
+    outscale: Annotated[Optional[float], typer.Option("--outscale", help="Final factor, e.g. 3.5: run the model, then resize to exactly this.")] = None,
+    tile: Annotated[str, typer.Option("--tile", help="Input tile side in pixels, 0 = whole image, auto = from free memory.")] = "auto",
+    overlap: Annotated[Optional[int], typer.Option("--overlap", min=0, help="Context pixels around each tile (default: the model's minimum).")] = None,
+    ensemble: Annotated[bool, typer.Option("--ensemble", help="Geometric self-ensemble (8 flips/rotations averaged; 8x slower).")] = False,
+    device: Device = "auto",
+    precision: Annotated[str, typer.Option("--precision", help="auto | fp32 | bf16 | fp16")] = "auto",
+    bit_depth: Annotated[Optional[int], typer.Option("--bit-depth", help="8 or 16 bits per channel (default: the input's).")] = None,
+    out_format: Annotated[Optional[str], typer.Option("--format", "-f", help="png | jpg | webp | tiff (default: the input's).")] = None,
+    quality: Annotated[Optional[int], typer.Option("--quality", "-q", min=1, max=100, help="JPEG/WebP quality (default 95; WebP 100 = lossless).")] = None,
+    recursive: Annotated[bool, typer.Option("--recursive", "-r", help="Enter sub-folders; with -o DIR the tree is mirrored.")] = False,
+    overwrite: Overwrite = False,
+    skip_existing: Annotated[bool, typer.Option("--skip-existing", help="Keep outputs that exist (resume a stopped run).")] = False,
+    alpha: Annotated[Optional[float], typer.Option("--alpha", min=0.0, max=1.0, help="Network interpolation PSNR (0) .. GAN (1), ESRGAN pairs.")] = None,
+    res_scale: ResScale = None,
+    json_records: Annotated[bool, typer.Option("--json", help="One JSON record per file on stdout.")] = False,
+) -> None:
+    """Upscale images with a super-resolution model."""
+    from sr_cli.batch import ExistingPolicy, expand_inputs, output_bit_depth, plan_jobs
+    from sr_cli.batch_run import RunSettings, run_jobs
 
-    @app.command("upscale")
-    def upscale(
-        inputs: Annotated[list[str], typer.Argument(help="Image files, folders or glob patterns.", show_default=False)],
-        output: Annotated[Optional[Path], typer.Option("--output", "-o", help=(
-            "Output file (one input) or folder (created if missing). Default: beside each input."))] = None,
-        model: Annotated[Optional[str], typer.Option("--model", "-m", help=(
-            f"Model name from the manifest (sr weights list). Default: {DEFAULT_MODEL}, shipped with sr (works offline)."
-        ))] = None,
-        weights: Annotated[Optional[Path], typer.Option("--weights", "-w", help="A checkpoint file instead of --model (family detected).")] = None,
-        scale: Annotated[Optional[float], typer.Option("--scale", "-s", help=(
-            "Model scale (default: the only one the model serves; MDSR: 2, 3 or 4; VDSR: any factor > 1)."))] = None,
-        outscale: Annotated[Optional[float], typer.Option("--outscale", help="Final factor, e.g. 3.5: run the model, then resize to exactly this.")] = None,
-        tile: Annotated[str, typer.Option("--tile", help="Input tile side in pixels, 0 = whole image, auto = from free memory.")] = "auto",
-        overlap: Annotated[Optional[int], typer.Option("--overlap", min=0, help="Context pixels around each tile (default: the model's minimum).")] = None,
-        ensemble: Annotated[bool, typer.Option("--ensemble", help="Geometric self-ensemble (8 flips/rotations averaged; 8x slower).")] = False,
-        device: Annotated[str, typer.Option("--device", help="auto | cpu | cuda | cuda:N | mps")] = "auto",
-        precision: Annotated[str, typer.Option("--precision", help="auto | fp32 | bf16 | fp16")] = "auto",
-        bit_depth: Annotated[Optional[int], typer.Option("--bit-depth", help="8 or 16 bits per channel (default: the input's).")] = None,
-        out_format: Annotated[Optional[str], typer.Option("--format", "-f", help="png | jpg | webp | tiff (default: the input's).")] = None,
-        quality: Annotated[Optional[int], typer.Option("--quality", "-q", min=1, max=100, help="JPEG/WebP quality (default 95; WebP 100 = lossless).")] = None,
-        recursive: Annotated[bool, typer.Option("--recursive", "-r", help="Enter sub-folders; with -o DIR the tree is mirrored.")] = False,
-        overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace outputs that exist.")] = False,
-        skip_existing: Annotated[bool, typer.Option("--skip-existing", help="Keep outputs that exist (resume a stopped run).")] = False,
-        alpha: Annotated[Optional[float], typer.Option("--alpha", min=0.0, max=1.0, help="Network interpolation PSNR (0) .. GAN (1), ESRGAN pairs.")] = None,
-        res_scale: Annotated[Optional[float], typer.Option("--res-scale", help="EDSR residual scaling, for checkpoints that do not record it.")] = None,
-        json_records: Annotated[bool, typer.Option("--json", help="One JSON record per file on stdout.")] = False,
-    ) -> None:
-        """Upscale images with a super-resolution model."""
-        if model is not None and weights is not None:
-            raise UsageError("give one of --model NAME or --weights FILE, not both")
-        chosen: str | Path = model if model is not None else weights if weights is not None else DEFAULT_MODEL
-        if bit_depth not in (None, 8, 16):
-            raise UsageError(f"--bit-depth {bit_depth}: use 8 or 16")
-        policy = existing_policy(overwrite, skip_existing)
-        options = _upscale_options(parse_tile(tile), overlap, ensemble, device, precision)
-        if scale is None and outscale is None:
-            scale = _default_scale(chosen)  # before planning: the output names carry the scale
+    if model is not None and weights is not None:
+        raise UsageError("give one of --model NAME or --weights FILE, not both")
+    chosen: str | Path = model if model is not None else weights if weights is not None else DEFAULT_MODEL
+    if bit_depth not in (None, 8, 16):
+        raise UsageError(f"--bit-depth {bit_depth}: use 8 or 16")
+    policy = existing_policy(overwrite, skip_existing)
+    options = _upscale_options(parse_tile(tile), overlap, ensemble, device, precision)
+    if scale is None and outscale is None:
+        scale = _default_scale(chosen)  # before planning: the output names carry the scale
 
-        files, ignored = expand_inputs(inputs, recursive=recursive)
-        factor = outscale if outscale is not None else scale
-        assert factor is not None
-        jobs, own_outputs = plan_jobs(
-            files, output=output, factor=factor, model=str(chosen),
-            out_format=out_format, existing=policy, recursive=recursive,
+    files, ignored = expand_inputs(inputs, recursive=recursive)
+    factor = outscale if outscale is not None else scale
+    assert factor is not None
+    jobs, own_outputs = plan_jobs(
+        files, output=output, factor=factor, model=str(chosen),
+        out_format=out_format, existing=policy, recursive=recursive,
+    )
+    for job in jobs:  # an explicit --bit-depth 16 into JPEG/WebP is a usage error, caught before loading
+        output_bit_depth(bit_depth, 8, job.format)
+    for item in ignored:
+        warn(f"{item.path}: skipped, {item.reason}")
+    for item in own_outputs:
+        note(f"{item.path}: not an input, {item.reason}")
+
+    renderer = _Renderer(json_records, total=len(jobs))
+    with renderer:
+        upscaler = None
+        if any(not job.skip for job in jobs):
+            upscaler = _load(chosen, scale, res_scale, alpha, outscale, options, renderer)
+        results = run_jobs(
+            jobs,
+            upscaler.upscale if upscaler is not None else _never_called,
+            RunSettings(bit_depth=bit_depth, quality=quality, overwrite=policy is ExistingPolicy.OVERWRITE),
+            on_file_start=renderer.file_started,
+            on_tiles=renderer.tiles,
+            on_result=renderer.result,
         )
-        for job in jobs:  # an explicit --bit-depth 16 into JPEG/WebP is a usage error, caught before loading
-            output_bit_depth(bit_depth, 8, job.format)
-        for item in ignored:
-            warn(f"{item.path}: skipped, {item.reason}")
-        for item in own_outputs:
-            note(f"{item.path}: not an input, {item.reason}")
-
-        renderer = _Renderer(json_records, total=len(jobs))
-        with renderer:
-            upscaler = None
-            if any(not job.skip for job in jobs):
-                upscaler = _load(chosen, scale, res_scale, alpha, outscale, options, renderer)
-            results = run_jobs(
-                jobs,
-                upscaler.upscale if upscaler is not None else _never_called,
-                RunSettings(bit_depth=bit_depth, quality=quality, overwrite=policy is ExistingPolicy.OVERWRITE),
-                on_file_start=renderer.file_started,
-                on_tiles=renderer.tiles,
-                on_result=renderer.result,
-            )
-        code = _summarize(results)
-        if code:
-            raise typer.Exit(code)
+    code = _summarize(results)
+    if code:
+        raise typer.Exit(code)
 
 
 def _upscale_options(tile: int | None, overlap: int | None, ensemble: bool, device: str, precision: str) -> UpscaleOptions:

@@ -25,6 +25,7 @@ from rich.progress import (
 from rich.table import Table
 
 from sr_cli.cli.console import note, stderr, stdout
+from sr_cli.cli.options import EntryScale, ResScale
 from sr_cli.errors import ChecksumError, DownloadError, SRError, UsageError
 
 if TYPE_CHECKING:
@@ -62,160 +63,153 @@ def byte_progress(label: str) -> Iterator[Callable[[int, int], None]]:
         yield update
 
 
-def register(app: typer.Typer) -> None:
-    """Add the `weights` command group to the app."""
-    group = typer.Typer(name="weights", no_args_is_help=True,
-                        help="The published weights: list, download, verify, locate, inspect, import.")
-    app.add_typer(group, name="weights")
+def list_models(
+    as_json: Annotated[bool, typer.Option("--json", help="A JSON array on stdout instead of a table.")] = False,
+) -> None:
+    """Every model in the manifest: family, scales, size, licence and whether it is cached."""
+    from sr_cli.zoo import catalogue
 
-    @group.command("list")
-    def list_models(
-        as_json: Annotated[bool, typer.Option("--json", help="A JSON array on stdout instead of a table.")] = False,
-    ) -> None:
-        """Every model in the manifest: family, scales, size, licence and whether it is cached."""
-        from sr_cli.zoo import catalogue
+    rows = catalogue()
+    if as_json:
+        typer.echo(json.dumps([_status_json(row.entry, row.cached) for row in rows], indent=2))
+        return
+    table = Table(box=None, pad_edge=False)
+    for column in ("name", "family", "scales", "size", "cached", "licence"):
+        table.add_column(column, justify="right" if column == "size" else "left", no_wrap=True)
+    for row in rows:
+        entry = row.entry
+        table.add_row(entry.name, entry.family, scales_text(entry.scales), human_size(entry.size),
+                      "yes" if row.cached else "no", entry.license)
+    stdout.print(table)
+    prefix_only = [row.entry.name for row in rows if row.entry.verification == "prefix"]
+    if prefix_only:
+        note(f"{', '.join(prefix_only)}: only a sha256 prefix is published, so only that is checked "
+             f"(docs/models.md, \"Verification\")")
 
-        rows = catalogue()
-        if as_json:
-            typer.echo(json.dumps([_status_json(row.entry, row.cached) for row in rows], indent=2))
-            return
-        table = Table(box=None, pad_edge=False)
-        for column in ("name", "family", "scales", "size", "cached", "licence"):
-            table.add_column(column, justify="right" if column == "size" else "left", no_wrap=True)
-        for row in rows:
-            entry = row.entry
-            table.add_row(entry.name, entry.family, scales_text(entry.scales), human_size(entry.size),
-                          "yes" if row.cached else "no", entry.license)
-        stdout.print(table)
-        prefix_only = [row.entry.name for row in rows if row.entry.verification == "prefix"]
-        if prefix_only:
-            note(f"{', '.join(prefix_only)}: only a sha256 prefix is published, so only that is checked "
-                 f"(docs/models.md, \"Verification\")")
 
-    @group.command("download")
-    def download(
-        names: Annotated[Optional[list[str]], typer.Argument(help="Model names (sr weights list).", show_default=False)] = None,
-        all_models: Annotated[bool, typer.Option("--all", help="Every model in the manifest.")] = False,
-        scale: Annotated[Optional[float], typer.Option("--scale", "-s", help="Picks the entry for aliases such as `edsr`.")] = None,
-        timeout: Annotated[float, typer.Option("--timeout", min=0.1, help="Seconds a silent server gets before the next source is tried "
-                                                                  "(hub mirrors: huggingface_hub retries once with 60 s).")] = 30.0,
-    ) -> None:
-        """Download (or find in the cache) and verify weights; prints `NAME<TAB>PATH` per model."""
-        from sr_cli.weights.download import fetch
-        from sr_cli.weights.manifest import load_manifest
-        from sr_cli.zoo import resolve
+def download(
+    names: Annotated[Optional[list[str]], typer.Argument(help="Model names (sr weights list).", show_default=False)] = None,
+    all_models: Annotated[bool, typer.Option("--all", help="Every model in the manifest.")] = False,
+    scale: EntryScale = None,
+    timeout: Annotated[float, typer.Option("--timeout", min=0.1, help="Seconds a silent server gets before the next source is tried "
+                                                              "(hub mirrors: huggingface_hub retries once with 60 s).")] = 30.0,
+) -> None:
+    """Download (or find in the cache) and verify weights; prints `NAME<TAB>PATH` per model."""
+    from sr_cli.weights.download import fetch
+    from sr_cli.weights.manifest import load_manifest
+    from sr_cli.zoo import resolve
 
-        if all_models == bool(names):
-            raise UsageError("give model names or --all, not both and not neither")
-        entries = list(load_manifest().entries) if all_models else [resolve(name, scale) for name in names or []]
-        failed: list[tuple[str, SRError]] = []
-        for entry in entries:
-            try:
-                with byte_progress(entry.name) as progress:
-                    path = fetch(entry, progress=progress, timeout=timeout)
-            except DownloadError as error:  # keep going: one dead host must not stop --all
-                if len(entries) == 1:
-                    raise
-                stderr.print(f"error: {error}", markup=False)
-                failed.append((entry.name, error))
-                continue
-            if entry.sha256 is None:
-                note(f"{entry.name}: checked against the published sha256 prefix {entry.sha256_prefix} only; "
-                     f"this file's full sha256 is {path.parent.name}")
-            typer.echo(f"{entry.name}\t{path}")
-        if failed:
-            first = failed[0][1]
-            summary = f"{len(failed)} of {len(entries)} downloads failed: {', '.join(name for name, _ in failed)}"
-            raise (ChecksumError if isinstance(first, ChecksumError) else DownloadError)(
-                summary + " (reasons above)")
-
-    @group.command("verify")
-    def verify(
-        remove_bad: Annotated[bool, typer.Option("--remove-bad", help="Delete files whose sha256 is wrong.")] = False,
-    ) -> None:
-        """Re-hash every cached file; exits non-zero if any is damaged."""
-        from sr_cli.weights.cache import cached_files, verify_all
-        from sr_cli.weights.manifest import load_manifest
-
-        if not cached_files():
-            note("the weights cache is empty")
-            return
-        with byte_progress("verifying") as progress:
-            results = verify_all(progress, remove_bad=remove_bad)
-        entries = load_manifest().entries
-        bad = []
-        for result in results:
-            item = result.file
-            name = next((e.name for e in entries if e.filename == item.filename and e.digest_matches(item.sha256)),
-                        "(not in the manifest)")
-            status = "ok" if result.ok else ("REMOVED" if remove_bad else "BAD")
-            typer.echo(f"{status}\t{name}\t{item.path}")
-            if not result.ok:
-                bad.append(item.path)
-        if bad:
-            fix = "they were deleted; download them again" if remove_bad else \
-                "run `sr weights verify --remove-bad`, then download them again"
-            raise ChecksumError(f"{len(bad)} cached file(s) do not match their sha256: "
-                                f"{', '.join(str(p) for p in bad)}; {fix}")
-
-    @group.command("path")
-    def path(
-        name: Annotated[str, typer.Argument(help="Model name.", show_default=False)],
-        scale: Annotated[Optional[float], typer.Option("--scale", "-s", help="Picks the entry for aliases such as `edsr`.")] = None,
-    ) -> None:
-        """Print the cached file of a model (error if it is not downloaded yet)."""
-        from sr_cli.errors import InputError
-        from sr_cli.weights.cache import find_cached
-        from sr_cli.zoo import resolve
-
-        entry = resolve(name, scale)
-        found = find_cached(entry)
-        if found is None:
-            raise InputError(f"{entry.name} is not in the cache ({entry.filename}); run `sr weights download {entry.name}`")
-        typer.echo(str(found))
-
-    @group.command("inspect")
-    def inspect(
-        file: Annotated[Path, typer.Argument(help="A checkpoint (.pt, .pth, .safetensors).", show_default=False)],
-        as_json: Annotated[bool, typer.Option("--json", help="A JSON object on stdout.")] = False,
-        res_scale: Annotated[Optional[float], typer.Option("--res-scale", help="EDSR/MDSR residual scaling (not visible in shapes).")] = None,
-    ) -> None:
-        """Detect family, layout, hyperparameters and scales of a checkpoint (nothing in it is executed)."""
-        from sr_cli.zoo import describe_file
-
-        report = describe_file(file, res_scale=res_scale)
-        record = inspect_json(report)
-        if as_json:
-            typer.echo(json.dumps(record, indent=2))
-            return
-        for key in ("file", "family", "layout", "scales", "num_params", "container", "serialization", "size",
-                    "sha256", "manifest_name", "res_scale_source"):
-            value = record[key]
-            shown = scales_text(value) if key == "scales" else human_size(value) if key == "size" else value
-            typer.echo(f"{key:<16} {shown if shown is not None else '-'}")
-        for key, value in record["hyperparameters"].items():
-            typer.echo(f"  {key:<14} {value}")
-        for key, value in record["metadata"].items():
-            typer.echo(f"metadata {key:<16} {value}")
-        for line in record["notes"]:
-            typer.echo(f"note: {line}")
-
-    @group.command("import")
-    def import_(
-        name: Annotated[str, typer.Argument(help="Model name the file is for.", show_default=False)],
-        file: Annotated[Path, typer.Argument(help="The file you obtained elsewhere.", show_default=False)],
-        scale: Annotated[Optional[float], typer.Option("--scale", "-s", help="Picks the entry for aliases such as `edsr`.")] = None,
-    ) -> None:
-        """Put a file obtained elsewhere into the cache after checking its sha256 against the manifest."""
-        from sr_cli.weights.cache import import_file
-        from sr_cli.zoo import resolve
-
-        entry = resolve(name, scale)
-        with byte_progress(f"hashing {file.name}") as progress:
-            stored = import_file(entry, file, progress)
+    if all_models == bool(names):
+        raise UsageError("give model names or --all, not both and not neither")
+    entries = list(load_manifest().entries) if all_models else [resolve(name, scale) for name in names or []]
+    failed: list[tuple[str, SRError]] = []
+    for entry in entries:
+        try:
+            with byte_progress(entry.name) as progress:
+                path = fetch(entry, progress=progress, timeout=timeout)
+        except DownloadError as error:  # keep going: one dead host must not stop --all
+            if len(entries) == 1:
+                raise
+            stderr.print(f"error: {error}", markup=False)
+            failed.append((entry.name, error))
+            continue
         if entry.sha256 is None:
-            note(f"{entry.name}: checked against the published sha256 prefix {entry.sha256_prefix} only")
-        typer.echo(f"{entry.name}\t{stored}")
+            note(f"{entry.name}: checked against the published sha256 prefix {entry.sha256_prefix} only; "
+                 f"this file's full sha256 is {path.parent.name}")
+        typer.echo(f"{entry.name}\t{path}")
+    if failed:
+        first = failed[0][1]
+        summary = f"{len(failed)} of {len(entries)} downloads failed: {', '.join(name for name, _ in failed)}"
+        raise (ChecksumError if isinstance(first, ChecksumError) else DownloadError)(
+            summary + " (reasons above)")
+
+
+def verify(
+    remove_bad: Annotated[bool, typer.Option("--remove-bad", help="Delete files whose sha256 is wrong.")] = False,
+) -> None:
+    """Re-hash every cached file; exits non-zero if any is damaged."""
+    from sr_cli.weights.cache import cached_files, verify_all
+    from sr_cli.weights.manifest import load_manifest
+
+    if not cached_files():
+        note("the weights cache is empty")
+        return
+    with byte_progress("verifying") as progress:
+        results = verify_all(progress, remove_bad=remove_bad)
+    entries = load_manifest().entries
+    bad = []
+    for result in results:
+        item = result.file
+        name = next((e.name for e in entries if e.filename == item.filename and e.digest_matches(item.sha256)),
+                    "(not in the manifest)")
+        status = "ok" if result.ok else ("REMOVED" if remove_bad else "BAD")
+        typer.echo(f"{status}\t{name}\t{item.path}")
+        if not result.ok:
+            bad.append(item.path)
+    if bad:
+        fix = "they were deleted; download them again" if remove_bad else \
+            "run `sr weights verify --remove-bad`, then download them again"
+        raise ChecksumError(f"{len(bad)} cached file(s) do not match their sha256: "
+                            f"{', '.join(str(p) for p in bad)}; {fix}")
+
+
+def cached_path(
+    name: Annotated[str, typer.Argument(help="Model name.", show_default=False)],
+    scale: EntryScale = None,
+) -> None:
+    """Print the cached file of a model (error if it is not downloaded yet)."""
+    from sr_cli.errors import InputError
+    from sr_cli.weights.cache import find_cached
+    from sr_cli.zoo import resolve
+
+    entry = resolve(name, scale)
+    found = find_cached(entry)
+    if found is None:
+        raise InputError(f"{entry.name} is not in the cache ({entry.filename}); run `sr weights download {entry.name}`")
+    typer.echo(str(found))
+
+
+def inspect_checkpoint(
+    file: Annotated[Path, typer.Argument(help="A checkpoint (.pt, .pth, .safetensors).", show_default=False)],
+    as_json: Annotated[bool, typer.Option("--json", help="A JSON object on stdout.")] = False,
+    res_scale: ResScale = None,
+) -> None:
+    """Detect family, layout, hyperparameters and scales of a checkpoint (nothing in it is executed)."""
+    from sr_cli.zoo import describe_file
+
+    report = describe_file(file, res_scale=res_scale)
+    record = inspect_json(report)
+    if as_json:
+        typer.echo(json.dumps(record, indent=2))
+        return
+    for key in ("file", "family", "layout", "scales", "num_params", "container", "serialization", "size",
+                "sha256", "manifest_name", "res_scale_source"):
+        value = record[key]
+        shown = scales_text(value) if key == "scales" else human_size(value) if key == "size" else value
+        typer.echo(f"{key:<16} {shown if shown is not None else '-'}")
+    for key, value in record["hyperparameters"].items():
+        typer.echo(f"  {key:<14} {value}")
+    for key, value in record["metadata"].items():
+        typer.echo(f"metadata {key:<16} {value}")
+    for line in record["notes"]:
+        typer.echo(f"note: {line}")
+
+
+def import_checkpoint(
+    name: Annotated[str, typer.Argument(help="Model name the file is for.", show_default=False)],
+    file: Annotated[Path, typer.Argument(help="The file you obtained elsewhere.", show_default=False)],
+    scale: EntryScale = None,
+) -> None:
+    """Put a file obtained elsewhere into the cache after checking its sha256 against the manifest."""
+    from sr_cli.weights.cache import import_file
+    from sr_cli.zoo import resolve
+
+    entry = resolve(name, scale)
+    with byte_progress(f"hashing {file.name}") as progress:
+        stored = import_file(entry, file, progress)
+    if entry.sha256 is None:
+        note(f"{entry.name}: checked against the published sha256 prefix {entry.sha256_prefix} only")
+    typer.echo(f"{entry.name}\t{stored}")
 
 
 def _status_json(entry: ManifestEntry, cached: Path | None) -> dict[str, Any]:

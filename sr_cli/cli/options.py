@@ -1,0 +1,24 @@
+"""Options that several commands share, declared once: the same flag, type and help text everywhere.
+
+A command uses one as its parameter's type and gives only the default: `device: Device = "auto"`.
+Options that mean something different per command (`--scale`, `--json`, `--output`) stay with their command.
+"""
+from __future__ import annotations
+
+from typing import Annotated, Optional
+
+import typer
+
+DEVICE_HELP = "auto | cpu | cuda | cuda:N | mps (auto: the first CUDA GPU, else Apple MPS, else the CPU)."
+RES_SCALE_HELP = ("EDSR/MDSR residual scaling, for checkpoints that do not record it "
+                  "(it is not visible in the tensor shapes).")
+
+# Where inference runs (upscale, eval, blend images): sr_cli.engine.device.resolve_device reads it.
+Device = Annotated[str, typer.Option("--device", help=DEVICE_HELP)]
+# Training runs on one device per torchrun process (sr_cli.train.distributed.pick_device): no MPS there.
+# None = not given, so the --config file or the default (auto) decides.
+TrainDevice = Annotated[Optional[str], typer.Option("--device", help="auto | cpu | cuda | cuda:N.")]
+ResScale = Annotated[Optional[float], typer.Option("--res-scale", help=RES_SCALE_HELP)]
+# `sr weights download/path/import`: a name such as `edsr` covers several files, one per scale.
+EntryScale = Annotated[Optional[float], typer.Option("--scale", "-s", help="Picks the entry for aliases such as `edsr`.")]
+Overwrite = Annotated[bool, typer.Option("--overwrite", help="Replace outputs that exist (inputs are never replaced).")]
