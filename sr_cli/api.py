@@ -89,6 +89,9 @@ class Upscaler:
         self.precision: Precision = resolve_precision(options.precision, self.device)
         self.options = options
         self.name = name
+        # the weights file that ran and its sha256 (set by load_model; None for an SRNet built in code)
+        self.weights_file: Path | None = None
+        self.weights_sha256: str | None = None
         self.family = srnet.family
         self.model_scale = int(srnet.scale)
         self.output_scale = float(output_scale)
@@ -266,7 +269,10 @@ def load_model(
         output_scale = float(outscale if outscale is not None else scale)  # type: ignore[arg-type]
     else:
         output_scale = float(outscale if outscale is not None else srnet.scale)
-    return Upscaler(srnet, name=loaded.name, output_scale=output_scale, options=options)
+    upscaler = Upscaler(srnet, name=loaded.name, output_scale=output_scale, options=options)
+    if loaded.checkpoint is not None:
+        upscaler.weights_file, upscaler.weights_sha256 = loaded.checkpoint.path, loaded.checkpoint.sha256
+    return upscaler
 
 
 # --- loading helpers --------------------------------------------------------------------------------

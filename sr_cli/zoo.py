@@ -34,14 +34,16 @@ from sr_cli.errors import (
     UsageError,
 )
 from sr_cli.files.digest import sha256_of
+from sr_cli.weights.bundled import bundled_file
 from sr_cli.weights.cache import find_cached
 from sr_cli.weights.detect import DetectedCheckpoint, detect
 from sr_cli.weights.download import fetch
 from sr_cli.weights.loading import LoadedCheckpoint, load_checkpoint, srnet_for
 from sr_cli.weights.manifest import ManifestEntry, load_manifest
+from sr_cli.weights.ncnn import NCNN_BIN_SHA256, NCNN_PARAM_SHA256
 from sr_cli.weights.reading import read_checkpoint
 
-_WEIGHT_SUFFIXES = (".pt", ".pth", ".ckpt", ".bin", ".safetensors")
+_WEIGHT_SUFFIXES = (".pt", ".pth", ".ckpt", ".bin", ".safetensors", ".param")
 
 
 @dataclass(frozen=True)
@@ -230,7 +232,7 @@ class ModelSession:
 
 def _check_matches_manifest(entry: ManifestEntry, checkpoint: LoadedCheckpoint) -> None:
     """The file hashed right when cached; make sure it still does and is the architecture the manifest says."""
-    if not entry.digest_matches(checkpoint.sha256):
+    if not entry.accepts(checkpoint.sha256):
         raise ChecksumError(f"{checkpoint.path}: sha256 {checkpoint.sha256} no longer matches {entry.name}; "
                             f"the cached file changed since it was verified: run `sr weights verify --remove-bad` "
                             f"and download it again")
@@ -272,11 +274,18 @@ def _unknown_message(model: str) -> str:
 class ModelStatus:
     entry: ManifestEntry
     cached: Path | None  # the verified file in sr's cache, if there
+    bundled: Path | None = None  # the copy shipped inside the package, if any (sha256-checked when used)
+
+    @property
+    def available(self) -> Path | None:
+        """The file `--model NAME` would run without any download (sr's cache first, then the bundled copy)."""
+        return self.cached or self.bundled
 
 
 def catalogue() -> list[ModelStatus]:
-    """Every manifest entry with its cached file (cheap check: presence and size)."""
-    return [ModelStatus(entry=entry, cached=find_cached(entry)) for entry in load_manifest().entries]
+    """Every manifest entry with its cached file (cheap check: presence and size) and bundled copy."""
+    return [ModelStatus(entry=entry, cached=find_cached(entry), bundled=bundled_file(entry))
+            for entry in load_manifest().entries]
 
 
 @dataclass(frozen=True)
@@ -302,13 +311,25 @@ def describe_file(path: Path, *, res_scale: float | None = None) -> FileReport:
     if not path.is_file():
         raise InputError(f"{path}: no such file; pass the path of a weights file")
     digest = sha256_of(path)
-    # A full sha256 identifies a file whatever its name; a published prefix only together with the name.
-    known = next((entry for entry in load_manifest().entries
-                  if entry.sha256 == digest or (entry.filename == path.name and entry.digest_matches(digest))), None)
+    raw = read_checkpoint(path)
+    known = _published_entry(path, digest, raw.metadata)
     if res_scale is None and known is not None:
         res_scale = known.res_scale
-    raw = read_checkpoint(path)
     detected = detect(raw.tensors, res_scale=res_scale, metadata=raw.metadata, source=str(path))
     return FileReport(path=path, size=path.stat().st_size, sha256=digest, container=raw.container,
                       serialization=raw.serialization, detected=detected,
                       manifest_name=known.name if known is not None else None, metadata=dict(raw.metadata))
+
+
+def _published_entry(path: Path, digest: str, metadata: dict[str, str]) -> ManifestEntry | None:
+    """The manifest entry whose published file (or bundled copy, or ncnn pair: both files) this is."""
+    param_digest, bin_digest = metadata.get(NCNN_PARAM_SHA256), metadata.get(NCNN_BIN_SHA256)
+    for entry in load_manifest().entries:
+        # A full sha256 identifies a file whatever its name; a published prefix only together with the name.
+        if entry.sha256 == digest or (entry.filename == path.name and entry.digest_matches(digest)) \
+                or entry.accepts(digest):
+            return entry
+        ncnn = entry.ncnn
+        if ncnn is not None and (ncnn.param_sha256, ncnn.bin_sha256) == (param_digest, bin_digest):
+            return entry
+    return None

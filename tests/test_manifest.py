@@ -3,6 +3,7 @@ with the architectures, the shared key listings and the known checksums."""
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 import re
 from functools import cache
@@ -14,7 +15,18 @@ import torch
 
 from sr_cli.archs.runtime import build_module
 from sr_cli.errors import ManifestError
-from sr_cli.weights.manifest import HubSource, UrlSource, load_manifest, manifest_path, parse_manifest, read_manifest
+from sr_cli.weights.bundled import bundled_dir
+from sr_cli.weights.manifest import (
+    BundledSource,
+    HubSource,
+    ManifestEntry,
+    NcnnSource,
+    UrlSource,
+    load_manifest,
+    manifest_path,
+    parse_manifest,
+    read_manifest,
+)
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -22,6 +34,11 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 @pytest.fixture(scope="module")
 def raw() -> dict[str, Any]:
     return json.loads((REPO_ROOT / "weights_manifest.json").read_text())
+
+
+def is_ncnn_conversion(entry: ManifestEntry) -> bool:
+    """An entry whose file sr makes from the authors' ncnn export (no upstream listing can know its hash)."""
+    return entry.ncnn is not None and entry.filename.endswith(".safetensors")
 
 
 def rejected(data: dict[str, Any]) -> str:
@@ -32,7 +49,7 @@ def rejected(data: dict[str, Any]) -> str:
 
 def test_the_shipped_manifest_reads(raw: dict[str, Any]) -> None:
     manifest = parse_manifest(raw)
-    assert len(manifest.entries) == len(raw["models"]) == 17
+    assert len(manifest.entries) == len(raw["models"]) == 19
     assert manifest_path().name == "weights_manifest.json"
     assert load_manifest().names() == manifest.names()
 
@@ -42,7 +59,7 @@ def test_expected_models_are_present() -> None:
     assert names == {"edsr-baseline-x2", "edsr-baseline-x3", "edsr-baseline-x4", "edsr-x2", "edsr-x3", "edsr-x4",
                      "mdsr-baseline", "mdsr", "esrgan", "esrgan-psnr", "esrgan-basicsr", "realesrgan-x4plus",
                      "realesrnet-x4plus", "realesrgan-x2plus", "realesr-general-x4v3", "realesr-general-wdn-x4v3",
-                     "vdsr"}
+                     "vdsr", "realesrgan-x4plus-anime", "realesr-animevideov3"}
 
 
 @pytest.mark.parametrize("mutate, path, words", [
@@ -106,6 +123,8 @@ def test_every_entry_builds_a_model_of_the_stated_size() -> None:
 def test_entries_agree_with_the_shared_key_listings(keys_dir: Path) -> None:
     checked = 0
     for entry in load_manifest().entries:
+        if is_ncnn_conversion(entry):
+            continue  # sr's own file, checked against the authors' ncnn export in test_ncnn.py
         listing_path = keys_dir / f"{entry.filename}.json"
         if not listing_path.is_file():
             assert entry.name == "realesrgan-x2plus", f"no key listing for {entry.filename}"
@@ -126,6 +145,8 @@ def test_entries_agree_with_the_shared_key_listings(keys_dir: Path) -> None:
 def test_entries_agree_with_known_checksums(shared_dir: Path) -> None:
     known = json.loads((shared_dir / "weights" / "known_checksums.json").read_text())
     for entry in load_manifest().entries:
+        if is_ncnn_conversion(entry):
+            continue  # sr's own file, checked against the authors' ncnn export in test_ncnn.py
         record = known.get(entry.filename)
         if record is None:  # the files only a hash prefix is known of are not in known_checksums.json
             assert entry.sha256 is None, entry.name
@@ -156,6 +177,10 @@ def test_sources_are_pinned_and_the_pairs_match() -> None:
         for source in entry.sources:
             if isinstance(source, HubSource):
                 assert re.fullmatch(r"[0-9a-f]{40}", source.revision)
+            elif isinstance(source, BundledSource):  # shipped in the package, listed with its own sha256
+                assert (bundled_dir() / source.filename).stat().st_size == source.size, source.filename
+            elif isinstance(source, NcnnSource):
+                assert re.fullmatch(r"[0-9a-f]{64}", source.param_sha256 + source.bin_sha256[:0])
             else:
                 assert isinstance(source, UrlSource) and source.url.startswith("https://")
     pairs = {(e.name, e.pair.name, e.pair.kind) for e in manifest.entries if e.pair is not None}
@@ -213,6 +238,12 @@ def test_a_non_editable_install_reads_its_own_copy(tmp_path: Path) -> None:
                             "-w", str(wheels), str(tree)], capture_output=True, text=True)
     assert build.returncode == 0, build.stderr
     (wheel,) = wheels.glob("sr_cli-*.whl")
+    import zipfile
+    shipped = set(zipfile.ZipFile(wheel).namelist())
+    bundled_sources = [e.bundled for e in load_manifest().entries if e.bundled is not None]
+    assert bundled_sources and "sr_cli/bundled/LICENSE" in shipped
+    for source in bundled_sources:  # the bundled models travel inside the wheel
+        assert f"sr_cli/bundled/{source.filename}" in shipped, source.filename
     install = subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(target),
                               str(wheel)], capture_output=True, text=True)
     assert install.returncode == 0, install.stderr
@@ -224,6 +255,9 @@ def test_a_non_editable_install_reads_its_own_copy(tmp_path: Path) -> None:
     package_file, manifest_file, count = ran.stdout.split()
     assert Path(package_file).is_relative_to(target) and Path(manifest_file).is_relative_to(target)
     assert int(count) == len(load_manifest().entries)
+    for source in bundled_sources:
+        installed = target / "sr_cli" / "bundled" / source.filename
+        assert hashlib.sha256(installed.read_bytes()).hexdigest() == source.sha256, source.filename
 
 
 def test_docs_list_every_model() -> None:

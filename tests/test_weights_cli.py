@@ -119,7 +119,7 @@ def test_list(capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = run(["weights", "list", "--json"], capsys)
     assert code == 0
     records = json.loads(out)
-    assert len(records) == 17 and not any(r["cached"] for r in records)
+    assert len(records) == 19 and not any(r["cached"] for r in records)
     vdsr = next(r for r in records if r["name"] == "vdsr")
     assert vdsr["scales"] is None and vdsr["size"] == 2680962 and vdsr["license"] == "MIT"
     code, out, err = run(["weights", "list"], capsys)

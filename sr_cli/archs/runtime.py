@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from sr_cli.archs.edsr import EDSR, EDSRParams
@@ -131,7 +132,7 @@ class SRNet(nn.Module):
     min_overlap: input pixels of context a tile needs for tiled == whole within 1/255
     """
 
-    def __init__(self, module: AnyModule, *, scale: int | None = None) -> None:
+    def __init__(self, module: AnyModule, *, scale: int | None = None, output_scale: int | None = None) -> None:
         super().__init__()
         self.family: str = family_of(module)
         self.module = module
@@ -149,6 +150,13 @@ class SRNet(nn.Module):
         self.in_channels: int = _in_channels(params)
         self.size_multiple: int = params.unshuffle if isinstance(params, RRDBParams) else 1
         self.min_overlap: int = min_overlap_for(self.family, params)
+        # An export that shrinks the net's output bicubically (realesr-animevideov3-x2/x3: x4, then to x2/x3).
+        self.net_scale: int = self.scale
+        if output_scale is not None:
+            if isinstance(module, MDSR) or not 1 <= output_scale < self.scale:
+                raise ValueError(f"a {self.family} x{self.scale} net cannot be resized to x{output_scale}")
+            self.scale = output_scale
+            self.min_overlap += 1  # the 4x4 bicubic taps reach 2 output pixels of the net: under 1 input pixel
         # EDSR/MDSR were trained on 0..rgb_range inputs; every other family on [0, 1]
         self._value_range: float = params.rgb_range if isinstance(params, (EDSRParams, MDSRParams)) else 1.0
 
@@ -160,6 +168,14 @@ class SRNet(nn.Module):
         return scale == self.scale
 
     def forward(self, x: Tensor) -> Tensor:
+        out = self._net_forward(x)
+        if self.scale == self.net_scale:
+            return out
+        # PyTorch's bicubic is ncnn's Interp type 3: a = -0.75, half-pixel centres, clamped edges, no antialiasing
+        size = (x.shape[-2] * self.scale, x.shape[-1] * self.scale)
+        return F.interpolate(out, size=size, mode="bicubic", align_corners=False)
+
+    def _net_forward(self, x: Tensor) -> Tensor:
         if isinstance(self.module, MDSR):
             return self.module(x * self._value_range, self.scale) / self._value_range
         if self._value_range != 1.0:
@@ -167,13 +183,15 @@ class SRNet(nn.Module):
         return self.module(x)
 
     def extra_repr(self) -> str:
-        return f"family={self.family}, scale={self.scale}, in_channels={self.in_channels}, " \
+        resized = f" (net x{self.net_scale}, resized)" if self.net_scale != self.scale else ""
+        return f"family={self.family}, scale={self.scale}{resized}, in_channels={self.in_channels}, " \
                f"size_multiple={self.size_multiple}, min_overlap={self.min_overlap}"
 
 
-def to_srnets(module: AnyModule) -> dict[int, SRNet]:
-    """One SRNet per scale the module serves (MDSR: several sharing the module; VDSR: {1: ...})."""
+def to_srnets(module: AnyModule, *, output_scale: int | None = None) -> dict[int, SRNet]:
+    """One SRNet per scale the module serves (MDSR: several sharing the module; VDSR: {1: ...}).
+    output_scale: the net's output is resized bicubically to this scale (see SRNet)."""
     if isinstance(module, MDSR):
         return {s: SRNet(module, scale=s) for s in module.params.scales}
-    net = SRNet(module)
+    net = SRNet(module, output_scale=output_scale)
     return {net.scale: net}

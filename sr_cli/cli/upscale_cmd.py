@@ -111,6 +111,7 @@ def upscale(
         upscaler = None
         if any(not job.skip for job in jobs):
             upscaler = _load(chosen, scale, res_scale, alpha, outscale, options, renderer)
+            renderer.weights_used(upscaler)
         results = run_jobs(
             jobs,
             upscaler.upscale if upscaler is not None else _never_called,
@@ -163,6 +164,15 @@ class _Renderer:
         self._files: TaskID = self._progress.add_task("files", total=total)
         self._tiles: TaskID = self._progress.add_task("tiles", total=None, visible=False)
         self._download: TaskID | None = None
+        self._weights: dict[str, str | None] = {}
+
+    def weights_used(self, upscaler: Upscaler) -> None:
+        """Say which file runs (a bundled copy, the cache, a --weights file): on stderr and in every --json record."""
+        file, digest = getattr(upscaler, "weights_file", None), getattr(upscaler, "weights_sha256", None)
+        path = str(file) if file is not None else None
+        self._weights = {"model": getattr(upscaler, "name", None), "weights_file": path, "weights_sha256": digest}
+        if path is not None:
+            note(f"{upscaler.name}: weights {path}")
 
     def __enter__(self) -> _Renderer:
         self._progress.start()
@@ -190,7 +200,7 @@ class _Renderer:
             if result.status == "failed":
                 stderr.print(f"[red]failed:[/] {escape(result.reason or '')}", markup=True, highlight=False)
             if self._json:
-                record = asdict(result)
+                record = {**asdict(result), **self._weights}
                 sys.stdout.write(json.dumps(record, ensure_ascii=False) + "\n")
                 sys.stdout.flush()
 

@@ -66,20 +66,21 @@ def byte_progress(label: str) -> Iterator[Callable[[int, int], None]]:
 def list_models(
     as_json: Annotated[bool, typer.Option("--json", help="A JSON array on stdout instead of a table.")] = False,
 ) -> None:
-    """Every model in the manifest: family, scales, size, licence and whether it is cached."""
+    """Every model in the manifest: family, scales, size, licence and whether it is cached or bundled."""
     from sr_cli.zoo import catalogue
 
     rows = catalogue()
     if as_json:
-        typer.echo(json.dumps([_status_json(row.entry, row.cached) for row in rows], indent=2))
+        typer.echo(json.dumps([_status_json(row.entry, row.cached, row.bundled) for row in rows], indent=2))
         return
     table = Table(box=None, pad_edge=False)
     for column in ("name", "family", "scales", "size", "cached", "licence"):
         table.add_column(column, justify="right" if column == "size" else "left", no_wrap=True)
     for row in rows:
         entry = row.entry
+        available = "yes" if row.cached else "bundled" if row.bundled else "no"
         table.add_row(entry.name, entry.family, scales_text(entry.scales), human_size(entry.size),
-                      "yes" if row.cached else "no", entry.license)
+                      available, entry.license)
     stdout.print(table)
     prefix_only = [row.entry.name for row in rows if row.entry.verification == "prefix"]
     if prefix_only:
@@ -106,7 +107,8 @@ def download(
     for entry in entries:
         try:
             with byte_progress(entry.name) as progress:
-                path = fetch(entry, progress=progress, timeout=timeout)
+                # the entry's own file (realesrgan-x4plus: the fp32 .pth), not its bundled copy
+                path = fetch(entry, progress=progress, timeout=timeout, bundled=False)
         except DownloadError as error:  # keep going: one dead host must not stop --all
             if len(entries) == 1:
                 raise
@@ -170,7 +172,7 @@ def cached_path(
 
 
 def inspect_checkpoint(
-    file: Annotated[Path, typer.Argument(help="A checkpoint (.pt, .pth, .safetensors).", show_default=False)],
+    file: Annotated[Path, typer.Argument(help="A checkpoint (.pt, .pth, .safetensors, ncnn .param/.bin).", show_default=False)],
     as_json: Annotated[bool, typer.Option("--json", help="A JSON object on stdout.")] = False,
     res_scale: ResScale = None,
 ) -> None:
@@ -189,7 +191,7 @@ def inspect_checkpoint(
         typer.echo(f"{key:<16} {shown if shown is not None else '-'}")
     for key, value in record["hyperparameters"].items():
         typer.echo(f"  {key:<14} {value}")
-    for key, value in record["metadata"].items():
+    for key, value in sorted(record["metadata"].items()):
         typer.echo(f"metadata {key:<16} {value}")
     for line in record["notes"]:
         typer.echo(f"note: {line}")
@@ -212,7 +214,7 @@ def import_checkpoint(
     typer.echo(f"{entry.name}\t{stored}")
 
 
-def _status_json(entry: ManifestEntry, cached: Path | None) -> dict[str, Any]:
+def _status_json(entry: ManifestEntry, cached: Path | None, bundled: Path | None = None) -> dict[str, Any]:
     return {
         "name": entry.name, "aliases": list(entry.aliases), "family": entry.family,
         "scales": list(entry.scales) if entry.scales is not None else None, "variant": entry.variant,
@@ -220,6 +222,10 @@ def _status_json(entry: ManifestEntry, cached: Path | None) -> dict[str, Any]:
         "sha256_prefix": entry.sha256_prefix, "verification": entry.verification, "license": entry.license,
         "pair": asdict(entry.pair) if entry.pair is not None else None,
         "cached": cached is not None, "path": str(cached) if cached is not None else None,
+        # available: runs with no download; `file` is what `--model NAME` runs (sr's cache first, then bundled)
+        "bundled": str(bundled) if bundled is not None else None,
+        "available": cached is not None or bundled is not None,
+        "file": str(cached or bundled) if (cached or bundled) is not None else None,
         "sources": [source.describe() for source in entry.sources],
     }
 

@@ -127,9 +127,16 @@ def _hard_link(source: Path, target: Path) -> bool:
 
 
 def import_file(entry: ManifestEntry, source: Path, progress: Callable[[int, int], None] | None = None) -> Path:
-    """`sr weights import`: check a file obtained elsewhere against the manifest and copy it into the cache."""
+    """`sr weights import`: check a file obtained elsewhere against the manifest and copy it into the cache.
+    An ncnn pair (NAME.param or NAME.bin) is checked against the entry's ncnn source and converted."""
     if not source.is_file():
         raise InputError(f"{source}: no such file; pass the path of the downloaded {entry.filename}")
+    # Imported here: the ncnn importer stores its conversion through this module (an import cycle otherwise).
+    from sr_cli.weights.ncnn import import_ncnn, ncnn_pair
+
+    pair = ncnn_pair(source)
+    if pair is not None:
+        return import_ncnn(entry, *pair)
     digest = sha256_of(source, progress)
     if not entry.digest_matches(digest):
         expected = entry.sha256 or f"{entry.sha256_prefix}..."

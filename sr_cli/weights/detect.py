@@ -7,6 +7,7 @@ loads with `strict=True`. res_scale is invisible in shapes: see `_res_scale`.
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import re
@@ -24,7 +25,7 @@ from sr_cli.archs.runtime import AnyParams, build_module
 from sr_cli.archs.srvgg import SRVGGParams
 from sr_cli.archs.vdsr import VDSRParams
 from sr_cli.errors import UnsupportedCheckpointError
-from sr_cli.weights.safetensors_io import META_FAMILY, META_HYPERPARAMETERS, META_LAYOUT, SR_LAYOUT
+from sr_cli.weights.safetensors_io import META_FAMILY, META_HYPERPARAMETERS, META_LAYOUT, META_OUTPUT_SCALE, SR_LAYOUT
 
 PARAMS_CLASSES: dict[str, type] = {
     "edsr": EDSRParams, "mdsr": MDSRParams, "rrdb": RRDBParams, "vdsr": VDSRParams, "srvgg": SRVGGParams,
@@ -43,6 +44,7 @@ class DetectedCheckpoint:
     num_params: int
     res_scale_source: str | None = None  # EDSR/MDSR: "argument" | "metadata" | "full-EDSR shape (256 feats)" | "default"
     notes: tuple[str, ...] = ()
+    output_scale: int | None = None  # the net's output is then resized bicubically to this (see META_OUTPUT_SCALE)
 
     def hyperparameters(self) -> dict[str, Any]:
         """The Params dataclass as plain JSON-able values (tuples become lists)."""
@@ -303,7 +305,24 @@ def detect(tensors: dict[str, Tensor], *, res_scale: float | None = None, metada
     """Family, layout, hyperparameters and canonical state dict of a flat tensor dict (see module doc).
 
     `source` names the file in error messages. Raises UnsupportedCheckpointError with the closest match
-    (family, layout, first missing/unexpected keys) when nothing fits exactly."""
+    (family, layout, first missing/unexpected keys) when nothing fits exactly. A `sr.output_scale` entry
+    in the metadata (an ncnn export ending in a bicubic resize) makes the result serve that scale."""
+    detected = _detect_network(tensors, res_scale=res_scale, metadata=metadata, source=source)
+    text = (metadata or {}).get(META_OUTPUT_SCALE)
+    if text is None:
+        return detected
+    own = detected.scales or []
+    if not text.isdigit() or len(own) != 1 or not 1 <= int(text) < own[0]:
+        raise UnsupportedCheckpointError(f"{source}: {META_OUTPUT_SCALE} {text!r} is not a whole scale below the "
+                                         f"network's x{own[0] if own else '?'}; re-export the file")
+    scale = int(text)
+    note = (f"runs the x{own[0]} network, then resizes its output to x{scale} with bicubic (a = -0.75, no "
+            f"antialiasing: ncnn's Interp type 3, the same kernel as PyTorch's), as this export does")
+    return dataclasses.replace(detected, scales=[scale], output_scale=scale, notes=detected.notes + (note,))
+
+
+def _detect_network(tensors: dict[str, Tensor], *, res_scale: float | None, metadata: dict[str, str] | None,
+                    source: str) -> DetectedCheckpoint:
     if not tensors:
         raise UnsupportedCheckpointError(f"{source}: not a supported checkpoint: it holds no tensors")
     metadata = metadata or {}

@@ -23,6 +23,7 @@ from sr_cli.files.http import (
     mismatch_reason,
     offline_mode,
 )
+from sr_cli.weights.bundled import verified_bundled_file
 from sr_cli.weights.cache import find_cached, partial_dir, store_verified
 from sr_cli.weights.hub import HubUnavailable, evict_from_hub_cache, fetch_from_hub
 from sr_cli.weights.manifest import HubSource, ManifestEntry, Source, UrlSource
@@ -33,16 +34,35 @@ def offline_message(entry: ManifestEntry) -> str:
             f"or pass --weights FILE")
 
 
+def not_downloadable_message(entry: ManifestEntry) -> str:
+    ncnn = entry.ncnn
+    if ncnn is None:
+        return f"{entry.name} has no download source and its bundled file is missing; reinstall sr"
+    param = ncnn.param_filename
+    return (f"{entry.name} is converted from the authors' ncnn export, which sr does not download: get "
+            f"{param} and its .bin ({ncnn.origin}), then run `sr weights import {entry.name} {param}` "
+            f"(or pass --weights {param})")
+
+
 def fetch(entry: ManifestEntry, *, progress: Progress | None = None, offline: bool | None = None,
-          timeout: float = DEFAULT_TIMEOUT_S) -> Path:
+          timeout: float = DEFAULT_TIMEOUT_S, bundled: bool = True) -> Path:
     """The verified local file of `entry`, downloading it if needed.
 
+    Order: the entry's own file in sr's cache; then, with `bundled` (the default), the copy shipped inside
+    the package (verified; no network); then the downloadable sources. `bundled=False` (`sr weights
+    download`) skips the bundled copy, unless the entry has nothing to download.
     Raises OfflineError (offline and not cached), ChecksumError (every source served wrong bytes)
     or DownloadError (every source failed; the message lists each source and why).
     """
     cached = find_cached(entry)
     if cached is not None:
         return cached
+    if bundled or not entry.downloadable:
+        shipped = verified_bundled_file(entry)
+        if shipped is not None:
+            return shipped
+    if not entry.downloadable:
+        raise DownloadError(not_downloadable_message(entry))
     if offline_mode() if offline is None else offline:
         return _from_hub_cache_only(entry)
     with download_lock(part_path(entry).with_suffix(".lock")):
@@ -52,6 +72,8 @@ def fetch(entry: ManifestEntry, *, progress: Progress | None = None, offline: bo
         failures: list[SourceFailed] = []
         described: list[str] = []
         for source in entry.sources:
+            if not isinstance(source, (HubSource, UrlSource)):
+                continue  # bundled (handled above) and ncnn (`sr weights import`) are not downloads
             try:
                 return _from_source(entry, source, progress, timeout)
             except SourceFailed as failure:

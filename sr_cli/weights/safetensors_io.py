@@ -7,21 +7,28 @@ Metadata convention (read by `detect`): `sr.layout` = "sr-safetensors", `sr.fami
 from __future__ import annotations
 
 import json
+import struct
+import sys
 from dataclasses import asdict
 from pathlib import Path
 
+import torch
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import load_file, save
+from safetensors.torch import load_file
 from torch import Tensor
 
 from sr_cli.archs.runtime import AnyParams
-from sr_cli.errors import CheckpointError
+from sr_cli.errors import CheckpointError, OutputError
 from sr_cli.files.atomic import write_bytes_atomic
 
 SR_LAYOUT = "sr-safetensors"
 META_LAYOUT = "sr.layout"
 META_FAMILY = "sr.family"
 META_HYPERPARAMETERS = "sr.hyperparameters"
+# The network's output is resized to this whole scale with bicubic (a = -0.75, half-pixel centres, edges
+# clamped, no antialiasing: ncnn's Interp type 3, which is also PyTorch's bicubic), as the
+# realesr-animevideov3-x2/x3 ncnn exports do after their x4 network.
+META_OUTPUT_SCALE = "sr.output_scale"
 
 
 def sr_metadata(family: str, params: AnyParams, **extra: str) -> dict[str, str]:
@@ -42,8 +49,39 @@ def save_safetensors(path: Path, state_dict: dict[str, Tensor], metadata: dict[s
     # safetensors refuses shared or non-contiguous storage; our tensors are plain copies anyway.
     tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in state_dict.items()}
     # Serialised in memory (the tensors above are already a copy), so the one atomic writer does the I/O.
-    write_bytes_atomic(Path(path), save(tensors, metadata=metadata), overwrite=overwrite,
+    write_bytes_atomic(Path(path), serialize_safetensors(tensors, metadata), overwrite=overwrite,
                        advice="check the folder and free space")
+
+
+_DTYPE_NAMES: dict[torch.dtype, str] = {
+    torch.float64: "F64", torch.float32: "F32", torch.float16: "F16", torch.bfloat16: "BF16", torch.int64: "I64",
+    torch.int32: "I32", torch.int16: "I16", torch.int8: "I8", torch.uint8: "U8", torch.bool: "BOOL",
+}
+
+
+def serialize_safetensors(tensors: dict[str, Tensor], metadata: dict[str, str]) -> bytes:
+    """The .safetensors bytes, deterministic: the same tensors and metadata give the same bytes in every process.
+
+    safetensors' own writer emits the metadata in hash-map order, which changes from run to run; a file
+    regenerated to check it byte for byte (sr_cli/bundled) needs a fixed order: keys sorted, tensors by name,
+    the header padded with spaces to 8 bytes as the format asks."""
+    if sys.byteorder != "little":
+        raise OutputError("writing .safetensors needs a little-endian machine")
+    header: dict[str, object] = {"__metadata__": dict(sorted(metadata.items()))} if metadata else {}
+    chunks: list[bytes] = []
+    offset = 0
+    for name in sorted(tensors):
+        tensor = tensors[name].detach().to("cpu").contiguous()
+        if tensor.dtype not in _DTYPE_NAMES:
+            raise TypeError(f"{name}: dtype {tensor.dtype} cannot be stored in .safetensors")
+        data = tensor.reshape(-1).view(torch.uint8).numpy().tobytes() if tensor.numel() else b""
+        header[name] = {"dtype": _DTYPE_NAMES[tensor.dtype], "shape": list(tensor.shape),
+                        "data_offsets": [offset, offset + len(data)]}
+        chunks.append(data)
+        offset += len(data)
+    text = json.dumps(header, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    text += b" " * (-len(text) % 8)
+    return struct.pack("<Q", len(text)) + text + b"".join(chunks)
 
 
 def read_safetensors(path: Path) -> tuple[dict[str, Tensor], dict[str, str]]:
@@ -57,5 +95,5 @@ def read_safetensors(path: Path) -> tuple[dict[str, Tensor], dict[str, str]]:
     return dict(tensors), metadata
 
 
-__all__ = ["SR_LAYOUT", "META_LAYOUT", "META_FAMILY", "META_HYPERPARAMETERS", "sr_metadata",
+__all__ = ["SR_LAYOUT", "META_LAYOUT", "META_FAMILY", "META_HYPERPARAMETERS", "META_OUTPUT_SCALE", "sr_metadata",
            "save_safetensors", "read_safetensors"]
