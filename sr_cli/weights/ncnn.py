@@ -17,8 +17,8 @@ from sr_cli.errors import (
     OutputError,
     UsageError,
 )
-from sr_cli.weights.bundled import bundled_file
 from sr_cli.files.digest import sha256_of
+from sr_cli.weights.bundled import bundled_file
 from sr_cli.weights.cache import partial_dir, store_verified
 from sr_cli.weights.manifest import ManifestEntry, load_manifest
 from sr_cli.weights.ncnn_format import (
@@ -145,7 +145,7 @@ def import_ncnn(entry: ManifestEntry, param_path: Path, bin_path: Path) -> Path:
         convert_ncnn(param_path, converted, origin=source.origin)
         digest = sha256_of(converted)
         bundled = entry.bundled
-        if bundled is not None and digest == bundled.sha256 and digest != entry.sha256:
+        if bundled is not None and digest == bundled.sha256:
             shipped = bundled_file(entry)
             if shipped is not None:
                 return shipped  # already inside the package, verified by the same sha256
