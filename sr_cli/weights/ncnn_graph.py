@@ -216,11 +216,11 @@ def _differs(node: _Node, step: _Step, builder: _Builder) -> str | None:
             return f"a sum (0=1), not operation 0={layer.get(0)}"
         if not isinstance(coeffs, list) or len(coeffs) != len(node.inputs):
             return f"coefficients {list(step.coefficients)} for its inputs, found {coeffs!r}"
-        given = sorted(zip(node.inputs, (float(c) for c in coeffs)))
-        wanted = sorted(zip(step.inputs, step.coefficients))
+        given = sorted(zip(node.inputs, (float(c) for c in coeffs), strict=True))
+        wanted = sorted(zip(step.inputs, step.coefficients, strict=True))
         if [s for s, _ in given] != [s for s, _ in wanted]:
             return f"inputs from {_names(step.inputs, builder)}, found {_names(tuple(node.inputs), builder)}"
-        if any(not math.isclose(a, b, rel_tol=1e-6) for (_, a), (_, b) in zip(given, wanted)):
+        if any(not math.isclose(a, b, rel_tol=1e-6) for (_, a), (_, b) in zip(given, wanted, strict=True)):
             return f"coefficients {list(step.coefficients)} for ({_names(step.inputs, builder)}), found {coeffs}"
         return None
     given_inputs = sorted(node.inputs) if commutative else list(node.inputs)
@@ -372,7 +372,7 @@ def place(layers: list[NcnnLayer], weights: dict[str, NcnnWeights], param_path: 
 def _canonical(nodes: list[_Node], builder: _Builder, weights: dict[str, NcnnWeights]) -> tuple[dict[str, Tensor], str]:
     state: dict[str, Tensor] = {}
     storages: set[str] = set()
-    for node, step in zip(nodes, builder.steps):
+    for node, step in zip(nodes, builder.steps, strict=True):
         if step.key is None:
             continue
         held = weights[node.layer.name]
