@@ -80,6 +80,8 @@ def test_list_shows_bundled_entries_as_available(capsys: pytest.CaptureFixture[s
     assert code == 0
     row = next(line for line in out.splitlines() if line.startswith("realesrgan-x4plus "))
     assert "bundled" in row
+    code, out, _ = run_cli(capsys, ["weights", "path", "realesr-animevideov3"])
+    assert code == 0 and Path(out.strip()).parent == bundled.bundled_dir()
 
 
 def test_download_wants_the_official_file_not_the_bundled_copy(monkeypatch: pytest.MonkeyPatch) -> None:

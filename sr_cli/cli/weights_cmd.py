@@ -159,13 +159,14 @@ def cached_path(
     name: Annotated[str, typer.Argument(help="Model name.", show_default=False)],
     scale: EntryScale = None,
 ) -> None:
-    """Print the cached file of a model (error if it is not downloaded yet)."""
+    """Print the file `--model NAME` runs: the cached one, else the bundled copy (error if neither)."""
     from sr_cli.errors import InputError
+    from sr_cli.weights.bundled import bundled_file
     from sr_cli.weights.cache import find_cached
     from sr_cli.zoo import resolve
 
     entry = resolve(name, scale)
-    found = find_cached(entry)
+    found = find_cached(entry) or bundled_file(entry)
     if found is None:
         raise InputError(f"{entry.name} is not in the cache ({entry.filename}); run `sr weights download {entry.name}`")
     typer.echo(str(found))

@@ -74,7 +74,8 @@ def read_checkpoint(path: Path) -> RawCheckpoint:
     except OSError as error:
         raise InputError(f"{path}: cannot read ({error.strerror or error}); check its permissions") from None
     kind = sniff(head)
-    if kind == "ncnn" or (kind == "unknown" and ncnn_pair(path) is not None):  # NAME.param, or NAME.bin beside it
+    # NAME.param, or NAME.bin beside it (a .bin has no magic: its first byte may look like a pickle's)
+    if kind == "ncnn" or (kind in ("unknown", "pickle") and ncnn_pair(path) is not None):
         model = read_ncnn(path)
         return RawCheckpoint(model.state_dict, "ncnn", ncnn_metadata(model), "ncnn")
     if kind == "safetensors":
