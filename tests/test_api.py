@@ -275,8 +275,9 @@ def _fake_zoo(monkeypatch: pytest.MonkeyPatch, nets: dict[str, SRNet]) -> list[t
         calls.append((str(model), scale))
         entry = zoo.resolve(str(model), scale)  # the real name/scale rules
         scales = list(entry.scales) if entry.scales is not None else None
-        return entry, SimpleNamespace(module=nets[entry.name].module, detected=SimpleNamespace(scales=scales),
-                                      path=entry.filename)
+        detected = SimpleNamespace(scales=scales, output_scale=None)
+        return entry, SimpleNamespace(module=nets[entry.name].module, detected=detected, path=entry.filename,
+                                      sha256=entry.sha256)
 
     monkeypatch.setattr(zoo.ModelSession, "checkpoint", checkpoint)
     return calls
