@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from sr_cli.errors import DatasetError, OutputError
+from sr_cli.files.atomic import write_bytes_atomic
 from sr_cli.files.digest import ExpectedSha256
 from sr_cli.files.http import Progress, download_to
 from sr_cli.files.places import cache_root
@@ -73,7 +74,7 @@ def _unpack(archive: Path, spec: ArchiveSpec, root: Path) -> None:
         target = root / spec.folder
         shutil.rmtree(target, ignore_errors=True)
         os.replace(staging / spec.folder, target)
-        (target / ".complete").write_text(spec.sha256 + "\n")
+        write_bytes_atomic(target / ".complete", f"{spec.sha256}\n".encode(), overwrite=True)
     except zipfile.BadZipFile:
         raise DatasetError(f"{archive}: not a zip archive; delete it and run again") from None
     except OSError as error:
