@@ -31,6 +31,7 @@ from sr_cli.engine import (
 )
 from sr_cli.engine.precision import Precision
 from sr_cli.errors import InputError, ScaleMismatchError, UsageError
+from sr_cli.imageio.budget import PixelBudget, check_output_factor, check_output_size, pixel_budget
 from sr_cli.resize import imresize
 
 if TYPE_CHECKING:
@@ -62,6 +63,7 @@ class UpscaleOptions:
     ensemble: bool = False  # geometric self-ensemble (8 dihedral transforms, averaged)
     device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
     precision: str = "auto"  # auto | fp32 | bf16 | fp16
+    max_pixels: int | None = None  # largest output (width x height); None = SR_MAX_PIXELS or sr_cli.imageio.budget's default
 
 
 class Upscaler:
@@ -85,6 +87,8 @@ class Upscaler:
             raise UsageError(f"the output scale must be a positive number, got {output_scale}")
         if srnet.family == "vdsr" and not output_scale > 1:
             raise ScaleMismatchError(f"{name}: VDSR upscales by factors above 1 only, not x{output_scale:g}; pass a larger --scale")
+        self.budget: PixelBudget = pixel_budget(options.max_pixels)
+        check_output_factor(output_scale, self.budget, "--scale/--outscale")
         self.device: torch.device = resolve_device(options.device)
         self.precision: Precision = resolve_precision(options.precision, self.device)
         self.options = options
@@ -113,6 +117,8 @@ class Upscaler:
         transparent pixels is replaced first (`fill_transparent`), the alpha is upscaled by the same model
         (`_upscale_alpha`) and re-attached.
         """
+        if isinstance(image, np.ndarray) and image.ndim in (2, 3):
+            self.check_output_size(f"a {image.shape[1]}x{image.shape[0]} image", image.shape[0], image.shape[1])
         array = _as_float(image)
         squeeze = array.ndim == 2
         if squeeze:
@@ -177,6 +183,13 @@ class Upscaler:
     def output_size(self, height: int, width: int) -> tuple[int, int]:
         """(height, width) of the result for an input of height x width."""
         return _scaled(height, self.output_scale), _scaled(width, self.output_scale)
+
+    def check_output_size(self, source: object, height: int, width: int) -> None:
+        """OutputError naming `source` when the result for height x width is over the pixel budget
+        (`UpscaleOptions.max_pixels`); `upscale` calls it before allocating anything, callers that know
+        the file name call it first for a better message."""
+        out_height, out_width = self.output_size(height, width)
+        check_output_size(source, out_width, out_height, self.output_scale, self.budget)
 
     # --- the pipeline -------------------------------------------------------------------------------
 

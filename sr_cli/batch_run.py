@@ -20,6 +20,7 @@ import numpy as np
 from sr_cli.batch import Job, output_bit_depth
 from sr_cli.errors import OutputError, SRError
 from sr_cli.imageio import FORMATS_WITH_ALPHA, Image, read_image, write_image
+from sr_cli.imageio.budget import PixelBudget
 
 Progress = Callable[[int, int], None]
 UpscaleFunction = Callable[[np.ndarray, Progress | None], np.ndarray]
@@ -51,6 +52,9 @@ class RunSettings:
     bit_depth: int | None = None  # None: the input's
     quality: int | None = None
     overwrite: bool = False  # replace outputs; without it a file that appears after planning is kept (a failure)
+    budget: PixelBudget | None = None  # pixel limits; None: SR_MAX_PIXELS or the defaults
+    # Refuses an input whose result would be over the output limit, naming the file (Upscaler.check_output_size).
+    check_output: Callable[[object, int, int], None] | None = None
 
 
 @dataclass
@@ -95,7 +99,7 @@ def run_jobs(
     crashed: list[BaseException] = []  # a thread that died (e.g. on_result raised): the run stops and re-raises it
     loaded: queue.Queue[object] = queue.Queue(maxsize=QUEUE_DEPTH)
     computed: queue.Queue[object] = queue.Queue(maxsize=QUEUE_DEPTH)
-    reader = _thread("sr-reader", lambda: _read_all(pending, loaded, stop), stop, crashed)
+    reader = _thread("sr-reader", lambda: _read_all(pending, settings, loaded, stop), stop, crashed)
     writer = _thread("sr-writer", lambda: _write_all(computed, settings, report, stop), stop, crashed)
     reader.start()
     writer.start()
@@ -139,12 +143,12 @@ def _thread(name: str, body: Callable[[], None], stop: threading.Event, crashed:
     return threading.Thread(target=guarded, name=name)
 
 
-def _read_all(jobs: Sequence[Job], loaded: queue.Queue[object], stop: threading.Event) -> None:
+def _read_all(jobs: Sequence[Job], settings: RunSettings, loaded: queue.Queue[object], stop: threading.Event) -> None:
     for job in jobs:
         if stop.is_set():
             return
         try:
-            item: tuple[Job, Image | None, Exception | None] = (job, read_image(job.source), None)
+            item: tuple[Job, Image | None, Exception | None] = (job, read_image(job.source, budget=settings.budget), None)
         except Exception as error:  # handed to the compute loop, which records it for this file
             item = (job, None, error)
         if not _put(loaded, item, stop):
@@ -177,6 +181,8 @@ def _put(target: queue.Queue[object], item: object, stop: threading.Event) -> bo
 def _compute(job: Job, image: Image, upscale: UpscaleFunction, settings: RunSettings, on_tiles: Progress | None, started: float) -> _Computed:
     if image.has_alpha and job.format not in FORMATS_WITH_ALPHA:  # fail before spending compute on it
         raise OutputError(f"{job.output}: the image has an alpha channel and {job.format.upper()} cannot store one; use --format png, webp or tiff")
+    if settings.check_output is not None:  # before the model allocates the result
+        settings.check_output(job.source, *image.pixels.shape[:2])
     depth, note = output_bit_depth(settings.bit_depth, image.metadata.bit_depth, job.format)
     pixels = upscale_at_bit_depth(upscale, image.pixels, depth, on_tiles)
     return _Computed(job, image, pixels, depth, list(image.notes) + ([note] if note else []), started)

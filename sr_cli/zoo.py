@@ -18,6 +18,7 @@ name raise UnknownModelError listing the choices (with "did you mean").
 from __future__ import annotations
 
 import difflib
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,14 +35,15 @@ from sr_cli.errors import (
     UsageError,
 )
 from sr_cli.files.digest import sha256_of
+from sr_cli.files.regular import check_regular
 from sr_cli.weights.bundled import bundled_file
-from sr_cli.weights.cache import find_cached
+from sr_cli.weights.cache import find_cached, find_damaged
 from sr_cli.weights.detect import DetectedCheckpoint, detect
 from sr_cli.weights.download import fetch
 from sr_cli.weights.loading import LoadedCheckpoint, load_checkpoint, srnet_for
 from sr_cli.weights.manifest import ManifestEntry, load_manifest
 from sr_cli.weights.ncnn import NCNN_BIN_SHA256, NCNN_PARAM_SHA256
-from sr_cli.weights.reading import read_checkpoint
+from sr_cli.weights.reading import WEIGHTS_FILE, read_checkpoint
 
 _WEIGHT_SUFFIXES = (".pt", ".pth", ".ckpt", ".bin", ".safetensors", ".param")
 
@@ -100,9 +102,7 @@ def default_scale(model_or_path: str | Path) -> int:
     """
     if looks_like_path(model_or_path):
         path = Path(model_or_path).expanduser()
-        if not path.is_file():
-            raise InputError(f"{path}: no such weights file; pass an existing file or a model name "
-                             f"({', '.join(model_names())})")
+        _check_weights_file(path)
         raw = read_checkpoint(path)
         scales = detect(raw.tensors, metadata=raw.metadata, source=str(path)).scales
         what = str(model_or_path)
@@ -111,6 +111,15 @@ def default_scale(model_or_path: str | Path) -> int:
         scales = list(entry.scales) if entry.scales is not None else None
         what = entry.name
     return _only_scale(scales, what)
+
+
+def _check_weights_file(path: Path) -> None:
+    """InputError unless `path` is (a link to) a regular file: missing, with the model names as the other way;
+    a folder, FIFO, device, link loop or dangling link, said as what it is (never opened)."""
+    if not os.path.lexists(path):
+        raise InputError(f"{path}: no such weights file; pass an existing file or a model name "
+                         f"({', '.join(model_names())})")
+    check_regular(path, WEIGHTS_FILE)
 
 
 def _only_scale(scales: list[int] | None, what: str) -> int:
@@ -181,9 +190,7 @@ class ModelSession:
         pick an entry) or a file, with its manifest entry (None for a file): the one loader path."""
         if looks_like_path(model_or_path):
             path = Path(model_or_path).expanduser()
-            if not path.is_file():
-                raise InputError(f"{path}: no such weights file; pass an existing file or a model name "
-                                 f"({', '.join(model_names())})")
+            _check_weights_file(path)
             key = (str(path.resolve()), res_scale)
             if key not in self._checkpoints:
                 self._checkpoints[key] = (None, load_checkpoint(path, res_scale=res_scale))
@@ -275,6 +282,7 @@ class ModelStatus:
     entry: ManifestEntry
     cached: Path | None  # the verified file in sr's cache, if there
     bundled: Path | None = None  # the copy shipped inside the package, if any (sha256-checked when used)
+    damaged: Path | None = None  # a cached file of the wrong size (truncated), when there is no good one
 
     @property
     def available(self) -> Path | None:
@@ -283,9 +291,13 @@ class ModelStatus:
 
 
 def catalogue() -> list[ModelStatus]:
-    """Every manifest entry with its cached file (cheap check: presence and size) and bundled copy."""
-    return [ModelStatus(entry=entry, cached=find_cached(entry), bundled=bundled_file(entry))
-            for entry in load_manifest().entries]
+    """Every manifest entry with its cached file (cheap check: presence and size), bundled copy, damaged file."""
+    rows = []
+    for entry in load_manifest().entries:
+        damaged = find_damaged(entry)
+        rows.append(ModelStatus(entry=entry, cached=find_cached(entry), bundled=bundled_file(entry),
+                                damaged=damaged.path if damaged else None))
+    return rows
 
 
 @dataclass(frozen=True)
@@ -308,8 +320,7 @@ def describe_file(path: Path, *, res_scale: float | None = None) -> FileReport:
     When the file is a published one (its sha256 matches a manifest entry), that entry's res_scale
     applies unless `res_scale` is given.
     """
-    if not path.is_file():
-        raise InputError(f"{path}: no such file; pass the path of a weights file")
+    check_regular(path, WEIGHTS_FILE)
     digest = sha256_of(path)
     raw = read_checkpoint(path)
     known = _published_entry(path, digest, raw.metadata)

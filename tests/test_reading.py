@@ -3,10 +3,14 @@ safetensors_io: atomic writes and metadata."""
 from __future__ import annotations
 
 import os
+import pickle
+import struct
 from pathlib import Path
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from sr_cli.errors import CheckpointError, InputError, OutputError, UnsupportedCheckpointError
 from sr_cli.weights.reading import read_checkpoint, sniff
@@ -87,7 +91,7 @@ def test_sniff() -> None:
 def test_missing_empty_garbage_truncated(tmp_path: Path) -> None:
     with pytest.raises(InputError, match=r"nope\.pt: no such file"):
         read_checkpoint(tmp_path / "nope.pt")
-    with pytest.raises(InputError, match="not a file"):
+    with pytest.raises(InputError, match="is a folder, not a weights file"):
         read_checkpoint(tmp_path)
     empty = tmp_path / "empty.pt"
     empty.write_bytes(b"")
@@ -148,3 +152,49 @@ def test_save_safetensors_accepts_views_and_shared_tensors(tmp_path: Path) -> No
     save_safetensors(path, {"a": base, "b": base.t(), "c": base[1:]}, {})
     tensors, _ = read_safetensors(path)
     assert torch.equal(tensors["b"], base.t()) and torch.equal(tensors["c"], base[1:])
+
+
+# --- sniffing by structure (issue 11, cause 5) ------------------------------------------------------------
+
+_ONE_TENSOR_HEADER = b'{"w":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}'
+
+
+def _safetensors_with_header_length(length: int) -> bytes:
+    """A valid .safetensors file whose JSON header is `length` bytes (padded with spaces, as the format allows)."""
+    header = _ONE_TENSOR_HEADER.ljust(length, b" ")
+    return struct.pack("<Q", length) + header + struct.pack("<f", 1.5)
+
+
+@settings(max_examples=60, deadline=None)
+@given(length=st.integers(min_value=len(_ONE_TENSOR_HEADER), max_value=70_000)
+       | st.integers(min_value=1, max_value=270).map(lambda k: 256 * k + 128))  # first byte 0x80, like a pickle
+def test_every_header_length_is_sniffed_as_safetensors(tmp_path_factory: pytest.TempPathFactory, length: int) -> None:
+    data = _safetensors_with_header_length(length)
+    assert sniff(data[:32], len(data)) == "safetensors"
+    path = tmp_path_factory.mktemp("st") / "w.safetensors"
+    path.write_bytes(data)
+    raw = read_checkpoint(path)  # the safetensors library agrees it is one
+    assert raw.serialization == "safetensors" and raw.tensors["w"].tolist() == [1.5]
+
+
+def test_our_own_output_with_a_header_of_128_mod_256_is_read_back(tmp_path: Path) -> None:
+    """`sr blend` wrote such a file (header length 2688) and `sr weights inspect` refused it."""
+    path = tmp_path / "blend.safetensors"
+    for pad in range(300):
+        save_safetensors(path, _sd(14), {"sr.note": "x" * pad}, overwrite=True)
+        if path.read_bytes()[0] == 0x80:
+            break
+    assert path.read_bytes()[0] == 0x80
+    assert _same(read_checkpoint(path).tensors, _sd(14))
+
+
+@pytest.mark.parametrize("protocol", [2, 3, 4, 5])
+def test_pickles_are_not_taken_for_safetensors(protocol: int) -> None:
+    for obj in ({}, {"a": 1}, {"w": [1.0] * 300}, list(range(1000)), "{" * 50):
+        data = pickle.dumps(obj, protocol=protocol)
+        assert sniff(data[:32], len(data)) == "pickle"
+
+
+def test_a_safetensors_header_longer_than_the_file_is_not_safetensors() -> None:
+    data = _safetensors_with_header_length(200)
+    assert sniff(data[:32], 100) == "unknown" and sniff(data[:32], len(data)) == "safetensors"

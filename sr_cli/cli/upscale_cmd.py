@@ -77,6 +77,8 @@ def upscale(
     alpha: Annotated[Optional[float], typer.Option("--alpha", min=0.0, max=1.0, help="Network interpolation PSNR (0) .. GAN (1), ESRGAN pairs.")] = None,
     res_scale: ResScale = None,
     json_records: Annotated[bool, typer.Option("--json", help="One JSON record per file on stdout.")] = False,
+    max_pixels: Annotated[Optional[str], typer.Option("--max-pixels", help=(
+        "Largest image read or made, in pixels (e.g. 800M; default 200M in, 500M out; env SR_MAX_PIXELS)."))] = None,
 ) -> None:
     """Upscale images with a super-resolution model."""
     from sr_cli.batch import ExistingPolicy, expand_inputs, output_bit_depth, plan_jobs
@@ -88,13 +90,17 @@ def upscale(
     if bit_depth not in (None, 8, 16):
         raise UsageError(f"--bit-depth {bit_depth}: use 8 or 16")
     policy = existing_policy(overwrite, skip_existing)
-    options = _upscale_options(parse_tile(tile), overlap, ensemble, device, precision)
+    from sr_cli.imageio.budget import check_output_factor, pixel_budget
+
+    budget = pixel_budget(max_pixels)
+    options = _upscale_options(parse_tile(tile), overlap, ensemble, device, precision, budget.output)
     if scale is None and outscale is None:
         scale = _default_scale(chosen)  # before planning: the output names carry the scale
-
-    files, ignored = expand_inputs(inputs, recursive=recursive)
     factor = outscale if outscale is not None else scale
     assert factor is not None
+    check_output_factor(factor, budget, "--outscale" if outscale is not None else "--scale")  # before any loading
+
+    files, ignored = expand_inputs(inputs, recursive=recursive)
     jobs, own_outputs = plan_jobs(
         files, output=output, factor=factor, model=str(chosen),
         out_format=out_format, existing=policy, recursive=recursive,
@@ -115,7 +121,8 @@ def upscale(
         results = run_jobs(
             jobs,
             upscaler.upscale if upscaler is not None else _never_called,
-            RunSettings(bit_depth=bit_depth, quality=quality, overwrite=policy is ExistingPolicy.OVERWRITE),
+            RunSettings(bit_depth=bit_depth, quality=quality, overwrite=policy is ExistingPolicy.OVERWRITE,
+                        budget=budget, check_output=upscaler.check_output_size if upscaler is not None else None),
             on_file_start=renderer.file_started,
             on_tiles=renderer.tiles,
             on_result=renderer.result,
@@ -125,10 +132,12 @@ def upscale(
         raise typer.Exit(code)
 
 
-def _upscale_options(tile: int | None, overlap: int | None, ensemble: bool, device: str, precision: str) -> UpscaleOptions:
+def _upscale_options(tile: int | None, overlap: int | None, ensemble: bool, device: str, precision: str,
+                     max_pixels: int) -> UpscaleOptions:
     from sr_cli.api import UpscaleOptions
 
-    return UpscaleOptions(tile=tile, overlap=overlap, ensemble=ensemble, device=device, precision=precision)
+    return UpscaleOptions(tile=tile, overlap=overlap, ensemble=ensemble, device=device, precision=precision,
+                          max_pixels=max_pixels)
 
 
 def _default_scale(model_or_file: str | Path) -> float:

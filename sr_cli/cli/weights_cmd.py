@@ -162,11 +162,14 @@ def cached_path(
     """Print the file `--model NAME` runs: the cached one, else the bundled copy (error if neither)."""
     from sr_cli.errors import InputError
     from sr_cli.weights.bundled import bundled_file
-    from sr_cli.weights.cache import find_cached
+    from sr_cli.weights.cache import damaged_message, find_cached, find_damaged
     from sr_cli.zoo import resolve
 
     entry = resolve(name, scale)
     found = find_cached(entry) or bundled_file(entry)
+    damaged = find_damaged(entry) if found is None else None
+    if damaged is not None:  # "not in the cache" would send the user looking for a file that is there
+        raise InputError(damaged_message(entry, damaged))
     if found is None:
         raise InputError(f"{entry.name} is not in the cache ({entry.filename}); run `sr weights download {entry.name}`")
     typer.echo(str(found))

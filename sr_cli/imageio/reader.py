@@ -3,10 +3,19 @@
 Pillow decodes 8-bit data and every file's metadata. Pillow truncates 16-bit RGB(A) to 8 bits, so the
 pixels of 16-bit PNG and TIFF files come from OpenCV (`IMREAD_UNCHANGED`, BGR order undone here).
 The bit depth is the one the file declares (PNG IHDR, TIFF BitsPerSample), never guessed from values.
+
+Before anything is decoded: the path must be a regular file (no FIFO, device or folder: `files.regular`), its
+size within what an image inside the pixel budget can take, and the size its header declares within sr's pixel
+budget (`budget`), to which Pillow's own decompression-bomb limit is set for the call. Warnings the libraries
+raise become notes of the image (`library_warnings`).
 """
 from __future__ import annotations
 
 import io
+import re
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import cv2
@@ -15,6 +24,9 @@ from PIL import Image as PILImage
 from PIL import ImageCms, TiffImagePlugin, UnidentifiedImageError
 
 from sr_cli.errors import InputError
+from sr_cli.files.regular import read_regular
+from sr_cli.imageio.budget import HOW_TO_RAISE, PixelBudget, check_input_size, megapixels, pixel_budget
+from sr_cli.imageio.library_warnings import warnings_as_notes
 from sr_cli.imageio.model import MODE_BY_CHANNELS, BitDepth, Image, ImageMetadata
 from sr_cli.imageio.orientation import (
     ORIENTATION_TAG,
@@ -26,6 +38,11 @@ from sr_cli.imageio.orientation import (
 EXIF_PREFIX = b"Exif\x00\x00"
 PNG_COLOR_TYPE_GRAY_ALPHA = 4
 TIFF_BITS_PER_SAMPLE, TIFF_PHOTOMETRIC, TIFF_SAMPLES_PER_PIXEL, TIFF_EXIF_IFD = 258, 262, 277, 34665
+# The largest file an image within the pixel budget can be: uncompressed 16-bit RGBA (8 bytes a pixel),
+# plus room for metadata (ICC, EXIF, text chunks, thumbnails).
+MAX_BYTES_PER_PIXEL, METADATA_ALLOWANCE = 8, 64 << 20
+_PILLOW_LIMIT_LOCK = threading.Lock()
+_DECLARED_PIXELS = re.compile(r"\((\d+) pixels\)")  # in Pillow's DecompressionBombError message
 
 # Pillow modes we turn into one of ours, with the note the user sees ("" = nothing worth saying).
 CONVERSIONS: dict[str, tuple[str, str]] = {
@@ -40,31 +57,54 @@ CONVERSIONS: dict[str, tuple[str, str]] = {
 }
 
 
-def read_image(path: str | Path) -> Image:
-    """Read an image file; raises InputError naming the file for anything we cannot read faithfully."""
+def read_image(path: str | Path, *, budget: PixelBudget | None = None) -> Image:
+    """Read an image file; raises InputError naming the file for anything we cannot read faithfully.
+
+    budget: the pixel limit (default: `--max-pixels` / SR_MAX_PIXELS via `pixel_budget()`)."""
     path = Path(path)
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise InputError(f"{path}: no such file; check the path") from None
-    except IsADirectoryError:
-        raise InputError(f"{path}: is a folder, not an image; pass the folder as an input to process its images") from None
-    except OSError as error:
-        raise InputError(f"{path}: cannot read ({error.strerror}); check permissions") from error
+    budget = budget or pixel_budget()
+    data = read_regular(path, "an image", max_bytes=budget.input * MAX_BYTES_PER_PIXEL + METADATA_ALLOWANCE)
     # TIFF decoders disagree on whether they apply the Orientation tag: decode an "upright" copy and
     # rotate once ourselves (the tag's value is read from the original bytes in _decode).
     pixel_data = tiff_with_orientation_reset(data)
+    notes: list[str] = []
     try:
-        with PILImage.open(io.BytesIO(data)) as opened:
+        with warnings_as_notes(notes), _pillow_limit(None), PILImage.open(io.BytesIO(data)) as opened:
+            check_input_size(path, opened.width, opened.height, budget)  # the header only: nothing decoded yet
+            PILImage.MAX_IMAGE_PIXELS = budget.input  # for what Pillow sizes later (GIF frames); restored on exit
             if pixel_data is data:  # not a TIFF with an Orientation tag: one decoder object for all
-                return _decode(path, data, opened, opened)
-            with PILImage.open(io.BytesIO(pixel_data)) as decodable:
-                return _decode(path, pixel_data, opened, decodable)
+                image = _decode(path, data, opened, opened)
+            else:
+                with PILImage.open(io.BytesIO(pixel_data)) as decodable:
+                    image = _decode(path, pixel_data, opened, decodable)
     except UnidentifiedImageError as error:
         raise InputError(f"{path}: not an image Pillow recognises (unknown format or damaged header); "
                          "check the file is PNG, JPEG, WebP, TIFF, BMP or GIF") from error
-    except (PILImage.DecompressionBombError, OSError, SyntaxError, ValueError, EOFError) as error:
+    except PILImage.DecompressionBombError as error:  # a later frame of more than twice the budget
+        declared = _DECLARED_PIXELS.search(str(error))
+        size = f" ({megapixels(int(declared.group(1)))})" if declared else ""
+        raise InputError(f"{path}: declares more pixels{size} than sr reads (limit {megapixels(budget.input)}; a "
+                         f"decompression bomb or a huge scan); {HOW_TO_RAISE}") from None
+    except (OSError, SyntaxError, ValueError, EOFError) as error:
         raise InputError(f"{path}: not a readable image ({error}); check that the file is complete and is PNG, JPEG, WebP, TIFF, BMP or GIF") from error
+    image.notes[:0] = notes
+    return image
+
+
+@contextmanager
+def _pillow_limit(max_pixels: int | None) -> Iterator[None]:
+    """Pillow's decompression-bomb limit, held for us while we open and decode a file, restored after.
+
+    Pillow's fixed default (refuse above 179 Mpx, with a message that names neither the file nor a way out)
+    is one a raised --max-pixels must lift. It is off for the open, where `check_input_size` judges the
+    header, then set to our budget for what Pillow sizes later (GIF frames: it refuses above twice that)."""
+    with _PILLOW_LIMIT_LOCK:
+        previous = PILImage.MAX_IMAGE_PIXELS
+        PILImage.MAX_IMAGE_PIXELS = max_pixels
+        try:
+            yield
+        finally:
+            PILImage.MAX_IMAGE_PIXELS = previous
 
 
 def _decode(path: Path, data: bytes, opened: PILImage.Image, decodable: PILImage.Image) -> Image:

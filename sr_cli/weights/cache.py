@@ -20,7 +20,8 @@ from typing import Literal
 from sr_cli.errors import ChecksumError, InputError, OutputError
 from sr_cli.files.atomic import atomic_write, publish_file, temporary_path_for
 from sr_cli.files.digest import HASH_CHUNK, sha256_of
-from sr_cli.files.places import cache_root
+from sr_cli.files.places import cache_root, folder_or_absent
+from sr_cli.files.regular import check_regular
 from sr_cli.weights.manifest import ManifestEntry
 
 _SHA256_DIR = re.compile(r"[0-9a-f]{64}")
@@ -28,7 +29,7 @@ _CACHE_ADVICE = "free some space or point SR_CACHE_DIR at a writable folder"
 
 
 def weights_dir() -> Path:
-    return cache_root() / "weights"
+    return folder_or_absent(cache_root() / "weights", "the weights cache")
 
 
 def partial_dir() -> Path:
@@ -61,6 +62,22 @@ def cached_files() -> list[CachedFile]:
             if path.is_file() and not path.name.endswith(".tmp"):
                 found.append(CachedFile(sha256=folder.name, filename=path.name, path=path, size=path.stat().st_size))
     return sorted(found, key=lambda item: (item.filename, item.sha256))
+
+
+def find_damaged(entry: ManifestEntry) -> CachedFile | None:
+    """A cached file for `entry` whose size is wrong (truncated or damaged), when there is one and no good one."""
+    if entry.size is None or find_cached(entry) is not None:
+        return None
+    for path in _candidates(entry):
+        size = path.stat().st_size
+        if size != entry.size:
+            return CachedFile(sha256=path.parent.name, filename=path.name, path=path, size=size)
+    return None
+
+
+def damaged_message(entry: ManifestEntry, damaged: CachedFile) -> str:
+    return (f"{entry.name}: the cached {damaged.path} is damaged ({damaged.size} bytes, the published file has "
+            f"{entry.size}); run `sr weights download {entry.name}` to replace it")
 
 
 def find_cached(entry: ManifestEntry) -> Path | None:
@@ -129,8 +146,9 @@ def _hard_link(source: Path, target: Path) -> bool:
 def import_file(entry: ManifestEntry, source: Path, progress: Callable[[int, int], None] | None = None) -> Path:
     """`sr weights import`: check a file obtained elsewhere against the manifest and copy it into the cache.
     An ncnn pair (NAME.param or NAME.bin) is checked against the entry's ncnn source and converted."""
-    if not source.is_file():
+    if not os.path.lexists(source):
         raise InputError(f"{source}: no such file; pass the path of the downloaded {entry.filename}")
+    check_regular(source, f"a downloaded {entry.filename}")
     # Imported here: the ncnn importer stores its conversion through this module (an import cycle otherwise).
     from sr_cli.weights.ncnn import import_ncnn, ncnn_pair
 

@@ -24,12 +24,17 @@ from sr_cli.files.http import (
     offline_mode,
 )
 from sr_cli.weights.bundled import verified_bundled_file
-from sr_cli.weights.cache import find_cached, partial_dir, store_verified
+from sr_cli.weights.cache import find_cached, find_damaged, partial_dir, store_verified
 from sr_cli.weights.hub import HubUnavailable, evict_from_hub_cache, fetch_from_hub
 from sr_cli.weights.manifest import HubSource, ManifestEntry, Source, UrlSource
 
 
 def offline_message(entry: ManifestEntry) -> str:
+    damaged = find_damaged(entry)
+    if damaged is not None:  # "not in the cache" would send the user looking for a file that is there
+        return (f"{entry.name}: the cached {damaged.path} is damaged ({damaged.size} bytes, the published file has "
+                f"{entry.size}) and the network is off; run `sr weights download {entry.name}` where there is "
+                f"network to replace it, or pass --weights FILE")
     return (f"{entry.name} is not in the cache; run `sr weights download {entry.name}` where there is network, "
             f"or pass --weights FILE")
 

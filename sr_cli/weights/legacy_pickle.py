@@ -17,6 +17,7 @@ import pickle
 import re
 import struct
 from collections import OrderedDict
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,8 @@ import torch
 from torch import Tensor
 
 from sr_cli.errors import CheckpointError, UnsafeCheckpointError, UnsupportedCheckpointError
+from sr_cli.files.regular import read_regular
+from sr_cli.weights.allocation import check_total, check_view
 
 LEGACY_MAGIC_NUMBER = 0x1950A86A20F9469CFC6C
 LEGACY_PROTOCOL_VERSION = 1001
@@ -74,10 +77,16 @@ class TensorRecord:
             raise CheckpointError(f"{source}: storage {self.storage.key} is referenced but its bytes are missing")
         if any(s < 0 for s in self.size) or any(s < 0 for s in self.stride) or self.offset < 0:
             raise CheckpointError(f"{source}: a tensor has a negative size/stride/offset; the file is corrupt")
+        if len(self.size) != len(self.stride):
+            raise CheckpointError(f"{source}: a tensor has {len(self.size)} sizes but {len(self.stride)} strides; the file is corrupt")
         last = self.offset + sum((n - 1) * st for n, st in zip(self.size, self.stride, strict=True)) if all(self.size) else -1
         if last >= data.numel():
             raise CheckpointError(f"{source}: a tensor reaches past the end of its storage; the file is corrupt")
-        return torch.as_strided(data, self.size, self.stride, self.offset).clone()
+        check_view(source, "?", self.size, self.stride, data.numel())  # read_legacy_objects checked it by name
+        try:
+            return torch.as_strided(data, self.size, self.stride, self.offset).clone()
+        except RuntimeError as error:  # sizes torch cannot index (beyond int64): not a real tensor
+            raise CheckpointError(f"{source}: a tensor torch cannot build ({str(error).splitlines()[0]}); the file is corrupt") from None
 
 
 class ParameterStandIn:
@@ -240,7 +249,38 @@ def read_legacy_objects(data: bytes, source: str) -> Any:
             torch.empty(0, dtype=record.storage_type.dtype)
     if stream.read(1):
         raise CheckpointError(f"{source}: unexpected bytes after the last storage; the file is corrupt")
+    _check_allocation(obj, source, len(data))
     return _materialize(obj, source, depth=0)
+
+
+def _check_allocation(obj: Any, source: str, file_bytes: int) -> None:
+    """Before any tensor is copied out of its storage: each view within its storage, all within the file's
+    bytes (`allocation`), so a few hundred bytes cannot make us allocate gigabytes."""
+    total = 0
+    for name, record in _tensor_records(obj, "", 0):
+        storage = record.storage.data
+        elements = check_view(source, name or "(top level)", record.size, record.stride,
+                              storage.numel() if storage is not None else 0)
+        total += elements * torch.empty((), dtype=record.storage.storage_type.dtype).element_size()
+    check_total(source, total, file_bytes)
+
+
+def _tensor_records(obj: Any, name: str, depth: int) -> Iterator[tuple[str, TensorRecord]]:
+    """Every tensor record in the object, with a dotted name for messages (the walk `_materialize` does)."""
+    if depth > 200:
+        return  # _materialize refuses the tree before it gets there
+    if isinstance(obj, TensorRecord):
+        yield name, obj
+    elif isinstance(obj, ParameterStandIn):
+        yield from _tensor_records(obj.data, name, depth + 1)
+    elif isinstance(obj, ModuleStandIn):
+        yield from _tensor_records(getattr(obj, "state", {}), name, depth + 1)
+    elif isinstance(obj, dict):
+        for key, value in obj.items():
+            yield from _tensor_records(value, f"{name}.{key}" if name else str(key), depth + 1)
+    elif isinstance(obj, (list, tuple)):
+        for index, value in enumerate(obj):
+            yield from _tensor_records(value, f"{name}.{index}" if name else str(index), depth + 1)
 
 
 def _materialize(obj: Any, source: str, depth: int) -> Any:
@@ -298,7 +338,7 @@ class LegacyContents:
 def read_legacy_checkpoint(path: Path) -> LegacyContents:
     """Read a legacy torch file (or refuse a plain pickle) without executing anything from it."""
     source = str(path)
-    obj = read_legacy_objects(path.read_bytes(), source)
+    obj = read_legacy_objects(read_regular(path, "a weights file"), source)
     classes: list[str] = []
 
     def flatten(value: Any) -> Any:

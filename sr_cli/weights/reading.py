@@ -11,6 +11,7 @@ from __future__ import annotations
 import pickle
 import re
 import struct
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,8 @@ import torch
 from torch import Tensor
 
 from sr_cli.errors import CheckpointError, InputError, UnsafeCheckpointError, UnsupportedCheckpointError
+from sr_cli.files.regular import check_regular, open_regular
+from sr_cli.weights.allocation import check_tensors, check_total
 from sr_cli.weights.legacy_pickle import read_legacy_checkpoint
 from sr_cli.weights.ncnn import is_ncnn_param, ncnn_metadata, ncnn_pair, read_ncnn
 from sr_cli.weights.safetensors_io import read_safetensors
@@ -26,10 +29,12 @@ from sr_cli.weights.safetensors_io import read_safetensors
 # Entries that hold the weights in the containers we know, most preferred first: BasicSR/Real-ESRGAN
 # keep an EMA copy under params_ema (the one they publish results for), else params; training scripts
 # commonly use state_dict or model.
+WEIGHTS_FILE = "a weights file"  # what messages call the expected kind of file
 CONTAINER_KEYS: tuple[str, ...] = ("params_ema", "params", "state_dict", "model")
 _ZIP_MAGIC = b"PK\x03\x04"
 # A legacy torch file starts with pickle protocol 2 + LONG1 of the 10-byte magic number 0x1950a86a20f9469cfc6c.
 _LEGACY_PREFIX = b"\x80\x02\x8a\x0a" + (0x1950A86A20F9469CFC6C).to_bytes(10, "little")
+SAFETENSORS_MAX_HEADER = 100_000_000  # the safetensors library's own limit on the JSON header
 _UNSUPPORTED_GLOBAL = re.compile(r"(?:GLOBAL|global) ([\w.]+)")
 
 
@@ -42,8 +47,15 @@ class RawCheckpoint:
     ignored: list[str] = field(default_factory=list)  # top-level entries left aside (e.g. "epoch", "params" when params_ema won)
 
 
-def sniff(head: bytes) -> str:
-    """'zip' | 'legacy' | 'pickle' | 'safetensors' | 'ncnn' | 'unknown' from the first bytes of a file."""
+def sniff(head: bytes, size: int | None = None) -> str:
+    """'zip' | 'legacy' | 'pickle' | 'safetensors' | 'ncnn' | 'unknown' from the first bytes of a file (and its size).
+
+    By structure, safetensors first: its first 8 bytes are a little-endian header length, which can start
+    with any byte (0x80 for every length that is 128 mod 256, like a pickle's PROTO opcode); a file is one
+    when that length is plausible, fits in the file, and the JSON header's "{" follows it. Neither a zip
+    (compression method at byte 8), a legacy torch file (its magic number) nor a pickle has "{" there."""
+    if _looks_like_safetensors(head, size):
+        return "safetensors"
     if is_ncnn_param(head):
         return "ncnn"
     if head.startswith(_ZIP_MAGIC):
@@ -52,28 +64,36 @@ def sniff(head: bytes) -> str:
         return "legacy"
     if head[:1] == b"\x80":
         return "pickle"
-    if len(head) >= 9:
-        (header_len,) = struct.unpack("<Q", head[:8])
-        if 2 <= header_len < 100_000_000 and head[8:9] == b"{":
-            return "safetensors"
     return "unknown"
 
 
+def _looks_like_safetensors(head: bytes, size: int | None) -> bool:
+    if len(head) < 9:
+        return False
+    (header_len,) = struct.unpack("<Q", head[:8])
+    fits = size is None or 8 + header_len <= size
+    return 2 <= header_len < SAFETENSORS_MAX_HEADER and fits and head[8:9] == b"{"
+
+
 def read_checkpoint(path: Path) -> RawCheckpoint:
+    """The tensors of a weights file, executing nothing from it and allocating no more than its bytes justify
+    (`allocation`). InputError for a path that is not a regular file, CheckpointError for a bad file."""
     path = Path(path)
-    if not path.exists():
-        raise InputError(f"{path}: no such file; check the path")
-    if not path.is_file():
-        raise InputError(f"{path}: not a file; pass a weights file (.pt, .pth, .safetensors)")
-    size = path.stat().st_size
+    raw = _read_checkpoint(path)
+    check_tensors(str(path), raw.tensors.items(), path.stat().st_size)
+    return raw
+
+
+def _read_checkpoint(path: Path) -> RawCheckpoint:
+    size = check_regular(path, WEIGHTS_FILE)
     if size == 0:
         raise CheckpointError(f"{path}: the file is empty; download it again")
-    try:
-        with open(path, "rb") as handle:
+    with open_regular(path, WEIGHTS_FILE) as handle:
+        try:
             head = handle.read(32)
-    except OSError as error:
-        raise InputError(f"{path}: cannot read ({error.strerror or error}); check its permissions") from None
-    kind = sniff(head)
+        except OSError as error:
+            raise InputError(f"{path}: cannot read ({error.strerror or error}); check its permissions") from None
+    kind = sniff(head, size)
     # NAME.param, or NAME.bin beside it (a .bin has no magic: its first byte may look like a pickle's)
     if kind == "ncnn" or (kind in ("unknown", "pickle") and ncnn_pair(path) is not None):
         model = read_ncnn(path)
@@ -82,6 +102,7 @@ def read_checkpoint(path: Path) -> RawCheckpoint:
         tensors, metadata = read_safetensors(path)
         return RawCheckpoint(_strip_data_parallel(tensors, path), "safetensors", metadata, "safetensors")
     if kind == "zip":
+        _check_zip_records(path, size)
         obj = _torch_load(path)
         return _unwrap(obj, path, "zip")
     if kind in ("legacy", "pickle"):
@@ -101,6 +122,17 @@ def read_checkpoint(path: Path) -> RawCheckpoint:
     raise CheckpointError(
         f"{path}: not a checkpoint (neither a torch .pt/.pth file nor .safetensors); check the file"
     )
+
+
+def _check_zip_records(path: Path, size: int) -> None:
+    """torch.load inflates compressed zip records (torch.save never writes any): a 100 kB file can unpack to
+    100 MB and more. Refuse records that unpack to more than the file's bytes justify, from the directory."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            unpacked = sum(info.file_size for info in archive.infolist())
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as error:
+        raise CheckpointError(f"{path}: truncated or corrupt torch file ({error}); download it again") from None
+    check_total(str(path), unpacked, size, "its zip records unpack to")
 
 
 def _torch_load(path: Path) -> Any:

@@ -1,0 +1,140 @@
+"""Image inputs that are not regular files, and library warnings (issue 11, causes 4, 8 and 14).
+
+A FIFO must never be opened (open() blocks until a writer comes) and a link to /dev/zero never read (it
+never ends). Each odd path is read in a child process with a capped address space and a timeout, so a
+reader that does open or read it fails the test instead of hanging it or filling this machine's memory.
+"""
+from __future__ import annotations
+
+import io
+import json
+import os
+import struct
+import subprocess
+import sys
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+from cli_support import run_cli
+from PIL import Image
+
+from sr_cli.imageio import read_image
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _fifo(tmp: Path) -> Path:
+    os.mkfifo(tmp / "photo.png")
+    return tmp / "photo.png"
+
+
+def _dev_zero(tmp: Path) -> Path:
+    (tmp / "photo.png").symlink_to("/dev/zero")
+    return tmp / "photo.png"
+
+
+def _folder(tmp: Path) -> Path:
+    (tmp / "photo.png").mkdir()
+    return tmp / "photo.png"
+
+
+def _loop(tmp: Path) -> Path:
+    (tmp / "photo.png").symlink_to(tmp / "photo.png")
+    return tmp / "photo.png"
+
+
+ODD: dict[str, tuple[Callable[[Path], Path], str]] = {
+    "fifo": (_fifo, "is a named pipe (FIFO), not an image"),
+    "dev_zero_link": (_dev_zero, "is a character device (/dev/zero, through a link), not an image"),
+    "folder": (_folder, "is a folder, not an image"),
+    "symlink_loop": (_loop, "a symbolic link loop"),
+}
+
+_CHILD = """
+import json, resource, sys
+resource.setrlimit(resource.RLIMIT_AS, (2 << 30, 2 << 30))
+from sr_cli.imageio import read_image
+try:
+    read_image(sys.argv[1])
+    print(json.dumps(["read", ""]))
+except BaseException as error:
+    print(json.dumps([type(error).__name__, str(error)]))
+"""
+
+
+@pytest.mark.parametrize("case", sorted(ODD))
+def test_a_path_that_is_no_regular_file_is_refused_unopened(tmp_path: Path, case: str) -> None:
+    make, expected = ODD[case]
+    path = make(tmp_path)
+    try:
+        child = subprocess.run([sys.executable, "-c", _CHILD, str(path)], capture_output=True, text=True,
+                               timeout=60, env={**os.environ, "PYTHONPATH": str(REPO)})
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"{case}: read_image blocked")
+    kind, message = json.loads(child.stdout.splitlines()[-1])
+    assert kind == "InputError" and expected in message and str(path) in message, (kind, message)
+
+
+@pytest.mark.timeout(60)
+def test_downscale_of_a_fifo_says_so_and_does_not_hang(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    fifo = _fifo(tmp_path)
+    result = run_cli(capsys, ["downscale", str(fifo), "--scale", "2", "-o", str(tmp_path / "lr")])
+    assert result.returncode == 3 and "is a named pipe (FIFO)" in result.stderr
+
+
+def _jpeg_with_damaged_exif() -> bytes:
+    """One IFD entry whose value lies beyond the EXIF block: Pillow warns ("Tag data larger than file")."""
+    tiff = b"II*\x00" + struct.pack("<I", 8) + struct.pack("<H", 1) + struct.pack("<HHII", 0x010E, 2, 100, 5000)
+    buffer = io.BytesIO()
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(buffer, "JPEG", exif=b"Exif\x00\x00" + tiff + b"\0" * 4)
+    return buffer.getvalue()
+
+
+def test_library_warnings_become_notes_of_the_image(tmp_path: Path) -> None:
+    path = tmp_path / "damaged_exif.jpg"
+    path.write_bytes(_jpeg_with_damaged_exif())
+    with warnings.catch_warnings(record=True) as escaped:
+        warnings.simplefilter("always")
+        image = read_image(path)
+    assert [str(w.message) for w in escaped] == []
+    assert any(note.startswith("the decoder warned: Tag data larger than file") for note in image.notes), image.notes
+
+
+def test_a_large_but_allowed_image_raises_no_bomb_warning(tmp_path: Path) -> None:
+    """90 Mpx: above Pillow's 89 Mpx warning, within sr's budget, so nothing to warn about at all."""
+    import zlib
+
+    packer = zlib.compressobj(9)
+    width, height = 9500, 9500
+    body = b"".join(packer.compress(b"\0" * (width + 1)) for _ in range(height)) + packer.flush()
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    path = tmp_path / "big.png"
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0))
+                     + chunk(b"IDAT", body) + chunk(b"IEND", b""))
+    with warnings.catch_warnings(record=True) as escaped:
+        warnings.simplefilter("always")
+        image = read_image(path)
+    assert image.pixels.shape == (height, width, 1) and escaped == [] and image.notes == []
+
+
+def test_the_cli_shows_a_library_warning_as_one_note(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import torch
+
+    from sr_cli.archs.edsr import EDSR, EDSRParams
+
+    (tmp_path / "in.jpg").write_bytes(_jpeg_with_damaged_exif())
+    torch.save(EDSR(EDSRParams(n_resblocks=1, n_feats=8, scale=2)).state_dict(), tmp_path / "w.pt")
+    with warnings.catch_warnings(record=True) as escaped:
+        warnings.simplefilter("always")
+        result = run_cli(capsys, ["upscale", str(tmp_path / "in.jpg"), "--weights", str(tmp_path / "w.pt"),
+                                  "--scale", "2", "--device", "cpu", "-o", str(tmp_path / "out")])
+    assert result.returncode == 0, result.stderr
+    assert [str(w.message) for w in escaped if "Tag data" in str(w.message)] == []
+    assert "in.jpg: the decoder warned: Tag data larger than file" in result.stderr
+    assert "site-packages" not in result.stderr and "UserWarning" not in result.stderr
