@@ -97,8 +97,6 @@ def test_a_truncated_cached_file_is_called_damaged_not_missing(tmp_path: Path, m
     result = run_cli(capsys, ["weights", "path", "vdsr"])
     assert result.returncode == 3
     assert f"{cached} is damaged (1000 bytes" in result.stderr and "not in the cache" not in result.stderr
-    listed = run_cli(capsys, ["weights", "list"])
-    assert listed.returncode == 0 and "DAMAGED" in listed.stdout and str(cached) in listed.stderr
     monkeypatch.setenv("SR_OFFLINE", "1")
     image = tmp_path / "in.png"
     from PIL import Image
