@@ -1,1 +1,2 @@
-"""Pure nn.Module definitions, one file per family, plus their hyperparameter dataclasses. No I/O."""
+"""One file per model family (the nn.Module, its frozen hyperparameter dataclass, its DESCRIPTOR), listed
+in families.py; descriptor.py defines what a descriptor holds; runtime.py the generic SRNet view. No I/O."""

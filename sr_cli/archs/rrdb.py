@@ -7,6 +7,7 @@ multiplies `conv_first`'s input channels by 4 / 16 and requires H, W divisible b
 """
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 
@@ -14,6 +15,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from sr_cli.archs.descriptor import (
+    CannotPlace, FamilyDescriptor, PlaceHints, Placement, TrainSizes, contiguous_count, indices, need,
+)
 from sr_cli.errors import UnsupportedCheckpointError
 
 LRELU_SLOPE = 0.2
@@ -205,3 +209,79 @@ def to_esrgan_2018(sd: dict[str, Tensor], num_block: int) -> dict[str, Tensor]:
         else:
             raise ValueError(f"not a BasicSR RRDBNet key: {key}")
     return out
+
+
+# --- the descriptor ----------------------------------------------------------------------------------
+
+
+def place(sd: dict[str, Tensor], hints: PlaceHints) -> Placement:
+    """BasicSR keys as they are; the two ESRGAN layouts renamed (unknown keys refused, never dropped)."""
+    if any(k.startswith("RRDB_trunk.") for k in sd):
+        layout, canonical, leftovers = "esrgan-2019", *rename_esrgan_2019(sd)
+    elif "model.0.weight" in sd or any(k.startswith("model.1.sub.") for k in sd):
+        layout, canonical, leftovers = "esrgan-2018", *rename_esrgan_2018(sd)
+    else:
+        layout, canonical, leftovers = "basicsr", dict(sd), []
+    first = need(canonical, "conv_first.weight", 4)
+    last = need(canonical, "conv_last.weight", 4)
+    num_feat, in_ch, num_out_ch = first.shape[0], first.shape[1], last.shape[0]
+    # BasicSR folds the input with pixel_unshuffle for x2 (4x channels) and x1 (16x); it assumes the
+    # image has as many channels in as out, and so do we.
+    by_ratio = {u * u: scale for scale, u in _UNSHUFFLE_BY_SCALE.items()}
+    if in_ch % num_out_ch or in_ch // num_out_ch not in by_ratio:
+        raise CannotPlace(f"conv_first takes {in_ch} channels for {num_out_ch} out: not x4, x2 (4x) or x1 (16x)")
+    scale = by_ratio[in_ch // num_out_ch]
+    num_block = contiguous_count(indices(canonical, r"^body\.(\d+)\.rdb1\.conv1\.weight$"), "RRDB")
+    if num_block == 0:
+        raise CannotPlace("no RRDB blocks", RRDBParams(num_feat=num_feat, scale=scale), canonical)
+    grow = need(canonical, "body.0.rdb1.conv1.weight", 4).shape[0]
+    params = RRDBParams(num_in_ch=num_out_ch, num_out_ch=num_out_ch, num_feat=num_feat, num_block=num_block,
+                        num_grow_ch=grow, scale=scale)
+    if leftovers:  # refused, never dropped: they show up as "unexpected" in the report
+        raise CannotPlace(f"unknown {layout} keys", params, {**canonical, **{k: sd[k] for k in leftovers}}, layout)
+    return Placement(layout, params, canonical)
+
+
+def receptive_radius(params: RRDBParams) -> int:
+    u = params.unshuffle
+    grid = 1 + params.num_block * 3 * 5 + 1  # conv_first, 3 RDBs x 5 convs per RRDB, conv_body
+    upsampled = 1 / 2 + 3 / 4  # conv_up1 at 2x; conv_up2, conv_hr, conv_last at 4x
+    return math.ceil((grid + upsampled) * u + (u - 1))  # the net's grid is u image pixels wide
+
+
+# RRDB's exact radius (349 px for x4, 698 for x2) would make tiles mostly overlap, so tiles get an
+# estimate instead: effective receptive fields grow like sqrt(depth) (Luo et al., NeurIPS 2016), and
+# scaling VDSR's measured 11 px (archs/runtime.py) by sqrt(349 / 20) gives 46 px -> 48 px on the net's
+# own input grid (x the pixel_unshuffle factor in image pixels). An estimate, not a guarantee: no
+# trained RRDB file is available here to measure it.
+CONTEXT_ON_GRID = 48
+GROW_CHANNELS = 32  # ESRGAN paper: gc = 32
+
+
+def _train_params(sizes: TrainSizes) -> RRDBParams:
+    (scale,) = sizes.scales
+    return RRDBParams(num_in_ch=3, num_out_ch=3, num_feat=sizes.features, num_block=sizes.blocks,
+                      num_grow_ch=GROW_CHANNELS, scale=scale)
+
+
+DESCRIPTOR: FamilyDescriptor[RRDBParams] = FamilyDescriptor(
+    name="rrdb",
+    label="RRDB",
+    params_class=RRDBParams,
+    module_class=RRDBNet,
+    layouts=("basicsr", "esrgan-2019", "esrgan-2018"),
+    place=place,
+    scales=lambda params: (params.scale,),
+    input_kind="rgb",
+    in_channels=lambda params: params.num_in_ch,
+    value_range=lambda params: 1.0,
+    receptive_radius=receptive_radius,
+    size_multiple=lambda params: params.unshuffle,
+    context_estimate=lambda params: CONTEXT_ON_GRID * params.unshuffle,
+    # x2/x1 fold the input with pixel_unshuffle, which changes conv_first's input channels; the x4
+    # upsampler conv_up1/2 is the same at every scale
+    scale_specific_prefixes=("conv_first.",),
+    # NHWC measured x0.88 and x1.14 in two runs (the dense blocks concatenate channels): not shown faster
+    channels_last_on_cpu=False,
+    train_params=_train_params,
+)
