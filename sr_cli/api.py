@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from sr_cli.archs.families import FAMILIES
 from sr_cli.archs.runtime import SRNet
 from sr_cli.color import GRAY_FROM_RGB, rgb_to_ycbcr, ycbcr_to_rgb
 from sr_cli.engine import (
@@ -46,10 +47,9 @@ __all__ = ["UpscaleOptions", "Upscaler", "load_model", "CANDIDATE_SCALES", "CHAN
 # Model scales tried, in order of preference, when only --outscale is given (see `_scale_order`).
 CANDIDATE_SCALES: tuple[int, ...] = (1, 2, 3, 4, 8)
 # Families that run faster in channels_last (NHWC) layout on the CPU, measured with interleaved runs
-# (bench/engine_throughput.py, docs/benchmarks.md): EDSR x1.49, MDSR x1.85, VDSR x1.36, SRVGG x2.21,
-# EDSR full x1.21. RRDB measured x0.88 and x1.14 in two runs (its dense blocks concatenate channels,
-# which NHWC makes expensive): not shown faster, so it stays NCHW. GPUs: not measured here, NCHW.
-CHANNELS_LAST_ON_CPU: frozenset[str] = frozenset({"edsr", "mdsr", "vdsr", "srvgg"})
+# (bench/engine_throughput.py, docs/benchmarks.md); each descriptor's `channels_last_on_cpu` gives its
+# figure. RRDB (dense blocks concatenate channels) was not shown faster and stays NCHW. GPUs: NCHW.
+CHANNELS_LAST_ON_CPU: frozenset[str] = frozenset(d.name for d in FAMILIES if d.channels_last_on_cpu)
 _UINT_MAX = {np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0}
 _Y_LOW, _Y_SPAN = 16.0 / 255.0, 219.0 / 255.0  # BT.601 studio-swing luma range, as float in [0, 1]
 
@@ -85,8 +85,9 @@ class Upscaler:
         _check_options(options)
         if not (math.isfinite(output_scale) and output_scale > 0):
             raise UsageError(f"the output scale must be a positive number, got {output_scale}")
-        if srnet.family == "vdsr" and not output_scale > 1:
-            raise ScaleMismatchError(f"{name}: VDSR upscales by factors above 1 only, not x{output_scale:g}; pass a larger --scale")
+        if srnet.input_kind == "y-upscaled" and not output_scale > 1:
+            raise ScaleMismatchError(f"{name}: {srnet.descriptor.label} upscales by factors above 1 only, "
+                                     f"not x{output_scale:g}; pass a larger --scale")
         self.budget: PixelBudget = pixel_budget(options.max_pixels)
         check_output_factor(output_scale, self.budget, "--scale/--outscale")
         self.device: torch.device = resolve_device(options.device)
@@ -101,7 +102,9 @@ class Upscaler:
         self.output_scale = float(output_scale)
         self.overlap = srnet.min_overlap if options.overlap is None else options.overlap
         # The net is moved (and, where faster, switched to channels_last) in place: the caller's SRNet is it.
-        self._channels_last = self.device.type == "cpu" and self.family in CHANNELS_LAST_ON_CPU
+        self._channels_last = self.device.type == "cpu" and srnet.descriptor.channels_last_on_cpu
+        # "y-upscaled" nets (VDSR) refine the Y of a bicubic-upscaled image; the others enlarge RGB themselves
+        self._refines_upscaled_y = srnet.input_kind == "y-upscaled"
         self._net = srnet.eval().to(self.device)
         if self._channels_last:
             self._net.to(memory_format=torch.channels_last)  # type: ignore[call-overload]  # missing from torch's stubs
@@ -196,7 +199,7 @@ class Upscaler:
     def _upscale_rgb(self, rgb: np.ndarray, progress: Progress | None) -> np.ndarray:
         """HxWx3 float32 in [0, 1] -> (round(H*s), round(W*s), 3) float32, not clipped."""
         target = self.output_size(*rgb.shape[:2])
-        if self.family == "vdsr":
+        if self._refines_upscaled_y:
             # VDSR (Kim et al. 2016): MATLAB-bicubic YCbCr to the target size, the net refines Y only.
             ycbcr = imresize(rgb_to_ycbcr(rgb), output_shape=target)
             ycbcr[:, :, 0] = self._refine_y(ycbcr[:, :, 0], progress)
@@ -221,7 +224,7 @@ class Upscaler:
         beats bicubic by 3 to 11 dB PSNR, because it restores the step that bicubic leaves blurred. Its
         overshoot (up to +0.25) is removed by the clip. Costs a second model pass for RGBA/LA images.
         """
-        if self.family == "vdsr":
+        if self._refines_upscaled_y:
             # VDSR was trained on Y in [16/255, 235/255]: map alpha onto that range and back.
             y = imresize(_Y_LOW + _Y_SPAN * alpha, output_shape=self.output_size(*alpha.shape))
             return np.clip((self._refine_y(y, progress) - _Y_LOW) / _Y_SPAN, 0.0, 1.0)
@@ -278,7 +281,7 @@ def load_model(
     srnet = loaded.srnet
     if alpha is not None:
         srnet = _interpolated(loaded, alpha, res_scale, progress_download)
-    if srnet.family == "vdsr":
+    if srnet.input_kind == "y-upscaled":  # net scale 1: the requested factor is the output's
         output_scale = float(outscale if outscale is not None else scale)  # type: ignore[arg-type]
     else:
         output_scale = float(outscale if outscale is not None else srnet.scale)

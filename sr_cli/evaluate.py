@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
+from sr_cli.archs.families import descriptor_for
 from sr_cli.archs.runtime import SRNet
 from sr_cli.color import GRAY_FROM_RGB, rgb_to_y
 from sr_cli.data.benchmarks import Dataset, ImagePair, dataset_key, load_pair
@@ -168,23 +169,16 @@ def _upscaler(model: _Model, scale: int, options: EvalOptions) -> Upscaler:
                     options=UpscaleOptions(ensemble=options.ensemble, device=options.device))
 
 
-_LABELS = {"edsr": "EDSR", "mdsr": "MDSR", "vdsr": "VDSR", "rrdb": "RRDB", "srvgg": "SRVGG"}
-
-
 def model_label(model: str, family: str, *, ensemble: bool) -> str:
-    """Table label: Bicubic / VDSR / EDSR / MDSR (+ when self-ensembled); baselines and others by name."""
+    """Table label: Bicubic, or the family's label (VDSR / EDSR / MDSR) for the papers' models (its
+    descriptor's `paper_model_names`), else the model's name; "+" when self-ensembled."""
     name = Path(model).stem if Path(model).suffix else model
-    lowered = name.lower()
     if family == BICUBIC:
         base = "Bicubic"
-    elif family == "vdsr":
-        base = "VDSR"
-    elif family in ("edsr", "mdsr") and "baseline" not in lowered and (
-        lowered in (family, f"{family}-x2", f"{family}-x3", f"{family}-x4")
-    ):
-        base = _LABELS[family]
     else:
-        base = name
+        descriptor = descriptor_for(family)
+        papers = descriptor.paper_model_names
+        base = descriptor.label if papers is None or name.lower() in papers else name
     return base + ("+" if ensemble else "")
 
 
@@ -193,7 +187,7 @@ def _published(label: str, model: _Model, dataset: Dataset, scale: int, options:
 ]:
     candidates = [label]
     shipped_vdsr = model.arg.lower() == "vdsr" or model.entry_name == "vdsr" or Path(model.arg).name == "model_epoch_50.pth"
-    if model.family == "vdsr" and not options.ensemble and shipped_vdsr:
+    if label == "VDSR" and shipped_vdsr:  # the label is the family's only for VDSR models without ensemble
         candidates.insert(0, "VDSR (pytorch-vdsr model_epoch_50)")  # the numbers published for these weights
     for method in candidates:
         row = published_for(method, dataset.key, scale)
@@ -328,7 +322,7 @@ def evaluate(
     if scale < 2 or int(scale) != scale:
         raise UsageError(f"--scale {scale}: benchmark evaluation needs an integer scale of 2 or more")
     loaded = _load_model(model, scale, options, session)
-    y_model = loaded.family in (BICUBIC, "vdsr")
+    y_model = loaded.family == BICUBIC or (loaded.srnet is not None and loaded.srnet.input_kind == "y-upscaled")
     if options.ensemble and loaded.family == BICUBIC:
         raise UsageError("--ensemble has no meaning for bicubic; drop it or choose a network")
     paper_y_path = options.protocol == "paper" and y_model and not options.rgb

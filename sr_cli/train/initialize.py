@@ -3,10 +3,8 @@
 Same scale: every tensor is copied (keys and shapes must match exactly: strict loading).
 Another scale (EDSR x2 -> x3/x4, the EDSR paper's Sec. 4.2 recipe): every tensor but the
 scale-specific ones is copied, and those are left freshly initialised; the report lists them so the
-command can say so. Scale-specific tensors per family:
-- EDSR: the upsampler `tail.0.*` (conv + pixel shuffle stages; `tail.1`, the last conv, is shared).
-- RRDB: `conv_first.*` (the x2/x1 variants fold the input with pixel_unshuffle, which changes its
-  input channels; the x4 upsampler `conv_up1/2` is the same at every scale).
+command can say so. Each family's descriptor names its scale-specific prefixes (`scale_specific_prefixes`:
+EDSR the upsampler `tail.0.`, RRDB `conv_first.`, which the x2/x1 variants' pixel_unshuffle widens).
 """
 from __future__ import annotations
 
@@ -15,13 +13,11 @@ from pathlib import Path
 
 from torch import Tensor, nn
 
+from sr_cli.archs.families import descriptor_of
 from sr_cli.archs.runtime import AnyModule, AnyParams, family_of
 from sr_cli.errors import CheckpointError, UnsupportedCheckpointError
 from sr_cli.train.checkpointing import read_run_checkpoint
 from sr_cli.train.network import params_from_json
-
-SCALE_SPECIFIC_PREFIXES: dict[str, tuple[str, ...]] = {"edsr": ("tail.0.",), "rrdb": ("conv_first.",)}
-
 
 @dataclass(frozen=True)
 class InitSource:
@@ -104,7 +100,7 @@ def initialise_from(module: AnyModule, params: AnyParams, source: InitSource) ->
         raise CheckpointError(f"--init {source.label}: a {source.family} model cannot initialise a {family} model")
     target_state = module.state_dict()
     source_scale, target_scale = _scale_of(source.params), _scale_of(params)
-    specific = SCALE_SPECIFIC_PREFIXES.get(family, ()) if source_scale != target_scale else ()
+    specific = descriptor_of(module).scale_specific_prefixes if source_scale != target_scale else ()
 
     def is_specific(key: str) -> bool:
         return any(key.startswith(prefix) for prefix in specific)

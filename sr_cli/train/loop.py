@@ -25,9 +25,9 @@ import torch
 from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
 
+from sr_cli.archs.families import descriptor_for
 from sr_cli.archs.runtime import AnyModule, AnyParams
 from sr_cli.data.training import (
-    InputKind,
     PatchDataset,
     SamplePlan,
     StepBatches,
@@ -167,13 +167,14 @@ def _run(options: TrainOptions, context: DistContext, callbacks: TrainCallbacks)
         run_dir.mkdir(parents=True, exist_ok=True)
     total = options.steps
     lr_every = recipe.lr_every
-    if recipe.family == "vdsr":
+    if recipe.lr_every_epochs:  # a schedule in epochs of the patch grid (VDSR): known only now
         grid = train_set.patch_grid_size(options.patch)
         updates_per_epoch = max(1, math.ceil(grid / options.batch))
         lr_every = recipe.lr_every_epochs * updates_per_epoch
         if total == 0:
             total = vdsr_default_steps(grid, options.batch)
-        say(f"VDSR epoch = {grid} patches = {updates_per_epoch} updates; lr / 10 every {lr_every} updates")
+        say(f"{descriptor_for(recipe.family).label} epoch = {grid} patches = {updates_per_epoch} updates; "
+            f"lr / 10 every {lr_every} updates")
 
     _seed_everything(options.seed)
     parts = _build_parts(options, context, lr_every, say)
@@ -193,7 +194,8 @@ def _run(options: TrainOptions, context: DistContext, callbacks: TrainCallbacks)
         return TrainResult(run_dir, start, total, parts.best_psnr, parts.best_step, None, len(train_set))
 
     plan = SamplePlan(n_images=len(train_set), batch=options.batch, seed=options.seed, scales=train_set.scales,
-                      per_sample_scale=recipe.family == "vdsr")
+                      # a pre-upscaled input runs at net scale 1 whatever its factor: scales can mix
+                      per_sample_scale=descriptor_for(recipe.family).input_kind == "y-upscaled")
     loader = torch.utils.data.DataLoader(
         PatchDataset(train_set, options.patch, options.seed),
         batch_sampler=StepBatches(plan, start, total, context.rank, context.world_size),
@@ -279,7 +281,7 @@ def _seed_everything(seed: int) -> None:
 
 def _prepare_data(options: TrainOptions, context: DistContext,
                   callbacks: TrainCallbacks) -> tuple[TrainingSet, TrainingSet | None]:
-    kind: InputKind = "y-upscaled" if options.recipe.family == "vdsr" else "rgb"
+    kind = descriptor_for(options.recipe.family).input_kind
     cache_dir = cache_root() / "train"
 
     def progress(what: str) -> Callable[[int, int], None] | None:
@@ -331,7 +333,8 @@ def _build_parts(options: TrainOptions, context: DistContext, lr_every: int, say
     if context.distributed:
         net = DistributedDataParallel(
             net, device_ids=[context.device.index] if context.device.type == "cuda" else None,
-            find_unused_parameters=recipe.family == "mdsr",  # MDSR: the other scales' branches get no gradient
+            # a branch per scale (MDSR): the other scales' branches get no gradient in a step
+            find_unused_parameters=len(descriptor_for(recipe.family).scales(params) or ()) > 1,
         )
     trainable = [p for p in module.parameters() if p.requires_grad]
     optimizer = _optimizer(options, trainable)
@@ -414,11 +417,7 @@ def _update(parts: _Parts, options: TrainOptions, context: DistContext, step: in
     with _autocast(options, context):
         output = parts.net(lr_batch, scale)
         losses: dict[str, Tensor] = {}
-        if recipe.family == "vdsr":
-            # VDSR Sec. 3.1: (1/2) ||r - f(x)||^2 per sample, averaged over the batch.
-            losses["l2"] = 0.5 * ((output.float() - hr_batch.float()) ** 2).flatten(1).sum(1).mean()
-            total = losses["l2"]
-        elif recipe.gan:
+        if recipe.gan:
             assert parts.discriminator_module is not None and parts.vgg is not None
             disc = parts.discriminator_module
             disc.requires_grad_(False)

@@ -1,4 +1,4 @@
-"""Losses of the recipes: pixel (L1 / MSE) and the relativistic average GAN (ESRGAN Sec. 3.2).
+"""Losses of the recipes: pixel (L1 / MSE / VDSR's L2) and the relativistic average GAN (ESRGAN Sec. 3.2).
 
 RaGAN (Jolicoeur-Martineau 2018, as ESRGAN eq. 1-2): D_Ra(a, b) = sigmoid(C(a) - E_b[C(b)]) with C the
 raw discriminator output. Both networks get both terms:
@@ -17,10 +17,13 @@ from sr_cli.train.recipes import PixelLoss
 
 
 def pixel_loss(kind: PixelLoss, output: Tensor, target: Tensor) -> Tensor:
-    """Mean absolute (L1) or squared (MSE) error over every element, in float32."""
+    """Mean absolute (l1) or squared (mse) error over every element, or VDSR's l2 (Sec. 3.1: half the
+    sum of squares per sample, averaged over the batch), in float32."""
     output, target = output.float(), target.float()
     if kind == "l1":
         return F.l1_loss(output, target)
+    if kind == "l2":
+        return 0.5 * ((output - target) ** 2).flatten(1).sum(1).mean()
     return F.mse_loss(output, target)
 
 

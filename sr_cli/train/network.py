@@ -11,31 +11,22 @@ from typing import Any
 
 from torch import Tensor, nn
 
-from sr_cli.archs.edsr import EDSRParams
-from sr_cli.archs.mdsr import MDSRParams
-from sr_cli.archs.rrdb import RRDBParams
+from sr_cli.archs.descriptor import HyperparameterError, TrainSizes
+from sr_cli.archs.families import descriptor_for
 from sr_cli.archs.runtime import AnyModule, AnyParams, SRNet, build_module, to_srnets
-from sr_cli.archs.vdsr import VDSRParams
 from sr_cli.errors import CheckpointError
 from sr_cli.train.options import TrainOptions
-from sr_cli.train.recipes import RRDB_GROW_CHANNELS
-
-_PARAMS_BY_FAMILY: dict[str, type] = {"edsr": EDSRParams, "mdsr": MDSRParams, "rrdb": RRDBParams, "vdsr": VDSRParams}
 
 
 def params_for(options: TrainOptions) -> AnyParams:
     """The Params dataclass of the run's network (recipe sizes, --blocks/--features overrides)."""
     recipe = options.recipe
-    if recipe.family == "edsr":
-        return EDSRParams(n_resblocks=options.blocks, n_feats=options.features, scale=options.scale,
-                          res_scale=recipe.res_scale, rgb_range=255.0)
-    if recipe.family == "mdsr":
-        return MDSRParams(n_resblocks=options.blocks, n_feats=options.features, scales=tuple(options.scales),
-                          res_scale=recipe.res_scale, rgb_range=255.0)
-    if recipe.family == "rrdb":
-        return RRDBParams(num_in_ch=3, num_out_ch=3, num_feat=options.features, num_block=options.blocks,
-                          num_grow_ch=RRDB_GROW_CHANNELS, scale=options.scale)
-    return VDSRParams(num_layers=options.blocks, num_features=options.features)
+    descriptor = descriptor_for(recipe.family)
+    assert descriptor.train_params is not None, f"recipe {recipe.name} names a family sr cannot train"
+    sizes = TrainSizes(blocks=options.blocks, features=options.features, scales=tuple(options.scales),
+                       res_scale=recipe.res_scale)
+    params: AnyParams = descriptor.train_params(sizes)
+    return params
 
 
 def params_to_json(params: AnyParams) -> str:
@@ -43,15 +34,18 @@ def params_to_json(params: AnyParams) -> str:
 
 
 def params_from_json(family: str, text: str, where: str) -> AnyParams:
-    """Rebuild a Params dataclass from `sr.hyperparameters` JSON (lists back to tuples)."""
-    cls = _PARAMS_BY_FAMILY.get(family)
-    if cls is None:
+    """Rebuild a Params dataclass from `sr.hyperparameters` JSON, checked against the family's schema."""
+    try:
+        descriptor = descriptor_for(family)
+    except ValueError:
+        descriptor = None
+    if descriptor is None or descriptor.train_params is None:
         raise CheckpointError(f"{where}: family {family!r} cannot be trained by sr train")
     try:
-        raw: dict[str, Any] = json.loads(text)
-        values = {k: tuple(v) if isinstance(v, list) else v for k, v in raw.items()}
-        return cls(**values)
-    except (ValueError, TypeError) as error:
+        raw: Any = json.loads(text)
+        params: AnyParams = descriptor.params_from(raw, require_all=False)
+        return params
+    except (ValueError, HyperparameterError) as error:
         raise CheckpointError(f"{where}: hyperparameters {text!r} do not describe a {family} model ({error})") from None
 
 

@@ -12,6 +12,8 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Literal
 
+from sr_cli.archs.descriptor import TrainSizes
+from sr_cli.archs.families import descriptor_for
 from sr_cli.errors import UsageError
 from sr_cli.train.recipes import VDSR_EPOCHS, Recipe, default_patch, recipe_for
 
@@ -165,7 +167,8 @@ def _validate(options: TrainOptions, recipe: Recipe) -> None:
     for flag, value in positive.items():
         if value < 1:
             raise UsageError(f"{flag} must be at least 1, got {value}")
-    if options.steps < 0 or (options.steps == 0 and recipe.family != "vdsr"):
+    # 0 = "the recipe's epoch count", known once the data is: only for recipes that count in epochs (VDSR)
+    if options.steps < 0 or (options.steps == 0 and not recipe.lr_every_epochs):
         raise UsageError(f"--steps must be at least 1, got {options.steps}")
     if not math.isfinite(options.lr) or options.lr <= 0:
         raise UsageError(f"--lr must be a positive number, got {options.lr}")
@@ -181,8 +184,14 @@ def _validate(options: TrainOptions, recipe: Recipe) -> None:
     if recipe.gan and options.patch * options.scale != 128:
         raise UsageError(f"--model {recipe.name}: the discriminator sees 128x128 HR patches, so --patch must be "
                          f"{128 // options.scale} at x{options.scale}, got {options.patch}")
-    if recipe.family == "rrdb" and options.scale == 2 and options.patch % 2:
-        raise UsageError(f"--patch must be even for an x2 RRDB (it folds the input 2x2), got {options.patch}")
+    descriptor = descriptor_for(recipe.family)
+    if descriptor.train_params is not None:
+        sizes = TrainSizes(options.blocks, options.features, options.scales, recipe.res_scale)
+        multiple = descriptor.size_multiple(descriptor.train_params(sizes))
+        if options.patch % multiple:  # RRDB x2/x1 fold the input with pixel_unshuffle
+            parity = "even" if multiple == 2 else f"a multiple of {multiple}"
+            raise UsageError(f"--patch must be {parity} for an x{options.scales[0]} {descriptor.label} "
+                             f"(it folds the input {multiple}x{multiple}), got {options.patch}")
     if options.random_vgg and options.vgg_weights is not None:
         raise UsageError("--random-vgg and --vgg-weights contradict each other; pass one")
 

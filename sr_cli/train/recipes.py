@@ -25,16 +25,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from sr_cli.archs.descriptor import FamilyName
 from sr_cli.errors import UsageError
 
 OptimizerName = Literal["adam", "sgd"]
-PixelLoss = Literal["l1", "mse"]
+PixelLoss = Literal["l1", "mse", "l2"]  # l2: VDSR's (1/2) ||r - f(x)||^2 per sample, averaged over the batch
 
 
 @dataclass(frozen=True)
 class Recipe:
     name: str  # the --model value
-    family: str  # sr_cli.archs family: "edsr" | "mdsr" | "rrdb" | "vdsr"
+    family: FamilyName  # a family whose descriptor has train_params
     scales: tuple[int, ...]  # scales the recipe can train (MDSR/VDSR: all of them at once)
     multi_scale: bool  # one model for every scale in `scales` (MDSR, VDSR)
     blocks: int  # residual blocks (EDSR/MDSR), RRDBs, or conv layers (VDSR)
@@ -81,7 +82,7 @@ RECIPES: dict[str, Recipe] = {
     "vdsr": Recipe(
         name="vdsr", family="vdsr", scales=(2, 3, 4), multi_scale=True, blocks=20, features=64, res_scale=1.0,
         patch=41, batch=64, steps=0, optimizer="sgd", lr=0.1, betas=(0.9, 0.999), eps=1e-8, momentum=0.9,
-        weight_decay=1e-4, lr_milestones=(), lr_every=0, lr_every_epochs=20, lr_gamma=0.1, pixel_loss="mse",
+        weight_decay=1e-4, lr_milestones=(), lr_every=0, lr_every_epochs=20, lr_gamma=0.1, pixel_loss="l2",
         clip_theta=0.4, gan=False, needs_init=False, source="Kim et al. 2016, Sec. 3.2-4.1",
     ),
     "esrgan-psnr": Recipe(

@@ -26,10 +26,6 @@ from sr_cli.archs.runtime import AnyParams
 from sr_cli.errors import UnsupportedCheckpointError
 from sr_cli.weights.safetensors_io import META_FAMILY, META_HYPERPARAMETERS, META_LAYOUT, META_OUTPUT_SCALE, SR_LAYOUT
 
-# the families and their Params classes, in detection order (archs/families.py is the one list)
-PARAMS_CLASSES: dict[str, type] = {descriptor.name: descriptor.params_class for descriptor in FAMILIES}
-
-
 @dataclass(frozen=True)
 class DetectedCheckpoint:
     family: str  # a FamilyName: edsr | mdsr | rrdb | vdsr | srvgg

@@ -10,18 +10,14 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
-from types import MappingProxyType
 from typing import Any, Literal
 
-from sr_cli.archs.edsr import EDSRParams
-from sr_cli.archs.mdsr import MDSRParams
-from sr_cli.archs.rrdb import RRDBParams
-from sr_cli.archs.runtime import FAMILIES, AnyParams
-from sr_cli.archs.srvgg import SRVGGParams
-from sr_cli.archs.vdsr import VDSRParams
+from sr_cli.archs.descriptor import FamilyName, HyperparameterError
+from sr_cli.archs.families import FAMILY_NAMES, descriptor_for
+from sr_cli.archs.runtime import AnyParams
 from sr_cli.errors import ManifestError
 from sr_cli.files.digest import ExpectedSha256
 
@@ -34,9 +30,6 @@ _REVISION = re.compile(r"[0-9a-f]{40}")
 _HF_REPO = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*")
 _NAME = re.compile(r"[a-z0-9][a-z0-9.-]*")
 
-PARAMS_BY_FAMILY: Mapping[str, type] = MappingProxyType({
-    "edsr": EDSRParams, "mdsr": MDSRParams, "rrdb": RRDBParams, "vdsr": VDSRParams, "srvgg": SRVGGParams,
-})
 VARIANTS = ("psnr", "gan")
 PAIR_KINDS = ("interpolation", "denoise")
 HF_REPO_TYPES = ("model", "dataset")
@@ -153,7 +146,7 @@ class ManifestEntry:
 
     name: str
     aliases: tuple[str, ...]
-    family: str
+    family: FamilyName
     filename: str
     hyperparameters: Mapping[str, Any]
     scales: tuple[int, ...] | None  # None: any scale (VDSR runs on a bicubic-upscaled input)
@@ -175,7 +168,8 @@ class ManifestEntry:
     @property
     def params(self) -> AnyParams:
         """The architecture's typed hyperparameters (validated when the manifest was read)."""
-        return _build_params(self.family, self.hyperparameters)
+        params: AnyParams = descriptor_for(self.family).params_from(dict(self.hyperparameters), require_all=True)
+        return params
 
     @property
     def res_scale(self) -> float | None:
@@ -372,7 +366,7 @@ _ENTRY_OPTIONAL = {"sha256_prefix", "notes"}
 def _entry(node: _Node) -> ManifestEntry:
     obj = node.object(_ENTRY_REQUIRED, _ENTRY_OPTIONAL)
     name = obj["name"].string(_NAME, "a lowercase name (a-z, 0-9, '-', '.')")
-    family = obj["family"].choice(FAMILIES)
+    family: FamilyName = obj["family"].choice(FAMILY_NAMES)  # type: ignore[assignment]
     filename = obj["filename"].string()
     if "/" in filename or "\\" in filename or filename in (".", ".."):
         raise obj["filename"].error(f"{filename!r} must be a bare file name")
@@ -416,35 +410,21 @@ def _entry(node: _Node) -> ManifestEntry:
 
 
 def _hyperparameters(node: _Node, family: str) -> dict[str, Any]:
-    params_cls = PARAMS_BY_FAMILY[family]
-    # The dataclass annotations say what each field is (strings under `from __future__ import annotations`).
-    declared = {field.name: str(getattr(field.type, "__name__", field.type)) for field in fields(params_cls)}
-    obj = node.object(required=set(declared))
-    values: dict[str, Any] = {}
-    for key, child in obj.items():
-        if declared[key].startswith("tuple"):
-            values[key] = tuple(item.integer(minimum=1) for item in child.array())
-        elif declared[key] == "float":
-            values[key] = child.number()
-        else:
-            values[key] = child.integer(minimum=1)
+    """Every field of the family's Params dataclass, typed and range-checked by the descriptor's schema
+    (derived from the dataclass), then by the dataclass itself; errors name the JSON path."""
+    descriptor = descriptor_for(family)
+    node.object(required={spec.name for spec in descriptor.schema()})  # unknown / missing fields, by path
     try:
-        _build_params(family, values)
-    except (ValueError, TypeError) as error:
-        raise node.error(f"not valid for {family}: {error}") from error
-    return values
-
-
-def _build_params(family: str, hyperparameters: Mapping[str, Any]) -> AnyParams:
-    params: AnyParams = PARAMS_BY_FAMILY[family](**dict(hyperparameters))
-    return params
+        params = descriptor.params_from(node.value, require_all=True)
+    except HyperparameterError as error:
+        where = node.child(None, error.field) if error.field else node
+        raise where.error(error.reason) from None
+    return {spec.name: getattr(params, spec.name) for spec in descriptor.schema()}
 
 
 def _check_scales(node: _Node, family: str, hp: Mapping[str, Any], scales: tuple[int, ...] | None) -> None:
-    implied: tuple[int, ...] | None = {
-        "edsr": lambda: (hp["scale"],), "rrdb": lambda: (hp["scale"],), "srvgg": lambda: (hp["upscale"],),
-        "mdsr": lambda: tuple(hp["scales"]), "vdsr": lambda: None,
-    }[family]()
+    descriptor = descriptor_for(family)
+    implied = descriptor.scales(descriptor.params_from(dict(hp), require_all=True))
     if scales != implied:
         shown = "null" if implied is None else list(implied)
         raise node.error(f"{list(scales) if scales is not None else 'null'} contradicts the hyperparameters ({shown})")
