@@ -169,6 +169,11 @@ def _upscaler(model: _Model, scale: int, options: EvalOptions) -> Upscaler:
                     options=UpscaleOptions(ensemble=options.ensemble, device=options.device))
 
 
+# The manifest entry (and its file name) of twtygqyy/pytorch-vdsr's weights, whose own published figures exist.
+_SHIPPED_VDSR_ENTRY = "vdsr"
+_SHIPPED_VDSR_FILE = "model_epoch_50.pth"
+
+
 def model_label(model: str, family: str, *, ensemble: bool) -> str:
     """Table label: Bicubic, or the family's label (VDSR / EDSR / MDSR) for the papers' models (its
     descriptor's `paper_model_names`), else the model's name; "+" when self-ensembled."""
@@ -186,7 +191,8 @@ def _published(label: str, model: _Model, dataset: Dataset, scale: int, options:
     float | None, float | None, str | None
 ]:
     candidates = [label]
-    shipped_vdsr = model.arg.lower() == "vdsr" or model.entry_name == "vdsr" or Path(model.arg).name == "model_epoch_50.pth"
+    shipped_vdsr = model.entry_name == _SHIPPED_VDSR_ENTRY or model.arg.lower() == _SHIPPED_VDSR_ENTRY \
+        or Path(model.arg).name == _SHIPPED_VDSR_FILE
     if label == "VDSR" and shipped_vdsr:  # the label is the family's only for VDSR models without ensemble
         candidates.insert(0, "VDSR (pytorch-vdsr model_epoch_50)")  # the numbers published for these weights
     for method in candidates:

@@ -236,16 +236,60 @@ def test_srnet_attributes_and_scale_service() -> None:
         SRNet(EDSR(EDSRParams(n_resblocks=1, n_feats=4, scale=3)), scale=2)
 
 
+def _measured_radius(net: SRNet) -> int:
+    """How far one input pixel reaches, measured: perturb it and find the farthest output pixel that
+    changes, as the distance (in input pixels) from the input pixel that output pixel belongs to
+    (floor(Y / scale): what a tile's context must cover). Independent of any radius formula.
+
+    Weights 1, biases 0 and an all-zero input: the output is exactly 0, and one pixel set to 1 makes
+    every output it can reach positive (every ReLU/leaky ReLU stays on its linear side, so no path is
+    cut; values that overflow become +inf, still "changed", and nothing positive ever cancels). A strip
+    of m rows (m: the net's fold) measures one axis; the kernels are square, so the other is the same.
+    Every alignment of the pixel to the fold grid is tried; the answer is the largest."""
+    with torch.no_grad():
+        for name, param in net.module.named_parameters():
+            param.fill_(0.0 if name.endswith("bias") else 1.0)
+    net = net.eval()
+    m, s = net.size_multiple, net.scale
+    width = 256 * m
+    reach = 0
+    for offset in range(m):
+        while True:
+            p = width // 2 + offset
+            x = torch.zeros(1, net.in_channels, m, width)
+            with torch.no_grad():
+                assert torch.count_nonzero(net(x)) == 0
+                x[0, :, 0, p] = 1.0
+                columns = torch.nonzero(net(x).ne(0).any(dim=2).any(dim=1)[0]).flatten()
+            if 0 < int(columns.min()) and int(columns.max()) < width * s - 1:
+                break
+            width *= 2  # the perturbation reached the border: measure on a wider strip
+        owners = torch.div(columns, s, rounding_mode="floor")
+        reach = max(reach, int((owners - p).abs().max()))
+    return reach
+
+
 @pytest.mark.parametrize(
-    ("family", "params", "expected"),
-    [
-        ("edsr", EDSRParams(scale=2), 36), ("edsr", EDSRParams(n_resblocks=32, n_feats=256, scale=4), 68),
-        ("mdsr", MDSRParams(), 44), ("vdsr", VDSRParams(), 20), ("srvgg", SRVGGParams(), 34),
-        ("rrdb", RRDBParams(), 48), ("rrdb", RRDBParams(scale=2), 96),
+    ("family", "params"),
+    [  # the published depths (receptive radius does not depend on the width: 4 features keep it cheap)
+        ("edsr", EDSRParams(n_feats=4, scale=2)), ("edsr", EDSRParams(n_feats=4, scale=3)),
+        ("edsr", EDSRParams(n_resblocks=32, n_feats=4, scale=4)),
+        ("mdsr", MDSRParams(n_feats=4)), ("vdsr", VDSRParams(num_features=4)),
+        ("srvgg", SRVGGParams(num_feat=4)), ("srvgg", SRVGGParams(num_feat=4, num_conv=16, upscale=2)),
+        ("rrdb", RRDBParams(num_feat=4, num_grow_ch=2)), ("rrdb", RRDBParams(num_feat=4, num_grow_ch=2, scale=2)),
+        ("rrdb", RRDBParams(num_feat=4, num_block=2, num_grow_ch=2, scale=1)),
     ],
 )
-def test_min_overlap_values(family: str, params: object, expected: int) -> None:
-    assert min_overlap_for(family, params) == expected  # type: ignore[arg-type]
+def test_min_overlap_values(family: str, params: object) -> None:
+    """The receptive radius each SRNet declares is the one measured by perturbing a pixel, and
+    min_overlap is that radius, except where the family declares a smaller estimate (RRDB)."""
+    for net in to_srnets(build_module(family, params)).values():
+        measured = _measured_radius(net)
+        assert receptive_radius(family, params) == measured, f"x{net.scale}"  # type: ignore[arg-type]
+        if family == "rrdb":  # an estimate (archs/rrdb.py): never more than the exact radius
+            assert net.min_overlap == min(measured, 48 * net.size_multiple)
+        else:
+            assert net.min_overlap == measured
 
 
 @pytest.mark.parametrize(

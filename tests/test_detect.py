@@ -296,3 +296,71 @@ def test_unknown_keys_in_an_old_esrgan_layout_are_reported_not_dropped() -> None
     with pytest.raises(UnsupportedCheckpointError,
                        match=r"closest match rrdb \(esrgan-2019\).*unexpected \[RRDB_trunk\.0\.RDB1\.conv6\.weight\]"):
         detect(sd)
+
+
+# --- hostile sr.hyperparameters (issue 11, cause 3) ------------------------------------------------------
+
+
+def _vdsr_export(tmp_path: Path, hyperparameters: str) -> Path:
+    """A small real VDSR export whose sr.hyperparameters metadata is replaced by `hyperparameters`."""
+    from sr_cli.archs.vdsr import VDSR, VDSRParams
+
+    params = VDSRParams(num_layers=5, num_features=4)
+    path = tmp_path / "hostile.safetensors"
+    save_safetensors(path, VDSR(params).state_dict(),
+                     {**sr_metadata("vdsr", params), "sr.hyperparameters": hyperparameters})
+    return path
+
+
+def _forbid_building_more_than(monkeypatch: pytest.MonkeyPatch, layers: int) -> None:
+    """Make building a VDSR deeper than the file's own a test failure (today's code built the claimed
+    20-million-layer net: minutes and gigabytes before any check)."""
+    from sr_cli.archs import vdsr
+
+    original = vdsr.VDSR.__init__
+
+    def guarded(self: Any, params: Any) -> None:
+        assert params.num_layers <= layers, f"built a {params.num_layers}-layer VDSR from metadata alone"
+        original(self, params)
+
+    monkeypatch.setattr(vdsr.VDSR, "__init__", guarded)
+
+
+def test_metadata_hyperparameters_are_checked_against_the_tensors_before_building(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = _vdsr_export(tmp_path, json.dumps({"num_layers": 20_000_000, "num_features": 4}))
+    _forbid_building_more_than(monkeypatch, 5)
+    with pytest.raises(UnsupportedCheckpointError,
+                       match=r"hostile\.safetensors: .*metadata says vdsr num_layers=20000000 but its tensors hold "
+                             r"num_layers=5; re-export the file"):
+        load_checkpoint(path)
+    # an honest file still loads, through the same path
+    assert load_checkpoint(_vdsr_export(tmp_path, json.dumps({"num_layers": 5, "num_features": 4}))).detected.params \
+        .num_layers == 5  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(("value", "reason"), [
+    ("20.5", "num_layers: expected an integer, got a number 20.5"),
+    ("NaN", "num_layers: expected an integer, got a number nan"),
+    ("Infinity", "num_layers: expected an integer, got a number inf"),
+    ('"20"', "num_layers: expected an integer, got a string '20'"),
+    ("true", "num_layers: expected an integer, got a boolean True"),
+    ("-3", "num_layers: -3 is below the minimum 3"),
+    ("null", "num_layers: expected an integer, got null"),
+])
+def test_metadata_of_the_wrong_type_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                 value: str, reason: str) -> None:
+    from cli_support import run_cli
+
+    path = _vdsr_export(tmp_path, f'{{"num_layers": {value}, "num_features": 4}}')
+    with pytest.raises(UnsupportedCheckpointError, match=re.escape(f"bad sr.hyperparameters metadata ({reason})")):
+        load_checkpoint(path)
+    code, out, err = run_cli(capsys, ["weights", "inspect", str(path)])
+    assert code == 5 and out == ""
+    assert err.strip().count("\n") == 0 and "Traceback" not in err and "hostile.safetensors" in err, err
+
+
+@pytest.mark.parametrize("hyperparameters", ['{"num_layers": 5, "depth": 3}', "[5, 4]", "{"])
+def test_metadata_that_is_not_the_schema_is_refused(tmp_path: Path, hyperparameters: str) -> None:
+    with pytest.raises(UnsupportedCheckpointError, match=r"bad sr\.hyperparameters metadata"):
+        load_checkpoint(_vdsr_export(tmp_path, hyperparameters))

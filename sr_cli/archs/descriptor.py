@@ -115,7 +115,8 @@ class FieldSpec:
 
     def _integer(self, value: object) -> int:
         if isinstance(value, bool) or not isinstance(value, int):
-            raise HyperparameterError(self.name, f"expected an integer, got {_kind(value)} {value!r}")
+            shown = "null" if value is None else f"{_kind(value)} {value!r}"
+            raise HyperparameterError(self.name, f"expected an integer, got {shown}")
         if value < self.minimum:
             raise HyperparameterError(self.name, f"{value} is below the minimum {self.minimum:g}")
         return value
