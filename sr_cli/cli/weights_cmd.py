@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, is_dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Optional
 
@@ -237,7 +237,7 @@ def _status_json(entry: ManifestEntry, cached: Path | None, bundled: Path | None
 def inspect_json(report: FileReport) -> dict[str, Any]:
     """The `sr weights inspect --json` object: family, layout, scales, hyperparameters, num_params (+ extras)."""
     detected = report.detected
-    params = asdict(detected.params) if is_dataclass(detected.params) else dict(detected.params)
+    params = asdict(detected.params)  # every family's params are a dataclass (archs/descriptor.py)
     return {
         "family": detected.family,
         "layout": detected.layout,

@@ -66,13 +66,13 @@ def _shape(t: Tensor) -> tuple[int, ...]:
 # --- checking an attempt against the model it builds -------------------------------------------------
 
 
-def expected_shapes(family: str, params: AnyParams) -> dict[str, tuple[int, ...]]:
+def expected_shapes(family: str, params: Any) -> dict[str, tuple[int, ...]]:
     """Key -> shape of the model's state dict, built on the meta device (no memory, no init time)."""
     return dict(_expected_shapes_cached(family, params))
 
 
 @functools.lru_cache(maxsize=64)
-def _expected_shapes_cached(family: str, params: AnyParams) -> tuple[tuple[str, tuple[int, ...]], ...]:
+def _expected_shapes_cached(family: str, params: Any) -> tuple[tuple[str, tuple[int, ...]], ...]:
     with torch.device("meta"):
         module = descriptor_for(family).build(params)
     return tuple((k, tuple(v.shape)) for k, v in module.state_dict().items())
@@ -206,6 +206,7 @@ def _detect_network(tensors: dict[str, Tensor], *, res_scale: float | None, meta
     best: tuple[int, int, str, str, _Mismatch] | None = None
     for descriptor in FAMILIES:
         family = descriptor.name
+        params: Any
         try:
             attempt = _Attempt.of(descriptor, descriptor.place(tensors, hints))
         except CannotPlace as failure:
@@ -226,9 +227,9 @@ def _detect_network(tensors: dict[str, Tensor], *, res_scale: float | None, meta
         if best is None or score > best[:2]:
             best = (*score, family, layout, mismatch)
     assert best is not None
-    _, _, family, layout, mismatch = best
+    _, _, closest, layout, mismatch = best
     shapes = f", wrong shapes {_first(mismatch.wrong_shape, 2)}" if mismatch.wrong_shape else ""
     raise UnsupportedCheckpointError(
-        f"{source}: not a supported checkpoint: closest match {family} ({layout}), missing keys "
+        f"{source}: not a supported checkpoint: closest match {closest} ({layout}), missing keys "
         f"{_first(mismatch.missing)}, unexpected {_first(mismatch.unexpected)}{shapes}"
     )
