@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from sr_cli.archs.descriptor import FamilyName
 from sr_cli.archs.families import FAMILIES
 from sr_cli.archs.runtime import SRNet
 from sr_cli.color import GRAY_FROM_RGB, rgb_to_ycbcr, ycbcr_to_rgb
@@ -76,7 +77,7 @@ class Upscaler:
     """
 
     name: str
-    family: str
+    family: FamilyName
     model_scale: int
     output_scale: float
 

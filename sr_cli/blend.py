@@ -141,7 +141,7 @@ def blend(psnr: Endpoint, gan: Endpoint, alpha: float) -> Blend:
 
 def module_of(result: Blend) -> nn.Module:
     """The blended weights in a ready module (strict load, eval mode)."""
-    module = build_module(result.family, result.params)  # type: ignore[arg-type]
+    module = build_module(result.family, result.params)
     module.load_state_dict(result.state_dict, strict=True)
     return module.eval()
 
@@ -180,7 +180,7 @@ def _detail(module: nn.Module, pattern: Tensor) -> Tensor:
     """What the network adds: its output, minus its input for nets that refine an image already at the
     output size (VDSR). Otherwise the input would dominate the comparison, and a blend whose residual
     branch died (outputting its input unchanged) would look healthy."""
-    net: SRNet = next(iter(to_srnets(module).values()))  # type: ignore[arg-type]
+    net: SRNet = next(iter(to_srnets(module).values()))
     x = pattern.mean(dim=1, keepdim=True) if net.in_channels == 1 else pattern
     with torch.inference_mode():
         out = net(x).float()

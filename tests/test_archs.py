@@ -20,7 +20,7 @@ from sr_cli.archs.rrdb import (
     to_esrgan_2018,
     to_esrgan_2019,
 )
-from sr_cli.archs.runtime import SRNet, build_module, min_overlap_for, receptive_radius, to_srnets
+from sr_cli.archs.runtime import SRNet, build_module, receptive_radius, to_srnets
 from sr_cli.archs.srvgg import SRVGGNetCompact, SRVGGParams
 from sr_cli.archs.vdsr import VDSR, VDSRParams
 from sr_cli.errors import UnsupportedCheckpointError
@@ -68,7 +68,7 @@ def test_state_dict_matches_official_listing(keys_dir: Path, listing: str, famil
     """Names and shapes equal the authors' module's state_dict (the listings were made from it)."""
     data = json.loads((keys_dir / listing).read_text())
     with torch.device("meta"):
-        module = build_module(family, params)  # type: ignore[arg-type]
+        module = build_module(family, params)
     ours = {k: list(v.shape) for k, v in module.state_dict().items()}
     assert ours == data["keys"]
     assert _count(module) == data["num_params"]
@@ -285,7 +285,7 @@ def test_min_overlap_values(family: str, params: object) -> None:
     min_overlap is that radius, except where the family declares a smaller estimate (RRDB)."""
     for net in to_srnets(build_module(family, params)).values():
         measured = _measured_radius(net)
-        assert receptive_radius(family, params) == measured, f"x{net.scale}"  # type: ignore[arg-type]
+        assert receptive_radius(family, params) == measured, f"x{net.scale}"
         if family == "rrdb":  # an estimate (archs/rrdb.py): never more than the exact radius
             assert net.min_overlap == min(measured, 48 * net.size_multiple)
         else:
@@ -303,11 +303,11 @@ def test_min_overlap_values(family: str, params: object) -> None:
 def test_receptive_radius_is_enough_for_exact_tiles(family: str, params: object) -> None:
     """A tile with receptive_radius pixels of context gives the whole image's output (small nets, where
     the radius is exact; weights scaled up so far pixels really matter)."""
-    module = build_module(family, params).eval()  # type: ignore[arg-type]
+    module = build_module(family, params).eval()
     with torch.no_grad():
         for p in module.parameters():
             p.mul_(3.0)  # stronger weights: make the far context visible above float noise
-    radius = receptive_radius(family, params)  # type: ignore[arg-type]
+    radius = receptive_radius(family, params)
     for net in to_srnets(module).values():
         m, s = net.size_multiple, net.scale
         size = 2 * radius + 8 + 2 * m

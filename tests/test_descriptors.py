@@ -9,8 +9,9 @@ import importlib
 import io
 import tokenize
 import typing
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 import torch
@@ -206,11 +207,12 @@ def _inside(tokens: list[tokenize.TokenInfo], i: int, bracket: str) -> bool:
 
 def test_the_family_name_test_finder_finds_tests() -> None:
     """The finder itself, on the kinds of test the descriptors replaced (it must be able to fail)."""
-    source = '\n'.join([
+    lines = [
         'if srnet.family == "vdsr":', 'x = family in ("edsr", "mdsr")', 'y = {"edsr": 1}', 'z = t["rrdb"]',
         'w = t.get("srvgg")', '"mdsr" != f', 'match f:\n    case "vdsr":\n        pass',
         'ok = Recipe(name="vdsr", family="vdsr")', 'R = {"edsr": Recipe(name="edsr")}', 'doc = "edsr x2"',
-    ])
+    ]
+    source = "\n".join(lines)
     assert [line for line, _ in family_name_tests(source)] == [1, 2, 2, 3, 4, 5, 6, 8]
 
 

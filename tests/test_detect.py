@@ -213,7 +213,7 @@ def test_our_safetensors_export_round_trips_with_res_scale(tmp_path: Path) -> No
     with torch.no_grad():
         torch.testing.assert_close(loaded.module(x), model.eval()(x))
     # the argument wins over the metadata
-    assert load_checkpoint(path, res_scale=1.0).detected.params.res_scale == 1.0  # type: ignore[union-attr]
+    assert load_checkpoint(path, res_scale=1.0).detected.params.res_scale == 1.0  # type: ignore[attr-defined]
 
 
 def test_sr_metadata_that_contradicts_the_tensors_is_refused(tmp_path: Path) -> None:
@@ -236,15 +236,15 @@ def _small_edsr_sd(**kw: Any) -> dict[str, Tensor]:
 
 def test_res_scale_rules() -> None:
     assert detect(_small_edsr_sd()).res_scale_source == "default"
-    assert detect(_small_edsr_sd()).params.res_scale == 1.0  # type: ignore[union-attr]
+    assert detect(_small_edsr_sd()).params.res_scale == 1.0  # type: ignore[attr-defined]
     explicit = detect(_small_edsr_sd(), res_scale=0.1)
-    assert (explicit.params.res_scale, explicit.res_scale_source) == (0.1, "argument")  # type: ignore[union-attr]
+    assert (explicit.params.res_scale, explicit.res_scale_source) == (0.1, "argument")  # type: ignore[attr-defined]
     meta = detect(_small_edsr_sd(), metadata={"sr.hyperparameters": json.dumps({"res_scale": 0.5})})
-    assert (meta.params.res_scale, meta.res_scale_source) == (0.5, "metadata")  # type: ignore[union-attr]
+    assert (meta.params.res_scale, meta.res_scale_source) == (0.5, "metadata")  # type: ignore[attr-defined]
     # full EDSR (256 features): 0.1, as the paper trained it -- covered by the listings test as well
     full = {k: torch.empty(0).new_zeros(1).expand(*v) for k, v in
             {k: v.shape for k, v in _full_edsr_shapes().items()}.items()}
-    assert detect(full).params.res_scale == 0.1 and detect(full).res_scale_source.startswith("full-EDSR")  # type: ignore[union-attr]
+    assert detect(full).params.res_scale == 0.1 and detect(full).res_scale_source.startswith("full-EDSR")  # type: ignore[attr-defined, union-attr]
 
 
 def _full_edsr_shapes() -> dict[str, Tensor]:
@@ -255,8 +255,8 @@ def _full_edsr_shapes() -> dict[str, Tensor]:
 
 
 def test_rgb_range_is_read_from_the_mean_shift() -> None:
-    assert detect(_small_edsr_sd()).params.rgb_range == 255.0  # type: ignore[union-attr]
-    assert detect(_small_edsr_sd(rgb_range=1.0)).params.rgb_range == 1.0  # type: ignore[union-attr]
+    assert detect(_small_edsr_sd()).params.rgb_range == 255.0  # type: ignore[attr-defined]
+    assert detect(_small_edsr_sd(rgb_range=1.0)).params.rgb_range == 1.0  # type: ignore[attr-defined]
 
 
 def test_unplaceable_files_name_the_closest_match() -> None:
@@ -301,12 +301,12 @@ def test_unknown_keys_in_an_old_esrgan_layout_are_reported_not_dropped() -> None
 # --- hostile sr.hyperparameters (issue 11, cause 3) ------------------------------------------------------
 
 
-def _vdsr_export(tmp_path: Path, hyperparameters: str) -> Path:
+def _vdsr_export(tmp_path: Path, hyperparameters: str, name: str = "hostile") -> Path:
     """A small real VDSR export whose sr.hyperparameters metadata is replaced by `hyperparameters`."""
     from sr_cli.archs.vdsr import VDSR, VDSRParams
 
     params = VDSRParams(num_layers=5, num_features=4)
-    path = tmp_path / "hostile.safetensors"
+    path = tmp_path / f"{name}.safetensors"
     save_safetensors(path, VDSR(params).state_dict(),
                      {**sr_metadata("vdsr", params), "sr.hyperparameters": hyperparameters})
     return path
@@ -335,8 +335,8 @@ def test_metadata_hyperparameters_are_checked_against_the_tensors_before_buildin
                              r"num_layers=5; re-export the file"):
         load_checkpoint(path)
     # an honest file still loads, through the same path
-    assert load_checkpoint(_vdsr_export(tmp_path, json.dumps({"num_layers": 5, "num_features": 4}))).detected.params \
-        .num_layers == 5  # type: ignore[union-attr]
+    honest = _vdsr_export(tmp_path, json.dumps({"num_layers": 5, "num_features": 4}), name="honest")
+    assert load_checkpoint(honest).detected.params.num_layers == 5  # type: ignore[attr-defined]
 
 
 @pytest.mark.parametrize(("value", "reason"), [

@@ -161,7 +161,7 @@ class TrainSizes:
 
 
 def _identity_forward(module: nn.Module, x: Tensor, scale: int) -> Tensor:
-    return module(x)  # type: ignore[no-any-return]
+    return module(x)
 
 
 @dataclass(frozen=True, eq=False)

@@ -13,7 +13,14 @@ import torch
 from torch import Tensor, nn
 
 from sr_cli.archs.descriptor import (
-    CannotPlace, FamilyDescriptor, PlaceHints, Placement, TrainSizes, contiguous_count, indices, need,
+    CannotPlace,
+    FamilyDescriptor,
+    PlaceHints,
+    Placement,
+    TrainSizes,
+    contiguous_count,
+    indices,
+    need,
 )
 
 # DIV2K RGB mean used by every EDSR-PyTorch release (common.MeanShift, rgb_std = 1).

@@ -13,10 +13,24 @@ from dataclasses import dataclass
 from torch import Tensor, nn
 
 from sr_cli.archs.descriptor import (
-    CannotPlace, FamilyDescriptor, PlaceHints, Placement, TrainSizes, contiguous_count, indices, need,
+    CannotPlace,
+    FamilyDescriptor,
+    PlaceHints,
+    Placement,
+    TrainSizes,
+    contiguous_count,
+    indices,
+    need,
 )
 from sr_cli.archs.edsr import (
-    MeanShift, ResBlock, Upsampler, conv3x3, res_scale_from, rgb_range_from, upsampler_radius, upsampler_scale,
+    MeanShift,
+    ResBlock,
+    Upsampler,
+    conv3x3,
+    res_scale_from,
+    rgb_range_from,
+    upsampler_radius,
+    upsampler_scale,
 )
 
 
@@ -91,7 +105,7 @@ def receptive_radius(params: MDSRParams) -> int:
 
 
 def _forward_at_scale(module: nn.Module, x: Tensor, scale: int) -> Tensor:
-    return module(x, scale)  # type: ignore[no-any-return]
+    return module(x, scale)
 
 
 def _train_params(sizes: TrainSizes) -> MDSRParams:

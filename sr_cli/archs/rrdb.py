@@ -16,7 +16,14 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from sr_cli.archs.descriptor import (
-    CannotPlace, FamilyDescriptor, PlaceHints, Placement, TrainSizes, contiguous_count, indices, need,
+    CannotPlace,
+    FamilyDescriptor,
+    PlaceHints,
+    Placement,
+    TrainSizes,
+    contiguous_count,
+    indices,
+    need,
 )
 from sr_cli.errors import UnsupportedCheckpointError
 

@@ -10,7 +10,14 @@ from dataclasses import dataclass, field
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from sr_cli.archs.descriptor import CannotPlace, FamilyDescriptor, PlaceHints, Placement, indices, need
+from sr_cli.archs.descriptor import (
+    CannotPlace,
+    FamilyDescriptor,
+    PlaceHints,
+    Placement,
+    indices,
+    need,
+)
 
 
 @dataclass(frozen=True)

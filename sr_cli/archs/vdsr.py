@@ -10,7 +10,12 @@ from dataclasses import dataclass, field
 from torch import Tensor, nn
 
 from sr_cli.archs.descriptor import (
-    FamilyDescriptor, PlaceHints, Placement, TrainSizes, contiguous_count, indices, need,
+    FamilyDescriptor,
+    PlaceHints,
+    Placement,
+    contiguous_count,
+    indices,
+    need,
 )
 
 

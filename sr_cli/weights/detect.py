@@ -20,15 +20,23 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from sr_cli.archs.descriptor import CannotPlace, FamilyDescriptor, HyperparameterError, PlaceHints, Placement
+from sr_cli.archs.descriptor import (
+    CannotPlace,
+    FamilyDescriptor,
+    FamilyName,
+    HyperparameterError,
+    PlaceHints,
+    Placement,
+)
 from sr_cli.archs.families import FAMILIES, FAMILY_NAMES, descriptor_for
 from sr_cli.archs.runtime import AnyParams
 from sr_cli.errors import UnsupportedCheckpointError
 from sr_cli.weights.safetensors_io import META_FAMILY, META_HYPERPARAMETERS, META_LAYOUT, META_OUTPUT_SCALE, SR_LAYOUT
 
+
 @dataclass(frozen=True)
 class DetectedCheckpoint:
-    family: str  # a FamilyName: edsr | mdsr | rrdb | vdsr | srvgg
+    family: FamilyName  # edsr | mdsr | rrdb | vdsr | srvgg
     layout: str  # edsr-pytorch | esrgan-2018 | esrgan-2019 | basicsr | vdsr-pytorch | real-esrgan-srvgg | sr-safetensors
     params: AnyParams
     scales: list[int] | None  # None for VDSR (it serves any scale through the caller's bicubic)
@@ -46,7 +54,7 @@ class DetectedCheckpoint:
 
 @dataclass
 class _Attempt:
-    family: str
+    family: FamilyName
     layout: str
     params: Any
     state_dict: dict[str, Tensor]
@@ -153,7 +161,7 @@ def _from_metadata(tensors: dict[str, Tensor], metadata: dict[str, str], res_sca
         raise UnsupportedCheckpointError(
             f"{source}: not a supported checkpoint: its sr metadata says {family} {', '.join(contradictions)} "
             f"but its tensors hold {seen}; re-export the file")
-    return _Attempt(family, SR_LAYOUT, placement.params, placement.state_dict, placement.res_scale_source,
+    return _Attempt(descriptor.name, SR_LAYOUT, placement.params, placement.state_dict, placement.res_scale_source,
                     placement.notes)
 
 

@@ -40,7 +40,7 @@ def load_checkpoint(path: Path, *, res_scale: float | None = None) -> LoadedChec
 def srnet_serving(module: nn.Module, scale: float, *, output_scale: int | None = None) -> SRNet | None:
     """The SRNet of `module` that produces x`scale` output, None when none does (the one scale choice).
     output_scale: the file's net output is resized bicubically to this scale (ncnn animevideov3-x2/x3)."""
-    for net in to_srnets(module, output_scale=output_scale).values():  # type: ignore[arg-type]
+    for net in to_srnets(module, output_scale=output_scale).values():
         if net.serves(scale):
             return net
     return None
