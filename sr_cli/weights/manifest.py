@@ -220,10 +220,9 @@ class ManifestEntry:
         return self.digest.matches(sha256_hex)
 
     def serves(self, scale: float) -> bool:
-        """Can these weights produce an x`scale` result? (VDSR: any scale > 1.)"""
-        if self.scales is None:
-            return scale > 1
-        return float(scale).is_integer() and int(scale) in self.scales
+        """Can these weights produce an x`scale` result? (VDSR: any scale > 1.) The family's descriptor
+        answers; `scales` was checked against it when the manifest was read."""
+        return descriptor_for(self.family).serves(self.params, scale)
 
 
 @dataclass(frozen=True)
