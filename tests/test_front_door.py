@@ -20,12 +20,12 @@ import torch
 from cli_support import CliResult, run_cli
 
 from sr_cli import zoo
+from sr_cli.archs.families import descriptor_for
 from sr_cli.archs.runtime import build_module
 from sr_cli.imageio import read_image, write_image
 from sr_cli.weights import allocation
 from sr_cli.weights import manifest as manifest_module
 from sr_cli.weights.cache import import_file, sha256_of
-from sr_cli.weights.manifest import PARAMS_BY_FAMILY
 
 RNG = np.random.default_rng(10)
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -46,7 +46,7 @@ def official_layout(family: str, hyperparameters: dict[str, object], path: Path,
     """A checkpoint with the published keys and shapes of `family` (our modules use the official names),
     small values (the output stays in range), every tensor a view of one storage (a small file)."""
     with torch.device("meta"):  # shapes only: no time spent initialising 43 M parameters
-        module = build_module(family, PARAMS_BY_FAMILY[family](**hyperparameters))
+        module = build_module(family, descriptor_for(family).params_class(**hyperparameters))
     shapes = {key: value.shape for key, value in module.state_dict().items()}
     base = 0.02 * torch.randn(max(shape.numel() for shape in shapes.values()),
                               generator=torch.Generator().manual_seed(seed))

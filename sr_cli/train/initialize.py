@@ -19,6 +19,7 @@ from sr_cli.errors import CheckpointError, UnsupportedCheckpointError
 from sr_cli.train.checkpointing import read_run_checkpoint
 from sr_cli.train.network import params_from_json
 
+
 @dataclass(frozen=True)
 class InitSource:
     label: str  # what the user gave (file or name)

@@ -105,8 +105,6 @@ RECIPES: dict[str, Recipe] = {
 VDSR_EPOCHS = 80
 # The discriminator's input side (ESRGAN: "128x128 HR patches"); its linear layer is sized for it.
 DISCRIMINATOR_HR_PATCH = 128
-# RRDB grow channels (ESRGAN paper: gc = 32).
-RRDB_GROW_CHANNELS = 32
 
 
 def recipe_for(model: str) -> Recipe:
