@@ -183,7 +183,7 @@ def test_import_converts_the_ncnn_export_into_the_cache(real_models: Path, capsy
     entry = load_manifest().get("realesrgan-x4plus-anime")
     assert entry is not None and hashlib.sha256(stored.read_bytes()).hexdigest() == entry.sha256
     loaded = zoo.load("realesrgan-x4plus-anime", 4)
-    assert loaded.checkpoint.path == stored and loaded.checkpoint.detected.params.num_block == 6  # type: ignore[union-attr]
+    assert loaded.checkpoint.path == stored and loaded.checkpoint.detected.params.num_block == 6  # type: ignore[attr-defined]
     # the animevideov3 conversion is byte-identical to the bundled copy: nothing to store
     code, out, err = run_cli(capsys, ["weights", "import", "realesr-animevideov3",
                                       str(real_models / "realesr-animevideov3-x4.bin")])
