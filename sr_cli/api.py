@@ -14,6 +14,7 @@ import copy
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -32,7 +33,7 @@ from sr_cli.engine import (
     upscale_tensor,
 )
 from sr_cli.engine.precision import Precision
-from sr_cli.errors import InputError, ScaleMismatchError, UsageError
+from sr_cli.errors import InputError, ModelOutputError, ScaleMismatchError, UsageError
 from sr_cli.imageio.budget import PixelBudget, check_output_factor, check_output_size, pixel_budget
 from sr_cli.resize import imresize
 
@@ -43,7 +44,7 @@ if TYPE_CHECKING:
 
 Progress = Callable[[int, int], None]
 
-__all__ = ["UpscaleOptions", "Upscaler", "load_model", "CANDIDATE_SCALES", "CHANNELS_LAST_ON_CPU"]
+__all__ = ["UpscaleOptions", "Runtime", "Upscaler", "load_model", "CANDIDATE_SCALES", "CHANNELS_LAST_ON_CPU"]
 
 # Model scales tried, in order of preference, when only --outscale is given (see `_scale_order`).
 CANDIDATE_SCALES: tuple[int, ...] = (1, 2, 3, 4, 8)
@@ -56,8 +57,16 @@ _Y_LOW, _Y_SPAN = 16.0 / 255.0, 219.0 / 255.0  # BT.601 studio-swing luma range,
 
 
 @dataclass(frozen=True)
+class Runtime:
+    """Where and how a model runs: the resolved device and numeric precision."""
+
+    device: torch.device
+    precision: Precision
+
+
+@dataclass(frozen=True)
 class UpscaleOptions:
-    """How to run a model; the same options as `sr upscale`."""
+    """How to run a model; the same options as `sr upscale`, checked once when they are made."""
 
     tile: int | None = None  # input pixels per tile side (without overlap); None = auto, 0 = whole image
     overlap: int | None = None  # input pixels of context on each side of a tile; None = the model's min_overlap
@@ -65,6 +74,28 @@ class UpscaleOptions:
     device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
     precision: str = "auto"  # auto | fp32 | bf16 | fp16
     max_pixels: int | None = None  # largest output (width x height); None = SR_MAX_PIXELS or sr_cli.imageio.budget's default
+
+    def __post_init__(self) -> None:
+        if self.tile is not None and not _is_count(self.tile):
+            raise UsageError(f"--tile {self.tile!r}: use a positive number of pixels, 0 for the whole image, or auto")
+        if self.overlap is not None and not _is_count(self.overlap):
+            raise UsageError(f"--overlap {self.overlap!r} must be a whole number >= 0")
+        if not isinstance(self.ensemble, bool):
+            raise UsageError(f"ensemble must be True or False, got {self.ensemble!r}")
+
+    @cached_property
+    def runtime(self) -> Runtime:
+        """The device and precision asked for, resolved once per options object (DeviceError when absent).
+
+        `load_model` asks before any download, and every Upscaler made with these options reuses the answer.
+        """
+        device = resolve_device(self.device)
+        return Runtime(device, resolve_precision(self.precision, device))
+
+
+def _is_count(value: object) -> bool:
+    """A whole number >= 0 (and not a bool, which Python counts as an int)."""
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
 class Upscaler:
@@ -83,7 +114,6 @@ class Upscaler:
 
     def __init__(self, srnet: SRNet, *, name: str, output_scale: float, options: UpscaleOptions = UpscaleOptions()) -> None:
         """Wrap an `SRNet` (from `zoo.load` or built in code). Most callers use `load_model` instead."""
-        _check_options(options)
         if not (math.isfinite(output_scale) and output_scale > 0):
             raise UsageError(f"the output scale must be a positive number, got {output_scale}")
         if srnet.input_kind == "y-upscaled" and not output_scale > 1:
@@ -91,8 +121,8 @@ class Upscaler:
                                      f"not x{output_scale:g}; pass a larger --scale")
         self.budget: PixelBudget = pixel_budget(options.max_pixels)
         check_output_factor(output_scale, self.budget, "--scale/--outscale")
-        self.device: torch.device = resolve_device(options.device)
-        self.precision: Precision = resolve_precision(options.precision, self.device)
+        self.device: torch.device = options.runtime.device
+        self.precision: Precision = options.runtime.precision
         self.options = options
         self.name = name
         # the weights file that ran and its sha256 (set by load_model; None for an SRNet built in code)
@@ -237,12 +267,15 @@ class Upscaler:
         if options.tile is None and self._cost_per_pixel is None:
             self._cost_per_pixel = estimate_cost_per_pixel(
                 self._net, in_channels=self._net.in_channels, size_multiple=self._net.size_multiple, device=self.device)
-        return upscale_tensor(
-            self._net, x, scale=self._net.scale, tile=options.tile, overlap=self.overlap,
-            size_multiple=self._net.size_multiple, ensemble=options.ensemble, device=self.device,
-            precision=self.precision, progress=progress, cost_per_pixel=self._cost_per_pixel,
-            channels_last=self._channels_last,
-        )
+        try:
+            return upscale_tensor(
+                self._net, x, scale=self._net.scale, tile=options.tile, overlap=self.overlap,
+                size_multiple=self._net.size_multiple, ensemble=options.ensemble, device=self.device,
+                precision=self.precision, progress=progress, cost_per_pixel=self._cost_per_pixel,
+                channels_last=self._channels_last,
+            )
+        except ModelOutputError as error:  # the engine knows no names: say which model it was
+            raise ModelOutputError(f"{self.name}: {error}") from None
 
 
 def load_model(
@@ -265,8 +298,7 @@ def load_model(
     alpha: network interpolation between a PSNR model and its GAN pair (0 = PSNR, 1 = GAN).
     Raises UsageError / ScaleMismatchError / DeviceError / the zoo's errors, each with the fix.
     """
-    _check_options(options)
-    resolve_precision(options.precision, resolve_device(options.device))  # refuse before any download
+    _ = options.runtime  # resolve device and precision now: refuse before any download
     for label, value in (("--scale", scale), ("--outscale", outscale), ("--res-scale", res_scale)):
         if value is not None and not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
             raise UsageError(f"{label} {value!r} must be a positive number")
@@ -345,13 +377,6 @@ def _interpolated(loaded, alpha: float, res_scale: float | None, progress_downlo
 
 
 # --- pixels -----------------------------------------------------------------------------------------
-
-
-def _check_options(options: UpscaleOptions) -> None:
-    if options.tile is not None and (not isinstance(options.tile, int) or options.tile < 0):
-        raise UsageError(f"--tile {options.tile!r}: use a positive number of pixels, 0 for the whole image, or auto")
-    if options.overlap is not None and (not isinstance(options.overlap, int) or options.overlap < 0):
-        raise UsageError(f"--overlap {options.overlap!r} must be a whole number >= 0")
 
 
 def _two_passes(progress: Progress | None) -> tuple[Progress | None, Progress | None]:

@@ -60,6 +60,11 @@ class ScaleMismatchError(CheckpointError):
     """The file's model serves other scales than the one asked for."""
 
 
+class ModelOutputError(CheckpointError):
+    """The network returned an output of another size than its scale promises (checkpoint and architecture
+    disagree): nothing the options can fix."""
+
+
 class DownloadError(SRError):
     """Every source for a file failed (the message lists each source and why)."""
 

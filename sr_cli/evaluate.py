@@ -60,6 +60,7 @@ __all__ = [
 Progress = Callable[[int, int], None]
 PROTOCOLS: tuple[str, ...] = ("paper", "rgb-lr", "edsr-pytorch", "basicsr")
 BICUBIC = "bicubic"
+EVAL_TILE = 0  # rgb-lr runs the Upscaler on the whole image, as the other protocols run the network
 _DIV2K_EXTRA_BORDER = 6  # EDSR-PyTorch: shave = scale + 6 outside the benchmark sets
 _EDSR_PYTORCH_Y = np.array([65.738, 129.057, 25.064]) / 256.0
 
@@ -165,8 +166,10 @@ def _upscaler(model: _Model, scale: int, options: EvalOptions) -> Upscaler:
     from sr_cli.api import UpscaleOptions, Upscaler
 
     assert model.srnet is not None
+    # tile=0, the whole image: an automatic tile follows the free memory, so the score would depend on the
+    # machine (tiles agree with the whole image only within 1/255, which moves a PSNR in the 2nd decimal).
     return Upscaler(model.srnet, name=model.arg, output_scale=float(scale),
-                    options=UpscaleOptions(ensemble=options.ensemble, device=options.device))
+                    options=UpscaleOptions(tile=EVAL_TILE, ensemble=options.ensemble, device=options.device))
 
 
 # The manifest entry (and its file name) of twtygqyy/pytorch-vdsr's weights, whose own published figures exist.

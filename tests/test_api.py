@@ -11,7 +11,14 @@ from sr_cli.api import UpscaleOptions, Upscaler, fill_transparent, load_model
 from sr_cli.archs.edsr import EDSRParams
 from sr_cli.archs.mdsr import MDSRParams
 from sr_cli.archs.runtime import SRNet, build_module, to_srnets
-from sr_cli.errors import DeviceError, InputError, ScaleMismatchError, UnknownModelError, UsageError
+from sr_cli.errors import (
+    DeviceError,
+    InputError,
+    ModelOutputError,
+    ScaleMismatchError,
+    UnknownModelError,
+    UsageError,
+)
 
 CPU_WHOLE = UpscaleOptions(tile=0, device="cpu")
 
@@ -314,3 +321,35 @@ def test_alpha_blends_the_psnr_and_gan_pair(monkeypatch: pytest.MonkeyPatch) -> 
     _fake_zoo(monkeypatch, {"edsr-baseline-x2": NET})
     with pytest.raises(UsageError, match="--alpha needs a model with a PSNR/GAN pair"):
         load_model("edsr-baseline-x2", 2, alpha=0.5, options=CPU_WHOLE)
+
+
+@pytest.mark.parametrize("bad", [dict(tile=-1), dict(tile=2.5), dict(tile=True), dict(overlap=-1), dict(overlap="8")])
+def test_options_are_checked_once_when_made(bad: dict[str, object]) -> None:
+    flag = "--" + next(iter(bad))
+    with pytest.raises(UsageError, match=flag):
+        UpscaleOptions(**bad)  # type: ignore[arg-type]
+
+
+def test_device_and_precision_are_resolved_once_per_options(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sr_cli.api as api
+
+    calls: list[str] = []
+    real = api.resolve_precision
+
+    def counting(requested: str, device: torch.device) -> str:
+        calls.append(requested)
+        return real(requested, device)
+
+    monkeypatch.setattr(api, "resolve_precision", counting)
+    options = UpscaleOptions(tile=0, device="cpu", precision="auto")
+    first = Upscaler(_edsr(), name="a", output_scale=2, options=options)
+    second = Upscaler(_edsr(), name="b", output_scale=2, options=options)
+    assert calls == ["auto"] and first.precision == second.precision == "fp32"
+
+
+def test_a_model_that_breaks_its_scale_is_a_checkpoint_error_naming_it() -> None:
+    net = _edsr(2)
+    net.scale = 3  # what a checkpoint whose recorded scale disagrees with its upsampler would give
+    upscaler = Upscaler(net, name="broken.pt", output_scale=3, options=CPU_WHOLE)
+    with pytest.raises(ModelOutputError, match=r"^broken\.pt: the model returned 16x16 for a 8x8 input, not x3"):
+        upscaler.upscale(np.zeros((8, 8, 3), dtype=np.uint8))

@@ -10,7 +10,7 @@ from sr_cli.archs.runtime import SRNet, build_module
 from sr_cli.engine import TileStats, resolve_device, resolve_precision, upscale_tensor
 from sr_cli.engine import memory as memory_module
 from sr_cli.engine.memory import auto_tile_size, estimate_cost_per_pixel, is_out_of_memory
-from sr_cli.errors import DeviceError, UsageError
+from sr_cli.errors import CheckpointError, DeviceError, ModelOutputError, UsageError
 
 CPU = torch.device("cpu")
 TOLERANCE = 1 / 255
@@ -196,9 +196,19 @@ def test_other_errors_are_not_taken_for_out_of_memory() -> None:
     assert not is_out_of_memory(ValueError("out of memory"))
 
 
-def test_wrong_scale_model_is_a_usage_error() -> None:
-    with pytest.raises(UsageError, match="not x3"):
+def test_wrong_scale_model_is_a_model_error_not_a_usage_error() -> None:
+    with pytest.raises(ModelOutputError, match=r"returned 16x16 for a 8x8 input, not x3") as raised:
         upscale_tensor(NET, torch.rand(3, 8, 8), scale=3, tile=0, overlap=0, device=CPU, precision="fp32")
+    assert raised.value.exit_code == CheckpointError.exit_code and not isinstance(raised.value, UsageError)
+    assert "--" not in str(raised.value)  # the engine names no CLI flag
+
+
+@pytest.mark.parametrize("bad", [dict(tile=-1), dict(overlap=-2), dict(scale=0)])
+def test_bad_engine_arguments_are_programming_errors_in_engine_words(bad: dict[str, int]) -> None:
+    arguments: dict[str, int] = dict(scale=2, tile=0, overlap=0) | bad
+    with pytest.raises(ValueError) as raised:
+        upscale_tensor(NET, torch.rand(3, 8, 8), device=CPU, precision="fp32", **arguments)
+    assert "--" not in str(raised.value) and not isinstance(raised.value, UsageError)
 
 
 # --- progress, auto tile, channels_last ----------------------------------------------------------------

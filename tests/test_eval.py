@@ -200,3 +200,41 @@ def test_published_lookup_prefers_the_weights_own_numbers_then_the_manifest() ->
                   manifest_metrics=(Metric(dataset="Set5", scale=4, psnr=32.73, ssim=0.9011, source="ESRGAN paper"),))
     assert _published("esrgan-psnr", rrdb, set5, 4, EvalOptions()) == (32.73, 0.9011, "ESRGAN paper")
     assert _published("esrgan-psnr", rrdb, set5, 2, EvalOptions()) == (None, None, None)
+
+
+def test_rgb_lr_scores_do_not_depend_on_free_memory(hr_folder: Path, tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    import sr_cli.engine.upscale as engine_upscale
+    from sr_cli.api import UpscaleOptions, Upscaler
+    from sr_cli.archs.runtime import SRNet
+
+    torch.manual_seed(0)
+    module = EDSR(EDSRParams(n_resblocks=2, n_feats=8, scale=2)).eval()
+    weights = tmp_path / "tiny_edsr_x2.pt"
+    torch.save(module.state_dict(), weights)
+    dataset = resolve_dataset(str(hr_folder), scales=(2,))
+    options = EvalOptions(protocol="rgb-lr", device="cpu")
+    plenty = evaluate(dataset, str(weights), 2, options)
+    # A machine with almost no free memory: an automatic tile would now cut every image into pieces...
+    monkeypatch.setattr(engine_upscale, "memory_budget", lambda device: 64 * 1024)
+    tiles: list[int] = []
+    auto = Upscaler(SRNet(module), name="auto", output_scale=2, options=UpscaleOptions(device="cpu"))
+    lr = imresize(np.asarray(Image.open(hr_folder / "a.png"))[:50, :38], 0.5)
+    auto.upscale(lr, progress=lambda done, total: tiles.append(total))
+    assert tiles[-1] > 1
+    # ...but evaluation runs every image whole (EDSR tiles agree with the whole image to float rounding, so
+    # the scores alone could not tell; count the tiles the engine pasted instead).
+    import sr_cli.api as api
+
+    pasted: list[int] = []
+
+    def counting(*args: object, **kwargs: object) -> torch.Tensor:
+        stats = engine_upscale.TileStats()
+        result = engine_upscale.upscale_tensor(*args, **kwargs, stats=stats)  # type: ignore[arg-type]
+        pasted.append(stats.tiles_pasted)
+        return result
+
+    monkeypatch.setattr(api, "upscale_tensor", counting)
+    scarce = evaluate(dataset, str(weights), 2, options)
+    assert pasted and set(pasted) == {1}
+    assert [(s.psnr, s.ssim) for s in scarce.per_image] == [(s.psnr, s.ssim) for s in plenty.per_image]

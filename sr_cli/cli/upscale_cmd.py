@@ -32,16 +32,13 @@ MAX_FAILURES_LISTED = 20
 
 
 def parse_tile(value: str) -> int | None:
-    """--tile: 'auto' -> None (engine decides), 0 -> whole image, N -> N input pixels per side."""
+    """--tile text: 'auto' -> None (engine decides), else the whole number (UpscaleOptions checks its range)."""
     if value.strip().lower() == "auto":
         return None
     try:
-        tile = int(value)
+        return int(value)
     except ValueError:
         raise UsageError(f"--tile {value}: use a whole number of pixels, 0 (whole image) or auto") from None
-    if tile < 0:
-        raise UsageError(f"--tile {value}: must be >= 0 (0 = whole image) or auto")
-    return tile
 
 
 def existing_policy(overwrite: bool, skip_existing: bool) -> ExistingPolicy:

@@ -16,7 +16,7 @@ from sr_cli.engine.ensemble import ensemble_forward
 from sr_cli.engine.memory import MIN_TILE, auto_tile_size, is_out_of_memory, memory_budget
 from sr_cli.engine.precision import Precision, run_at_precision
 from sr_cli.engine.tiling import Span, Tile, crop, halve, make_tile, pad_to_multiple, tile_grid
-from sr_cli.errors import DeviceError, UsageError
+from sr_cli.errors import DeviceError, ModelOutputError
 
 Model = Callable[[Tensor], Tensor]
 Progress = Callable[[int, int], None]
@@ -110,9 +110,11 @@ def upscale_tensor(
             output = output[0]
             expected = (current.window_rows.length * scale, current.window_cols.length * scale)
             if tuple(output.shape[-2:]) != expected:
-                raise UsageError(
-                    f"the model returned {tuple(output.shape[-2:])} for a {current.window_rows.length}x"
-                    f"{current.window_cols.length} input, not x{scale}; the scale given does not match the model"
+                got_h, got_w = output.shape[-2:]
+                raise ModelOutputError(
+                    f"the model returned {got_h}x{got_w} for a {current.window_rows.length}x"
+                    f"{current.window_cols.length} input, not x{scale}: the network does not upscale by the "
+                    f"scale it declares (its checkpoint does not fit its architecture)"
                 )
             if canvas is None:
                 canvas = torch.zeros(output.shape[0], padded_h * scale, padded_w * scale, dtype=torch.float32)
@@ -167,15 +169,17 @@ def _release(device: torch.device) -> None:
 
 
 def _check_arguments(image: Tensor, *, scale: int, tile: int | None, overlap: int, size_multiple: int) -> None:
+    """The contract of `upscale_tensor`. Its callers (sr_cli.api) validate what users give, in their own
+    vocabulary; a failure here is a programming error, so it is a ValueError that names no CLI flag."""
     if image.ndim != 3 or image.shape[-1] < 1 or image.shape[-2] < 1:
-        raise UsageError(f"upscale_tensor expects a non-empty [C,H,W] tensor, got shape {tuple(image.shape)}")
+        raise ValueError(f"upscale_tensor expects a non-empty [C,H,W] tensor, got shape {tuple(image.shape)}")
     if not image.is_floating_point():
-        raise UsageError(f"upscale_tensor expects a float tensor in [0, 1], got {image.dtype}")
+        raise ValueError(f"upscale_tensor expects a float tensor in [0, 1], got {image.dtype}")
     if int(scale) != scale or scale < 1:
-        raise UsageError(f"the model scale must be a positive integer, got {scale}")
+        raise ValueError(f"the model scale must be a positive integer, got {scale}")
     if tile is not None and tile < 0:
-        raise UsageError(f"--tile {tile}: use a positive tile size, 0 for the whole image, or auto")
+        raise ValueError(f"tile must be None (auto), 0 (whole image) or a positive number of pixels, got {tile}")
     if overlap < 0:
-        raise UsageError(f"--overlap {overlap}: the overlap must be >= 0")
+        raise ValueError(f"overlap must be >= 0, got {overlap}")
     if size_multiple < 1:
-        raise UsageError(f"size_multiple must be >= 1, got {size_multiple}")
+        raise ValueError(f"size_multiple must be >= 1, got {size_multiple}")
