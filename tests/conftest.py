@@ -1,4 +1,10 @@
-"""Shared fixtures: where ../shared is, and caches that never touch the user's real ones."""
+"""Shared fixtures: where ../shared is, and caches that never touch the user's real ones.
+
+tests/ has no __init__.py, so pytest (prepend import mode, rootdir from pyproject.toml) puts tests/ itself
+on sys.path, whatever the working directory: helpers are imported as top-level modules
+(`from train_support import tiny_options`, `from cli_support import run_cli`), never `from tests.… import`,
+which works only when the repository root happens to be on sys.path too.
+"""
 from __future__ import annotations
 
 import os

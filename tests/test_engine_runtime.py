@@ -205,9 +205,10 @@ def test_wrong_scale_model_is_a_model_error_not_a_usage_error() -> None:
 
 @pytest.mark.parametrize("bad", [dict(tile=-1), dict(overlap=-2), dict(scale=0)])
 def test_bad_engine_arguments_are_programming_errors_in_engine_words(bad: dict[str, int]) -> None:
-    arguments: dict[str, int] = dict(scale=2, tile=0, overlap=0) | bad
+    arguments = dict(scale=2, tile=0, overlap=0) | bad
     with pytest.raises(ValueError) as raised:
-        upscale_tensor(NET, torch.rand(3, 8, 8), device=CPU, precision="fp32", **arguments)
+        upscale_tensor(NET, torch.rand(3, 8, 8), scale=arguments["scale"], tile=arguments["tile"],
+                       overlap=arguments["overlap"], device=CPU, precision="fp32")
     assert "--" not in str(raised.value) and not isinstance(raised.value, UsageError)
 
 

@@ -45,7 +45,7 @@ def test_vdsr_real_weights_set5_paper_protocol(datasets_dir: Path, vdsr_weights:
 
 
 @pytest.mark.slow
-def test_vdsr_ensemble_does_not_lower_psnr(datasets_dir: Path, vdsr_weights: Path, tmp_path: Path) -> None:
+def test_vdsr_ensemble_raises_psnr(datasets_dir: Path, vdsr_weights: Path, tmp_path: Path) -> None:
     # 8 passes of VDSR at HR size cost minutes on two CPU cores, so CI checks the smallest Set5 image;
     # docs/eval.md records the full Set5 run (command and numbers).
     subset = tmp_path / "set5-butterfly" / "HR"
@@ -54,5 +54,9 @@ def test_vdsr_ensemble_does_not_lower_psnr(datasets_dir: Path, vdsr_weights: Pat
     dataset = resolve_dataset(str(subset.parent), scales=(4,))
     plain = evaluate(dataset, str(vdsr_weights), 4)
     ensembled = evaluate(dataset, str(vdsr_weights), 4, EvalOptions(ensemble=True))
-    assert ensembled.label == "VDSR+"
-    assert ensembled.psnr >= plain.psnr
+    assert ensembled.label == "VDSR+" and plain.label == "VDSR"
+    # Measured: 27.210 -> 27.323 dB (+0.113; SSIM 0.9087 -> 0.9107), and +0.07..0.11 dB on all of Set5
+    # (docs/eval.md). Inference differs between CPUs by ~0.001 dB, so a quarter of the gain is a margin that
+    # holds anywhere, while an ensemble that silently did not run (gain 0) fails.
+    assert ensembled.psnr - plain.psnr > 0.03, (plain.psnr, ensembled.psnr)
+    assert ensembled.ssim > plain.ssim

@@ -18,7 +18,7 @@ from sr_cli.data.benchmarks import (
     load_pair,
     resolve_dataset,
 )
-from sr_cli.errors import ChecksumError, DatasetError
+from sr_cli.errors import ChecksumError, DatasetError, OfflineError
 
 
 class QuietHandler(http.server.SimpleHTTPRequestHandler):
@@ -55,7 +55,7 @@ def test_download_into_the_cache_then_offline_reuse(mirror: Path, isolated_cache
     monkeypatch.setenv("SR_OFFLINE", "1")
     again = resolve_dataset("set5", scales=(2,))
     assert again.hr_dir == dataset.hr_dir
-    with pytest.raises(Exception, match="SR_OFFLINE"):
+    with pytest.raises(OfflineError, match="SR_OFFLINE"):
         resolve_dataset("set5", scales=(3,))  # X3 is not cached and the network is off
 
 
