@@ -349,7 +349,7 @@ def test_device_and_precision_are_resolved_once_per_options(monkeypatch: pytest.
 
 def test_a_model_that_breaks_its_scale_is_a_checkpoint_error_naming_it() -> None:
     net = _edsr(2)
-    net.scale = 3  # what a checkpoint whose recorded scale disagrees with its upsampler would give
+    net.scale = net.net_scale = 3  # a checkpoint whose recorded scale disagrees with its x2 upsampler
     upscaler = Upscaler(net, name="broken.pt", output_scale=3, options=CPU_WHOLE)
     with pytest.raises(ModelOutputError, match=r"^broken\.pt: the model returned 16x16 for a 8x8 input, not x3"):
         upscaler.upscale(np.zeros((8, 8, 3), dtype=np.uint8))
