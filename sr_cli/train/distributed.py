@@ -6,6 +6,7 @@ nccl when the processes use CUDA devices, gloo on CPU.
 """
 from __future__ import annotations
 
+import gc
 import os
 from dataclasses import dataclass
 
@@ -68,9 +69,22 @@ def setup(device_request: str) -> DistContext:
     return DistContext(rank=rank, world_size=world_size, local_rank=local_rank, device=device)
 
 
-def teardown(context: DistContext) -> None:
-    if context.distributed and dist.is_initialized():
-        dist.destroy_process_group()
+def teardown(context: DistContext, *, completed: bool) -> None:
+    """Destroy the process group, releasing DDP first.
+
+    DistributedDataParallel sits in a reference cycle (its hooks refer back to it), so returning from the
+    run does not free it; left to the cyclic collector, its reducer may be destroyed after the group or
+    during interpreter exit, and gloo's threads then abort the process (SIGABRT, "terminate called without
+    an active exception"). Collect it here, while the group and the interpreter are alive. After a completed
+    run every rank also waits for the others first: rank 0 is still exporting when rank 1 is done, and no
+    rank should close its connections while a peer holds them. (After an error there is no barrier: the
+    other ranks may never get there.)"""
+    if not (context.distributed and dist.is_initialized()):
+        return
+    gc.collect()
+    if completed:
+        dist.barrier()
+    dist.destroy_process_group()
 
 
 def barrier(context: DistContext) -> None:

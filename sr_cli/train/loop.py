@@ -137,10 +137,13 @@ class _Parts:
 def train(options: TrainOptions, callbacks: TrainCallbacks | None = None) -> TrainResult:
     """Run (or continue, with options.resume) the training described by `options`."""
     context = distributed.setup(options.device)
+    completed = False
     try:
-        return _run(options, context, callbacks or TrainCallbacks())
+        result = _run(options, context, callbacks or TrainCallbacks())
+        completed = True
+        return result
     finally:
-        distributed.teardown(context)
+        distributed.teardown(context, completed=completed)
 
 
 # --- the run --------------------------------------------------------------------------------------------
