@@ -102,7 +102,7 @@ def readme_figure(shared: Path, out: Path) -> None:
     font = ImageFont.load_default(size=14)
     figure = side_by_side([
         panel(np.repeat(np.repeat(crop, s, axis=0), s, axis=1), f"photo.png ({width}x{height}, shown x{s})", font, full, 1),
-        panel(upscaled, f"sr upscale photo.png ({model})", font, full, 1),
+        panel(upscaled, f"sr upscale photo.png (x{s})", font, full, 1),
         panel(hr[top * s:(top + height) * s, left * s:(left + width) * s], "original", font, full, 1),
     ], out)
     print(f"{out}: {figure.width}x{figure.height}, {out.stat().st_size} bytes; model {model}")
