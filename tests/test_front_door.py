@@ -241,24 +241,23 @@ def test_blend_local_files_default_name_is_the_gan_file_stem(tmp_path: Path, cap
 
 
 @pytest.fixture
-def default_model(tmp_path: Path, manifest_naming) -> str:  # noqa: ANN001
-    """PROVISIONAL until the bundled file lands: the default entry answered by a synthesised file."""
-    entry = zoo.resolve(zoo.DEFAULT_MODEL)
-    manifest_naming({entry.name: official_layout(entry.family, dict(entry.hyperparameters),
-                                                 tmp_path / entry.filename, wrap="params_ema")})
-    return entry.name
+def default_model() -> str:
+    """The default model, which must run from the copy inside the package: the cache is empty, the network off."""
+    (status,) = [item for item in zoo.catalogue() if item.entry.name == zoo.resolve(zoo.DEFAULT_MODEL).name]
+    assert status.cached is None and status.bundled is not None and status.bundled.is_file()
+    return status.entry.name
 
 
 def test_upscale_photo_uses_the_default_model(tmp_path: Path, default_model: str, capsys: pytest.CaptureFixture[str],
                                               monkeypatch: pytest.MonkeyPatch) -> None:
     from sr_cli.api import UpscaleOptions, load_model
 
-    pixels = photo(tmp_path / "photo.png", 16, 12)
+    pixels = photo(tmp_path / "photo.png", 8, 6)
     monkeypatch.chdir(tmp_path)
     code, _, err = run(["upscale", "photo.png", "--tile", "0"], capsys)
     assert code == 0, err
     written = read_image(tmp_path / f"photo_x4_{default_model}.png").pixels
-    assert written.shape == (64, 48, 3)
+    assert written.shape == (32, 24, 3)
     np.testing.assert_array_equal(written, load_model(default_model, options=UpscaleOptions(tile=0)).upscale(pixels))
 
 
