@@ -37,7 +37,7 @@ from sr_cli.errors import (
 from sr_cli.files.digest import sha256_of
 from sr_cli.files.regular import check_regular
 from sr_cli.weights.bundled import bundled_file
-from sr_cli.weights.cache import find_cached, find_damaged
+from sr_cli.weights.cache import CachedFile, find_cached, find_damaged
 from sr_cli.weights.detect import DetectedCheckpoint, detect
 from sr_cli.weights.download import fetch
 from sr_cli.weights.loading import LoadedCheckpoint, load_checkpoint, srnet_for
@@ -282,7 +282,7 @@ class ModelStatus:
     entry: ManifestEntry
     cached: Path | None  # the verified file in sr's cache, if there
     bundled: Path | None = None  # the copy shipped inside the package, if any (sha256-checked when used)
-    damaged: Path | None = None  # a cached file of the wrong size (truncated), when there is no good one
+    damaged: CachedFile | None = None  # a cached file of the wrong size (truncated), when there is no good one
 
     @property
     def available(self) -> Path | None:
@@ -294,9 +294,8 @@ def catalogue() -> list[ModelStatus]:
     """Every manifest entry with its cached file (cheap check: presence and size), bundled copy, damaged file."""
     rows = []
     for entry in load_manifest().entries:
-        damaged = find_damaged(entry)
         rows.append(ModelStatus(entry=entry, cached=find_cached(entry), bundled=bundled_file(entry),
-                                damaged=damaged.path if damaged else None))
+                                damaged=find_damaged(entry)))
     return rows
 
 

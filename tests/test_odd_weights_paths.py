@@ -107,3 +107,19 @@ def test_a_truncated_cached_file_is_called_damaged_not_missing(tmp_path: Path, m
     assert f"{cached} is damaged" in offline.stderr and "network is off" in offline.stderr
     assert "not in the cache" not in offline.stderr
 
+
+
+def test_weights_list_marks_a_truncated_cached_file_as_damaged(capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    cached = _truncated_cache_entry("vdsr")
+    listed = run_cli(capsys, ["weights", "list"])
+    assert listed.returncode == 0, listed.stderr
+    row = next(line.split() for line in listed.stdout.splitlines() if line.split()[:1] == ["vdsr"])
+    assert "damaged" in row and "yes" not in row, row
+    assert f"{cached} is damaged (1000 bytes" in listed.stderr  # the fix, once, on stderr
+    as_json = run_cli(capsys, ["weights", "list", "--json"])
+    record = next(item for item in json.loads(as_json.stdout) if item["name"] == "vdsr")
+    assert record["cached"] is False and record["damaged"] == str(cached)
+    healthy = next(item for item in json.loads(as_json.stdout) if item["name"] != "vdsr")
+    assert healthy["damaged"] is None

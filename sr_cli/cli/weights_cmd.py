@@ -29,8 +29,7 @@ from sr_cli.cli.options import EntryScale, ResScale
 from sr_cli.errors import ChecksumError, DownloadError, SRError, UsageError
 
 if TYPE_CHECKING:
-    from sr_cli.weights.manifest import ManifestEntry
-    from sr_cli.zoo import FileReport
+    from sr_cli.zoo import FileReport, ModelStatus
 
 
 def human_size(size: int | None) -> str:
@@ -67,21 +66,27 @@ def list_models(
     as_json: Annotated[bool, typer.Option("--json", help="A JSON array on stdout instead of a table.")] = False,
 ) -> None:
     """Every model in the manifest: family, scales, size, licence and whether it is cached or bundled."""
+    from sr_cli.weights.cache import damaged_message
     from sr_cli.zoo import catalogue
 
     rows = catalogue()
     if as_json:
-        typer.echo(json.dumps([_status_json(row.entry, row.cached, row.bundled) for row in rows], indent=2))
+        typer.echo(json.dumps([_status_json(row) for row in rows], indent=2))
         return
     table = Table(box=None, pad_edge=False)
     for column in ("name", "family", "scales", "size", "cached", "licence"):
         table.add_column(column, justify="right" if column == "size" else "left", no_wrap=True)
     for row in rows:
         entry = row.entry
-        available = "yes" if row.cached else "bundled" if row.bundled else "no"
+        # a truncated cached file is neither "yes" nor "no": the user would look for or re-fetch the wrong thing
+        available = "yes" if row.cached else ", ".join(
+            word for word, present in (("damaged", row.damaged), ("bundled", row.bundled)) if present) or "no"
         table.add_row(entry.name, entry.family, scales_text(entry.scales), human_size(entry.size),
                       available, entry.license)
     stdout.print(table)
+    for row in rows:
+        if row.damaged is not None:
+            note(damaged_message(row.entry, row.damaged))
     prefix_only = [row.entry.name for row in rows if row.entry.verification == "prefix"]
     if prefix_only:
         note(f"{', '.join(prefix_only)}: only a sha256 prefix is published, so only that is checked "
@@ -218,7 +223,8 @@ def import_checkpoint(
     typer.echo(f"{entry.name}\t{stored}")
 
 
-def _status_json(entry: ManifestEntry, cached: Path | None, bundled: Path | None = None) -> dict[str, Any]:
+def _status_json(row: ModelStatus) -> dict[str, Any]:
+    entry, cached, bundled = row.entry, row.cached, row.bundled
     return {
         "name": entry.name, "aliases": list(entry.aliases), "family": entry.family,
         "scales": list(entry.scales) if entry.scales is not None else None, "variant": entry.variant,
@@ -226,6 +232,8 @@ def _status_json(entry: ManifestEntry, cached: Path | None, bundled: Path | None
         "sha256_prefix": entry.sha256_prefix, "verification": entry.verification, "license": entry.license,
         "pair": asdict(entry.pair) if entry.pair is not None else None,
         "cached": cached is not None, "path": str(cached) if cached is not None else None,
+        # a cached file of the wrong size (truncated), when there is no good one: `sr weights download` replaces it
+        "damaged": str(row.damaged.path) if row.damaged is not None else None,
         # available: runs with no download; `file` is what `--model NAME` runs (sr's cache first, then bundled)
         "bundled": str(bundled) if bundled is not None else None,
         "available": cached is not None or bundled is not None,
