@@ -4,18 +4,28 @@ Pure functions over paths (the filesystem is only listed, never written), so eve
 
 - Inputs are files, folders (their images; `recursive` walks sub-folders) and glob patterns. Files
   with a suffix we cannot read are returned as `Ignored` with the reason; hidden files and folders
-  (names starting with ".") are passed over silently.
+  (names starting with ".") are passed over silently. Only regular files are inputs: a FIFO, a device
+  or a broken link named directly is an InputError (nothing is ever opened to find out), one found in
+  a folder is `Ignored` with the reason. A folder that cannot be listed is an InputError when named,
+  an `Ignored` marked as a failure when found under --recursive (the run reports it and fails).
 - An output is named `<stem>_x<factor>[_<model>].<ext>`, beside its input, in `-o DIR` (mirroring the
   tree under each folder argument with `recursive`), or exactly `-o FILE` for a single input.
-- Two inputs never get the same output (the later one gets `-2`, `-3`, ...) and an output never
-  lands on an input. Files inside input folders that are this run's outputs (a resumed run beside
-  its inputs) are not taken as inputs.
+- Two inputs never get the same output and an output never lands on an input: every input of a
+  colliding group gets `-<tag>`, 8 hex digits of a hash of its own resolved path. The names are
+  therefore a function of the input set, never of argument order, and --skip-existing cannot take
+  one input's output for another's. The job carries a note saying so. A name over the 255-byte
+  limit of file names is shortened the same way (stem cut, tag added). Files inside input folders
+  that are this run's outputs (a resumed run beside its inputs) are not taken as inputs.
 - An output that exists is an error, unless `existing` says overwrite or skip.
 """
 from __future__ import annotations
 
+import errno
 import glob
+import hashlib
+import os
 import re
+import stat
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import Enum
@@ -32,6 +42,9 @@ from sr_cli.imageio.model import (
 
 GLOB_CHARACTERS = re.compile(r"[*?\[]")
 MAX_LISTED = 3  # existing outputs named in the error message
+NAME_MAX_BYTES = 255  # the file-name limit of ext4, XFS, APFS, NTFS (UTF-16 units there; bytes is stricter)
+TAG_HEX_DIGITS = 8  # collisions in one run's outputs need ~65000 same-named inputs to become likely
+LEGACY_COUNTER = r"-\d+"  # how versions before the tags disambiguated (-2, -3): still recognised on rerun
 
 
 class ExistingPolicy(str, Enum):
@@ -52,10 +65,12 @@ class InputFile:
 
 @dataclass(frozen=True)
 class Ignored:
-    """A path given (or found) that will not be processed, and why."""
+    """A path given (or found) that will not be processed, and why. ``failed``: the run must report
+    it as a failure (a folder it could not list), not just warn."""
 
     path: Path
     reason: str
+    failed: bool = False
 
 
 @dataclass(frozen=True)
@@ -66,18 +81,20 @@ class Job:
     output: Path
     format: str  # png | jpeg | webp | tiff | bmp
     skip: bool = False
+    note: str | None = None  # why the name differs from the plain <stem>_x<factor>[_<model>]
 
 
 def expand_inputs(arguments: Sequence[str | Path], *, recursive: bool) -> tuple[list[InputFile], list[Ignored]]:
     """Files, folders and glob patterns -> image files in a stable order (arguments in order, each
     folder sorted by path), duplicates removed, plus what was passed over. InputError for a path that
-    does not exist, a pattern that matches nothing, or when no image is left at all."""
+    does not exist, is not a regular file or folder, a folder that cannot be listed, a pattern that
+    matches nothing, or when no image is left at all."""
     inputs: list[InputFile] = []
     ignored: list[Ignored] = []
-    seen: set[Path] = set()
+    seen: set[str] = set()
 
     def add(path: Path, root: Path | None) -> None:
-        key = path.resolve()
+        key = os.path.realpath(path)
         if key in seen:
             return
         seen.add(key)
@@ -88,41 +105,100 @@ def expand_inputs(arguments: Sequence[str | Path], *, recursive: bool) -> tuple[
 
     for argument in arguments:
         for path in _paths_for_argument(str(argument)):
-            if path.is_dir():
-                files, subfolders = _folder_files(path, recursive)
+            kind = file_kind(path)
+            if kind == "folder":
+                files, passed_over = _folder_files(path, recursive)
                 for file in files:
                     add(file, path)
-                if subfolders:
-                    ignored.append(Ignored(path, f"{subfolders} sub-folder(s) not entered; pass --recursive to include them"))
-            else:
+                ignored += passed_over
+            elif kind == "file":
                 add(path, None)
+            else:  # refused by its type, before anything could open it (a FIFO would block forever)
+                raise InputError(f"{path}: not a regular file ({kind}); give an image file or a folder")
     if not inputs:
         raise InputError(f"no images found in {', '.join(map(str, arguments))}; give image files or folders that hold some")
     return inputs, ignored
 
 
+def file_kind(path: Path) -> str:
+    """'file', 'folder' or what else the path is ('a FIFO (named pipe)', 'a broken link', ...),
+    from stat alone: nothing is opened."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError as error:
+        if os.path.islink(path):
+            return "a symlink loop" if error.errno == errno.ELOOP else "a broken link"
+        return f"cannot be examined: {error.strerror or error}"
+    if stat.S_ISREG(mode):
+        return "file"
+    if stat.S_ISDIR(mode):
+        return "folder"
+    if stat.S_ISFIFO(mode):
+        return "a FIFO (named pipe)"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    return "not a file or folder"
+
+
 def _paths_for_argument(argument: str) -> list[Path]:
     path = Path(argument)
-    if path.exists():
+    if os.path.lexists(path):  # a broken link or a loop is reported by what it is, not as missing
         return [path]
     if GLOB_CHARACTERS.search(argument):
         matches = sorted(glob.glob(argument, recursive=True))
         if not matches:
             raise InputError(f"{argument}: the pattern matches nothing; check it (and quote it so the shell leaves it alone)")
         return [Path(match) for match in matches]
+    if len(path.name.encode()) > NAME_MAX_BYTES:
+        raise InputError(f"{argument}: no such file (the name is longer than {NAME_MAX_BYTES} bytes); check the path")
     raise InputError(f"{argument}: no such file or folder; check the path")
 
 
-def _folder_files(folder: Path, recursive: bool) -> tuple[list[Path], int]:
-    """Visible files under a folder (sorted) and how many visible sub-folders were not entered."""
-    if recursive:
-        files = [
-            path for path in folder.rglob("*")
-            if path.is_file() and not any(part.startswith(".") for part in path.relative_to(folder).parts)
-        ]
-        return sorted(files), 0
-    entries = [entry for entry in folder.iterdir() if not entry.name.startswith(".")]
-    return sorted(entry for entry in entries if entry.is_file()), sum(entry.is_dir() for entry in entries)
+def _list(folder: Path) -> list[os.DirEntry[str]]:
+    with os.scandir(folder) as entries:
+        return sorted((entry for entry in entries if not entry.name.startswith(".")), key=lambda entry: entry.name)
+
+
+def _folder_files(folder: Path, recursive: bool) -> tuple[list[Path], list[Ignored]]:
+    """Visible regular files under a folder (sorted by path) and what was passed over: special
+    files, sub-folders not entered, sub-folders that could not be listed (``failed``). The folder
+    itself must be listable (InputError otherwise); with ``recursive``, links to folders already
+    visited are not entered twice (no loops)."""
+    try:
+        top = _list(folder)
+    except OSError as error:
+        raise InputError(f"{folder}: cannot list the folder ({error.strerror or error}); check its permissions") from None
+    files: list[Path] = []
+    ignored: list[Ignored] = []
+    not_entered = 0
+    visited = {os.path.realpath(folder)}
+    pending: list[tuple[Path, list[os.DirEntry[str]]]] = [(folder, top)]
+    while pending:
+        current, entries = pending.pop(0)
+        for entry in entries:
+            path = current / entry.name
+            kind = file_kind(path)
+            if kind == "file":
+                files.append(path)
+            elif kind == "folder":
+                if not recursive:
+                    not_entered += 1
+                    continue
+                real = os.path.realpath(path)
+                if real in visited:
+                    continue
+                visited.add(real)
+                try:
+                    pending.append((path, _list(path)))
+                except OSError as error:
+                    ignored.append(Ignored(path, f"cannot list the folder ({error.strerror or error}); check its permissions", failed=True))
+            else:
+                ignored.append(Ignored(path, f"not a regular file ({kind})"))
+    if not_entered:
+        ignored.append(Ignored(folder, f"{not_entered} sub-folder(s) not entered; pass --recursive to include them"))
+    return sorted(files), ignored
 
 
 def scale_label(factor: float) -> str:
@@ -176,32 +252,108 @@ def plan_jobs(
     label = scale_label(factor) + (f"_{model_label(model)}" if model else "")
     dropped: list[Ignored] = []
     kept = list(inputs)
-    while True:
-        naming = [_primary_output(item, output, label, chosen_format, recursive) for item in kept]
+    while True:  # dropping an input can change the names of the others: repeat until nothing drops
+        naming = _final_names(kept, [_primary_output(item, output, label, chosen_format, recursive) for item in kept])
         own_output = _find_own_outputs(kept, naming)
         if not own_output:
             break
         dropped += [Ignored(kept[index].path, f"it is this run's output for {kept[owner].path}") for index, owner in own_output.items()]
         kept = [item for index, item in enumerate(kept) if index not in own_output]
 
-    taken = {_key(item.path) for item in kept}  # an output never lands on an input
     jobs: list[Job] = []
     existing_outputs: list[Path] = []
-    for item, (folder, stem, suffix, fmt) in zip(kept, naming, strict=True):
-        target = folder / f"{stem}{suffix}"
-        counter = 2
-        while _key(target) in taken:
-            target = folder / f"{stem}-{counter}{suffix}"
-            counter += 1
-        taken.add(_key(target))
+    taken = {_key(item.path) for item in kept}
+    for item, name in zip(kept, naming, strict=True):
+        if _key(name.target) in taken:  # only a hash collision, or an input named exactly like a tagged output
+            raise UsageError(f"{item.path}: its output {name.target} collides with another input or output; rename one of them")
+        taken.add(_key(name.target))
         skip = False
-        if exists(target):
+        if _exists(name.target, exists):
             if existing is ExistingPolicy.ERROR:
-                existing_outputs.append(target)
+                existing_outputs.append(name.target)
             skip = existing is ExistingPolicy.SKIP
-        jobs.append(Job(item.path, target, fmt, skip))
+        jobs.append(Job(item.path, name.target, name.format, skip, name.note))
     _raise_if_existing(existing_outputs)
     return jobs, dropped
+
+
+@dataclass(frozen=True)
+class _Primary:
+    """An output name before collisions are resolved."""
+
+    folder: Path
+    base: str  # the input's stem
+    label: str  # x4_model
+    suffix: str
+    format: str
+
+    @property
+    def stem(self) -> str:
+        return f"{self.base}_{self.label}"
+
+
+@dataclass(frozen=True)
+class _Name:
+    target: Path
+    format: str
+    note: str | None
+    plain: _Primary  # what it was before any tag (a rerun recognises both)
+
+
+def _final_names(items: Sequence[InputFile], primaries: Sequence[_Primary]) -> list[_Name]:
+    """Resolve collisions without looking at argument order: every member of a group of inputs that
+    would share an output, and every input whose output would land on an input, is tagged with a
+    hash of its own path. Names over NAME_MAX_BYTES are cut and tagged the same way."""
+    input_keys = {_key(item.path) for item in items}
+    plain_keys = [_key(primary.folder / (primary.stem + primary.suffix)) for primary in primaries]
+    group: dict[str, list[int]] = {}
+    for index, key in enumerate(plain_keys):
+        group.setdefault(key, []).append(index)
+    names: list[_Name] = []
+    for index, (item, primary) in enumerate(zip(items, primaries, strict=True)):
+        members = group[plain_keys[index]]
+        plain = primary.stem + primary.suffix
+        tag = note = None
+        if len(members) > 1:
+            tag = _tag(item.path)
+            others = ", ".join(str(items[other].path) for other in members if other != index)
+            note = f"named with -{tag} (from its own path): {others} would get the same output name"
+        elif plain_keys[index] in input_keys:
+            tag = _tag(item.path)
+            note = f"named with -{tag} (from its own path): {plain} is an input of this run"
+        elif not _fits(plain):
+            tag = _tag(item.path)
+        name = _tagged(primary, tag) if tag else plain
+        if note is None and tag:
+            note = f"name shortened to {name}: {plain} is over the {NAME_MAX_BYTES}-byte limit of file names"
+        names.append(_Name(primary.folder / name, primary.format, note, primary))
+    return names
+
+
+def _tag(path: Path) -> str:
+    """8 hex digits of a hash of the input's resolved path: the same input always gets the same tag."""
+    return hashlib.sha256(os.path.realpath(path).encode("utf-8", "surrogateescape")).hexdigest()[:TAG_HEX_DIGITS]
+
+
+def _fits(name: str) -> bool:
+    return len(name.encode("utf-8", "surrogateescape")) <= NAME_MAX_BYTES
+
+
+def _tagged(primary: _Primary, tag: str) -> str:
+    """`<stem>_<label>-<tag><suffix>`, the input's stem cut at a character boundary where needed to
+    fit NAME_MAX_BYTES (and the label too, when it alone leaves no room)."""
+    for head, tail in ((primary.base, f"_{primary.label}-{tag}{primary.suffix}"), (primary.stem, f"-{tag}{primary.suffix}")):
+        room = NAME_MAX_BYTES - len(tail.encode("utf-8", "surrogateescape"))
+        if room > 0:
+            return head.encode("utf-8", "surrogateescape")[:room].decode("utf-8", "ignore") + tail
+    raise AssertionError("an image suffix and a tag fit in any file name")
+
+
+def _exists(path: Path, exists: Callable[[Path], bool]) -> bool:
+    try:
+        return exists(path)
+    except OSError as error:  # e.g. ENAMETOOLONG for a path over PATH_MAX, a folder we may not search
+        raise OutputError(f"{path}: cannot check the output ({error.strerror or error}); choose a shorter or another -o") from None
 
 
 def _single_file_job(inputs: Sequence[InputFile], output: Path, chosen_format: str | None, existing: ExistingPolicy, exists: Callable[[Path], bool]) -> Job:
@@ -211,18 +363,18 @@ def _single_file_job(inputs: Sequence[InputFile], output: Path, chosen_format: s
     assert suffix_format is not None
     if chosen_format and chosen_format != suffix_format:
         raise UsageError(f"-o {output} says {suffix_format} but --format says {chosen_format}; make them agree")
-    if _key(output) == _key(inputs[0].path):
+    if _same_file(output, inputs[0].path):
         raise UsageError(f"-o {output} is the input itself; inputs are never overwritten, choose another name")
     skip = False
-    if exists(output):
+    if _exists(output, exists):
         if existing is ExistingPolicy.ERROR:
             _raise_if_existing([output])
         skip = existing is ExistingPolicy.SKIP
     return Job(inputs[0].path, output, suffix_format, skip)
 
 
-def _primary_output(item: InputFile, output: Path | None, label: str, chosen_format: str | None, recursive: bool) -> tuple[Path, str, str, str]:
-    """(folder, name stem, suffix, format) before collisions are resolved."""
+def _primary_output(item: InputFile, output: Path | None, label: str, chosen_format: str | None, recursive: bool) -> _Primary:
+    """The output's folder, stem, suffix and format before collisions are resolved."""
     if output is None:
         folder = item.path.parent
     elif recursive and item.root is not None:
@@ -234,16 +386,21 @@ def _primary_output(item: InputFile, output: Path | None, label: str, chosen_for
     else:
         same = format_for_write_suffix(item.path.suffix)
         fmt, suffix = (same, item.path.suffix.lower()) if same else ("png", ".png")  # e.g. GIF in, PNG out
-    return folder, f"{item.path.stem}_{label}", suffix, fmt
+    return _Primary(folder, item.path.stem, label, suffix, fmt)
 
 
-def _find_own_outputs(items: Sequence[InputFile], naming: Sequence[tuple[Path, str, str, str]]) -> dict[int, int]:
-    """Inputs found in folders (not named by the user) that look like another input's output here
-    (`<stem>_x4_model.png` or a `-N` variant): index -> index of the input it belongs to."""
+def _find_own_outputs(items: Sequence[InputFile], naming: Sequence[_Name]) -> dict[int, int]:
+    """Inputs found in folders (not named by the user) that are another input's output here: its
+    name in this run, its plain name, or a plain name with a `-N` counter of older versions.
+    index -> index of the input it belongs to."""
     patterns: dict[str, list[tuple[re.Pattern[str], int]]] = {}
-    for owner, (folder, stem, suffix, _) in enumerate(naming):
-        pattern = re.compile(re.escape(stem) + r"(-\d+)?" + re.escape(suffix), re.IGNORECASE)
-        patterns.setdefault(_key(folder), []).append((pattern, owner))
+    for owner, name in enumerate(naming):
+        plain = name.plain
+        pattern = re.compile("|".join((
+            re.escape(name.target.name),
+            re.escape(plain.stem) + f"({LEGACY_COUNTER})?" + re.escape(plain.suffix),
+        )), re.IGNORECASE)
+        patterns.setdefault(_key(plain.folder), []).append((pattern, owner))
     own: dict[int, int] = {}
     for index, item in enumerate(items):
         if item.root is None:
@@ -275,5 +432,15 @@ def output_bit_depth(requested: int | None, source_bit_depth: int, fmt: str) -> 
 
 
 def _key(path: Path) -> str:
-    """Comparison key: resolved (links, ..), case-folded (two names differing only in case collide on macOS/Windows)."""
-    return str(path.resolve()).casefold()
+    """Comparison key of outputs: resolved (links, ..), case-folded (two names differing only in case
+    collide on macOS/Windows, so they are kept apart everywhere)."""
+    return os.path.realpath(path).casefold()
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    """Whether two paths are one file, as the filesystem says: `GOOD.png` is not `good.png` on a
+    case-sensitive one and is on a case-insensitive one. A path that does not exist is no file."""
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False

@@ -1,6 +1,7 @@
 """Batch planning: inputs, output names, collisions, existing outputs, recursive mirroring."""
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -86,12 +87,16 @@ def test_output_folder_and_format(tmp_path: Path) -> None:
 def test_two_inputs_with_the_same_name_get_distinct_outputs(tmp_path: Path) -> None:
     inputs = [InputFile(tmp_path / "d1" / "x.png"), InputFile(tmp_path / "d2" / "x.png"), InputFile(tmp_path / "d3" / "X.png")]
     jobs, _ = plan(inputs, output=tmp_path / "out")
-    assert [job.output.name for job in jobs] == ["x_x4_edsr.png", "x_x4_edsr-2.png", "X_x4_edsr-3.png"]
+    names = [job.output.name for job in jobs]
+    assert len({name.casefold() for name in names}) == 3  # distinct even where case does not count
+    assert [re.fullmatch(r"([xX])_x4_edsr-[0-9a-f]{8}\.png", name) is not None for name in names] == [True] * 3
+    assert all(job.note is not None and "same output name" in job.note for job in jobs)
 
 
 def test_same_stem_different_formats_into_one_format(tmp_path: Path) -> None:
     jobs, _ = plan([InputFile(tmp_path / "a.png"), InputFile(tmp_path / "a.jpg")], out_format="png")
-    assert [job.output.name for job in jobs] == ["a_x4_edsr.png", "a_x4_edsr-2.png"]
+    names = [job.output.name for job in jobs]
+    assert len(set(names)) == 2 and all(re.fullmatch(r"a_x4_edsr-[0-9a-f]{8}\.png", name) for name in names)
 
 
 def test_an_output_never_lands_on_an_explicit_input(tmp_path: Path) -> None:
@@ -99,7 +104,8 @@ def test_an_output_never_lands_on_an_explicit_input(tmp_path: Path) -> None:
     touch(tmp_path / "a_x4_edsr.png")  # named by the user: an input, so a's output must go elsewhere
     jobs, dropped = plan([InputFile(tmp_path / "a.png"), InputFile(tmp_path / "a_x4_edsr.png")], existing=ExistingPolicy.OVERWRITE)
     assert dropped == []
-    assert [job.output.name for job in jobs] == ["a_x4_edsr-2.png", "a_x4_edsr_x4_edsr.png"]
+    assert re.fullmatch(r"a_x4_edsr-[0-9a-f]{8}\.png", jobs[0].output.name) and jobs[0].note is not None
+    assert jobs[1].output.name == "a_x4_edsr_x4_edsr.png" and jobs[1].note is None
 
 
 def test_rerun_beside_inputs_does_not_take_its_own_outputs_as_inputs(tmp_path: Path) -> None:
@@ -135,8 +141,11 @@ def test_single_output_file(tmp_path: Path) -> None:
         plan(one + [InputFile(tmp_path / "b.png")], output=tmp_path / "big.png")
     with pytest.raises(UsageError, match="agree"):
         plan(one, output=tmp_path / "big.png", out_format="jpg")
+    touch(tmp_path / "a.png")
     with pytest.raises(UsageError, match="input itself"):
         plan(one, output=tmp_path / "a.png")
+    with pytest.raises(UsageError, match="input itself"):
+        plan(one, output=tmp_path / "." / "a.png")
     touch(tmp_path / "big.png")
     with pytest.raises(OutputError, match="already exist"):
         plan(one, output=tmp_path / "big.png")
