@@ -2,23 +2,30 @@
 
 Bounded queues (two images each way) keep memory flat while loading and saving overlap the model.
 One file that fails (unreadable, alpha into JPEG, a model error) is recorded and the batch goes on.
-On Ctrl-C the calling thread stops, the writer finishes the (atomic) write it is in, both threads are
-joined and KeyboardInterrupt propagates: no partial file, no temporary file, and a rerun with
---skip-existing picks up where this one stopped.
+On Ctrl-C (or SIGTERM, which the CLI turns into the same KeyboardInterrupt) the calling thread stops,
+the writer finishes the (atomic) write it is in, and KeyboardInterrupt propagates: no partial file,
+no temporary file, and a rerun with --skip-existing picks up where this one stopped. Both threads
+are daemons joined with a time limit, so a reader stuck in the kernel (a hung network mount) or a
+very long write never keeps the process alive; a temporary such a write leaves behind (as a SIGKILL
+would) is removed by the next run into that folder (`remove_stale_temporaries`).
 """
 from __future__ import annotations
 
+import os
 import queue
+import re
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Literal
 
 import numpy as np
 
 from sr_cli.batch import Job, output_bit_depth
 from sr_cli.errors import OutputError, SRError
+from sr_cli.files.atomic import TEMPORARY_SUFFIX
 from sr_cli.imageio import FORMATS_WITH_ALPHA, Image, read_image, write_image
 from sr_cli.imageio.budget import PixelBudget
 
@@ -28,6 +35,11 @@ Status = Literal["done", "skipped", "failed"]
 QUEUE_DEPTH = 2
 POLL_SECONDS = 0.1
 UNEXPECTED_EXIT_CODE = 1
+WRITER_GRACE_SECONDS = 10.0  # an interrupted run waits this long for the write in progress to complete
+READER_GRACE_SECONDS = 0.5  # reading has no side effect: a reader that does not stop by then is left behind
+# `<output name>.<8 hex>.tmp`: what sr_cli.files.atomic.temporary_path_for makes (tests cross-check it).
+TEMPORARY_NAME = re.compile(r"(?P<target>.+)\.[0-9a-f]{8}" + re.escape(TEMPORARY_SUFFIX))
+STALE_TEMPORARY_SECONDS = 60.0  # younger ones may belong to a run still writing into the same folder
 
 
 @dataclass
@@ -93,7 +105,7 @@ def run_jobs(
 
     for job in jobs:
         if job.skip:
-            report(FileResult(str(job.source), str(job.output), "skipped", "output exists (--skip-existing)", format=job.format))
+            report(FileResult(str(job.source), str(job.output), "skipped", "output exists (--skip-existing)", notes=_job_notes(job), format=job.format))
     pending = [job for job in jobs if not job.skip]
     stop = threading.Event()
     crashed: list[BaseException] = []  # a thread that died (e.g. on_result raised): the run stops and re-raises it
@@ -121,18 +133,19 @@ def run_jobs(
         _put(computed, _END, stop)
     except BaseException:
         stop.set()
+        writer.join(WRITER_GRACE_SECONDS)  # the write in progress completes (atomic either way)
+        reader.join(READER_GRACE_SECONDS)
         raise
-    finally:
-        reader.join()
-        writer.join()
+    reader.join()
+    writer.join()
     if crashed:
         raise crashed[0]
     return results
 
 
 def _thread(name: str, body: Callable[[], None], stop: threading.Event, crashed: list[BaseException]) -> threading.Thread:
-    """A non-daemon thread (the interpreter waits for it, so an atomic write is never cut short) that
-    stops the whole run if its body raises."""
+    """A daemon thread (it never keeps the process alive; run_jobs waits for it as long as it should)
+    that stops the whole run if its body raises."""
     def guarded() -> None:
         try:
             body()
@@ -140,7 +153,7 @@ def _thread(name: str, body: Callable[[], None], stop: threading.Event, crashed:
             crashed.append(error)
             stop.set()
 
-    return threading.Thread(target=guarded, name=name)
+    return threading.Thread(target=guarded, name=name, daemon=True)
 
 
 def _read_all(jobs: Sequence[Job], settings: RunSettings, loaded: queue.Queue[object], stop: threading.Event) -> None:
@@ -222,7 +235,7 @@ def _write_all(computed: queue.Queue[object], settings: RunSettings, report: Cal
         height, width = item.pixels.shape[:2]
         report(FileResult(
             str(item.job.source), str(item.job.output), "done",
-            notes=item.notes + notes,
+            notes=_job_notes(item.job) + item.notes + notes,
             input_size=(item.image.pixels.shape[1], item.image.pixels.shape[0]),
             output_size=(width, height),
             bit_depth=item.bit_depth,
@@ -239,5 +252,42 @@ def _failed(job: Job, error: Exception, started: float, image: Image | None = No
     else:  # not one of ours: keep the type, it is what a bug report needs
         reason, code = f"{job.source}: {type(error).__name__}: {error}", UNEXPECTED_EXIT_CODE
     size = (image.pixels.shape[1], image.pixels.shape[0]) if image is not None else None
-    return FileResult(str(job.source), str(job.output), "failed", reason, code, list(image.notes) if image else [],
+    return FileResult(str(job.source), str(job.output), "failed", reason, code, _job_notes(job) + (list(image.notes) if image else []),
                       input_size=size, format=job.format, seconds=round(time.perf_counter() - started, 3))
+
+
+def _job_notes(job: Job) -> list[str]:
+    return [job.note] if job.note else []
+
+
+def remove_stale_temporaries(jobs: Sequence[Job], *, now: float | None = None) -> tuple[list[Path], list[Path]]:
+    """Temporaries of this run's outputs that an earlier, killed run left in the output folders.
+    Returns (removed, kept): those older than STALE_TEMPORARY_SECONDS are removed; younger ones may
+    belong to a run writing there right now and are only reported. Other files are never touched."""
+    wanted: dict[Path, set[str]] = {}
+    for job in jobs:
+        wanted.setdefault(job.output.parent, set()).add(job.output.name)
+    now = time.time() if now is None else now
+    removed: list[Path] = []
+    kept: list[Path] = []
+    for folder, names in wanted.items():
+        try:
+            entries = list(os.scandir(folder))
+        except OSError:  # not created yet, or not listable: nothing of ours can be there
+            continue
+        for entry in entries:
+            match = TEMPORARY_NAME.fullmatch(entry.name)
+            if match is None or match["target"] not in names:
+                continue
+            try:
+                if not entry.is_file(follow_symlinks=False):
+                    continue
+                if now - entry.stat(follow_symlinks=False).st_mtime < STALE_TEMPORARY_SECONDS:
+                    kept.append(Path(entry.path))
+                    continue
+                os.unlink(entry.path)
+            except OSError:
+                kept.append(Path(entry.path))
+                continue
+            removed.append(Path(entry.path))
+    return sorted(removed), sorted(kept)

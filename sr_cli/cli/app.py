@@ -2,10 +2,20 @@
 
 Nothing here (nor in the command modules) imports torch, numpy or OpenCV: they load inside the command
 that needs them, so `sr --help` and usage errors stay fast (bench/cli_startup.py).
+
+`main` is the one place where failures become one line and an exit code (docs/reliability.md): our
+exceptions by their class, Ctrl-C and SIGTERM as 130 / 143, anything else as one line that says it is
+a bug (the traceback only with SR_DEBUG=1).
 """
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
 import sys
+import threading
+from collections.abc import Iterator
+from types import FrameType
 
 import typer
 
@@ -37,25 +47,90 @@ app.command("downscale")(downscale_cmd.downscale)
 app.command("blend")(blend_cmd.blend)
 app.command("train")(train_cmd.train_command)
 
-EXIT_INTERRUPTED = 130
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, what shells report for Ctrl-C
+UNEXPECTED_EXIT_CODE = 1
+DEBUG_VARIABLE = "SR_DEBUG"  # set to 1: tracebacks instead of one-line errors (for bug reports)
+
+
+class _Signals:
+    """SIGINT and SIGTERM both unwind the command as Ctrl-C does: KeyboardInterrupt in the main thread,
+    so every command's cleanup runs (temporaries removed, a checkpoint or a summary written). A second
+    signal while that cleanup runs exits at once."""
+
+    def __init__(self) -> None:
+        self.received: int | None = None
+
+    @contextlib.contextmanager
+    def installed(self) -> Iterator[None]:
+        if threading.current_thread() is not threading.main_thread():  # signals go to the main thread only
+            yield
+            return
+        previous = {number: signal.signal(number, self._handle) for number in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield
+        finally:
+            for number, handler in previous.items():
+                signal.signal(number, handler)
+
+    def _handle(self, number: int, _frame: FrameType | None) -> None:
+        if self.received is not None:
+            os.write(2, b"interrupted again: stopped at once\n")
+            os._exit(128 + self.received)
+        self.received = number
+        raise KeyboardInterrupt
+
+    def exit_code(self) -> int:
+        return 128 + self.received if self.received is not None else EXIT_INTERRUPTED
+
+    def describe(self) -> str:
+        return "terminated (SIGTERM)" if self.received == signal.SIGTERM else "interrupted"
 
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point: run the CLI and turn our exceptions into one line on stderr plus an exit code."""
+    signals = _Signals()
+    with signals.installed():
+        code = _run(argv, signals)
+    sys.exit(code)
+
+
+def _run(argv: list[str] | None, signals: _Signals) -> int:
+    debug = os.environ.get(DEBUG_VARIABLE, "") not in ("", "0")
     try:
         code = app(args=argv, standalone_mode=False)
     except SRError as error:
+        if debug:
+            raise
         stderr.print(f"error: {error}", markup=False)
-        sys.exit(error.exit_code)
+        return error.exit_code
     except (typer.Abort, KeyboardInterrupt):
-        stderr.print("interrupted", markup=False)
-        sys.exit(EXIT_INTERRUPTED)
+        stderr.print(signals.describe(), markup=False)
+        return signals.exit_code()
     except BrokenPipeError:  # stdout closed early (`sr ... --json | head`): not an error of ours
         sys.stderr.close()
-        sys.exit(1)
+        return 1
     except typer.TyperException as error:  # usage errors: typer prints them the usual way
         error.show()  # type: ignore[attr-defined]  # on its ClickException subclasses; typer exports only the base
-        sys.exit(error.exit_code)
+        return error.exit_code
     except typer.Exit as exit_:
-        sys.exit(exit_.exit_code)
-    sys.exit(code if isinstance(code, int) else 0)
+        return exit_.exit_code
+    except Exception as error:  # not foreseen: still one line, with what a bug report needs
+        if debug:
+            raise
+        stderr.print(f"error: {_unexpected(error)}", markup=False)
+        return UNEXPECTED_EXIT_CODE
+    code = code if isinstance(code, int) else 0
+    if code == EXIT_INTERRUPTED or signals.received is not None:  # typer turns KeyboardInterrupt into exit 130
+        stderr.print(signals.describe(), markup=False)
+        return signals.exit_code()
+    return code
+
+
+def _unexpected(error: Exception) -> str:
+    if isinstance(error, MemoryError):
+        return "out of memory; use a smaller --tile or fewer/smaller inputs"
+    if isinstance(error, OSError) and error.strerror:
+        where = f"{error.filename}: " if error.filename else ""
+        return f"{where}{error.strerror} (errno {error.errno}); check the path and its permissions"
+    return (f"unexpected {type(error).__name__}: {error} -- a bug in sr; rerun with {DEBUG_VARIABLE}=1 "
+            f"for the traceback and report it")

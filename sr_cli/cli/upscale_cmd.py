@@ -25,7 +25,7 @@ if TYPE_CHECKING:  # numpy, cv2, the api and torch load only when the command ru
     import numpy as np
 
     from sr_cli.api import UpscaleOptions, Upscaler
-    from sr_cli.batch import ExistingPolicy, Job
+    from sr_cli.batch import ExistingPolicy, Ignored, Job
     from sr_cli.batch_run import FileResult
 
 MAX_FAILURES_LISTED = 20
@@ -79,7 +79,7 @@ def upscale(
 ) -> None:
     """Upscale images with a super-resolution model."""
     from sr_cli.batch import ExistingPolicy, expand_inputs, output_bit_depth, plan_jobs
-    from sr_cli.batch_run import RunSettings, run_jobs
+    from sr_cli.batch_run import RunSettings, remove_stale_temporaries, run_jobs
 
     if model is not None and weights is not None:
         raise UsageError("give one of --model NAME or --weights FILE, not both")
@@ -104,27 +104,42 @@ def upscale(
     )
     for job in jobs:  # an explicit --bit-depth 16 into JPEG/WebP is a usage error, caught before loading
         output_bit_depth(bit_depth, 8, job.format)
+    removed, in_use = remove_stale_temporaries(jobs)
+    for path in removed:
+        note(f"{path}: removed, a temporary file an interrupted run left behind")
+    for path in in_use:
+        warn(f"{path}: a temporary file of a run still writing here (or just stopped); left alone")
+    leftovers = set(removed) | set(in_use)
     for item in ignored:
-        warn(f"{item.path}: skipped, {item.reason}")
+        if not item.failed and item.path not in leftovers:
+            warn(f"{item.path}: skipped, {item.reason}")
     for item in own_outputs:
         note(f"{item.path}: not an input, {item.reason}")
 
     renderer = _Renderer(json_records, total=len(jobs))
     with renderer:
+        for item in ignored:
+            if item.failed:  # e.g. a sub-folder it could not list: the run reports it and fails
+                renderer.result(_folder_failure(item))
         upscaler = None
-        if any(not job.skip for job in jobs):
-            upscaler = _load(chosen, scale, res_scale, alpha, outscale, options, renderer)
-            renderer.weights_used(upscaler)
-        results = run_jobs(
-            jobs,
-            upscaler.upscale if upscaler is not None else _never_called,
-            RunSettings(bit_depth=bit_depth, quality=quality, overwrite=policy is ExistingPolicy.OVERWRITE,
-                        budget=budget, check_output=upscaler.check_output_size if upscaler is not None else None),
-            on_file_start=renderer.file_started,
-            on_tiles=renderer.tiles,
-            on_result=renderer.result,
-        )
-    code = _summarize(results)
+        try:
+            if any(not job.skip for job in jobs):
+                upscaler = _load(chosen, scale, res_scale, alpha, outscale, options, renderer)
+                renderer.weights_used(upscaler)
+            run_jobs(
+                jobs,
+                upscaler.upscale if upscaler is not None else _never_called,
+                RunSettings(bit_depth=bit_depth, quality=quality, overwrite=policy is ExistingPolicy.OVERWRITE,
+                            budget=budget, check_output=upscaler.check_output_size if upscaler is not None else None),
+                on_file_start=renderer.file_started,
+                on_tiles=renderer.tiles,
+                on_result=renderer.result,
+            )
+        except KeyboardInterrupt:
+            renderer.stop()
+            _summarize(renderer.results, total=len(jobs), interrupted=True)
+            raise
+    code = _summarize(renderer.results, total=len(jobs))
     if code:
         raise typer.Exit(code)
 
@@ -153,6 +168,13 @@ def _load(
                       progress_download=renderer.download)
 
 
+def _folder_failure(item: Ignored) -> FileResult:
+    from sr_cli.batch_run import FileResult
+    from sr_cli.errors import InputError
+
+    return FileResult(str(item.path), "", "failed", f"{item.path}: {item.reason}", InputError.exit_code)
+
+
 def _never_called(pixels: np.ndarray, progress: object) -> np.ndarray:  # every job was a skip: no model loaded
     raise AssertionError("no model loaded, yet a job ran")
 
@@ -171,6 +193,7 @@ class _Renderer:
         self._tiles: TaskID = self._progress.add_task("tiles", total=None, visible=False)
         self._download: TaskID | None = None
         self._weights: dict[str, str | None] = {}
+        self.results: list[FileResult] = []  # every result so far, in completion order
 
     def weights_used(self, upscaler: Upscaler) -> None:
         """Say which file runs (a bundled copy, the cache, a --weights file): on stderr and in every --json record."""
@@ -185,7 +208,12 @@ class _Renderer:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self._progress.stop()
+        self.stop()
+
+    def stop(self) -> None:
+        """Remove the bars (the summary that follows must not be drawn over)."""
+        with self._lock:
+            self._progress.stop()
 
     def download(self, done: int, total: int) -> None:
         if self._download is None:
@@ -200,6 +228,7 @@ class _Renderer:
 
     def result(self, result: FileResult) -> None:
         with self._lock:
+            self.results.append(result)
             self._progress.advance(self._files)
             for message in result.notes:
                 warn(f"{result.input}: {message}")
@@ -211,10 +240,18 @@ class _Renderer:
                 sys.stdout.flush()
 
 
-def _summarize(results: list[FileResult]) -> int:
-    """Print done/skipped/failed (failures with reasons) on stderr; the exit code (0, or the first failure's)."""
+def _summarize(results: list[FileResult], *, total: int, interrupted: bool = False) -> int:
+    """Print done/skipped/failed (failures with reasons) on stderr; the exit code (0, or the first failure's).
+    After an interruption: how many files were not started, and how to finish the run."""
     counts = {status: sum(result.status == status for result in results) for status in ("done", "skipped", "failed")}
-    note(f"done {counts['done']}, skipped {counts['skipped']}, failed {counts['failed']}")
+    summary = f"done {counts['done']}, skipped {counts['skipped']}, failed {counts['failed']}"
+    if interrupted:
+        not_started = max(total - sum(result.output != "" for result in results), 0)
+        note(f"stopped: {summary}, not started {not_started}; the files written are complete")
+        note("to finish, run the same command again with --skip-existing (instead of --overwrite, if given): "
+             "files already written are kept")
+        return 0
+    note(summary)
     failures = [result for result in results if result.status == "failed"]
     for result in failures[:MAX_FAILURES_LISTED]:
         note(f"  failed: {result.reason}")
