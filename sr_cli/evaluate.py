@@ -38,7 +38,7 @@ from sr_cli.archs.runtime import SRNet
 from sr_cli.color import GRAY_FROM_RGB, rgb_to_y
 from sr_cli.data.benchmarks import Dataset, ImagePair, dataset_key, load_pair
 from sr_cli.data.published import published_for
-from sr_cli.errors import InputError, OutputError, UsageError
+from sr_cli.errors import InputError, OutputError, UnknownModelError, UsageError
 from sr_cli.metrics import psnr, ssim, y_channel
 from sr_cli.resize import imresize
 
@@ -152,6 +152,8 @@ def _load_model(model: str, scale: int, options: EvalOptions, session: ModelSess
     from sr_cli import zoo
     from sr_cli.engine.device import resolve_device
 
+    if not zoo.looks_like_path(model) and not zoo.is_known(model):  # the message must offer bicubic too
+        raise UnknownModelError(zoo.unknown_model_message(model, also=(BICUBIC,)))
     device = resolve_device(options.device)
     session = session if session is not None else zoo.ModelSession()
     loaded = session.load(model, scale, res_scale=options.res_scale)  # a manifest name or a weights file

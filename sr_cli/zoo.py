@@ -78,7 +78,7 @@ def resolve(model: str, scale: float | None = None) -> ManifestEntry:
         return entry
     group = [candidate for candidate in manifest.entries if key in candidate.aliases]
     if not group:
-        raise UnknownModelError(_unknown_message(model))
+        raise UnknownModelError(unknown_model_message(model))
     if scale is not None:
         fitting = [candidate for candidate in group if candidate.serves(scale)]
         if len(fitting) == 1:
@@ -266,12 +266,23 @@ def _alternatives(scale: float) -> str:
     return f"models for x{scale:g}: {', '.join(fitting)}"
 
 
-def _unknown_message(model: str) -> str:
+def is_known(model: str) -> bool:
+    """Whether `model` is a manifest name or alias (at some scale)."""
     manifest = load_manifest()
-    known = manifest.names() + sorted({alias for entry in manifest.entries for alias in entry.aliases})
+    key = normalise(model)
+    return manifest.get(key) is not None or any(key in entry.aliases for entry in manifest.entries)
+
+
+def unknown_model_message(model: str, also: tuple[str, ...] = ()) -> str:
+    """One short line: the closest names (``also``: names a command knows besides the manifest's, like
+    eval's bicubic) and where the whole list is; the list itself is too long for an error line."""
+    manifest = load_manifest()
+    known = [*also, *manifest.names(), *sorted({alias for entry in manifest.entries for alias in entry.aliases})]
     guesses = difflib.get_close_matches(normalise(model), known, n=3, cutoff=0.6)
-    hint = f"; did you mean {' or '.join(guesses)}?" if guesses else ""
-    return f"unknown model {model!r}{hint} (choices: {', '.join(known)}; or pass a weights file)"
+    hint = f"did you mean {' or '.join(guesses)}? " if guesses else ""
+    builtin = f"{', '.join(also)}, " if also else ""
+    return (f"unknown model {model!r}; {hint}give {builtin}a model name (`sr weights list` shows all "
+            f"{len(manifest.names())}) or a weights file")
 
 
 # --- what `sr weights list` / `sr weights inspect` show ------------------------------------------------

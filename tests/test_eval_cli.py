@@ -39,3 +39,10 @@ def test_usage_errors(capsys: pytest.CaptureFixture[str], datasets_dir: Path) ->
     assert run(capsys, "-d", "set5", "-m", "bicubic", "--protocol", "nope", "--data-dir", str(datasets_dir)).returncode == 2
     done = run(capsys, "-d", "/no/such/dir", "-m", "bicubic")
     assert done.returncode == 3 and "/no/such/dir" in done.stderr
+
+
+def test_cause16_a_typo_of_bicubic_is_answered_with_bicubic(capsys: pytest.CaptureFixture[str], datasets_dir: Path) -> None:
+    """Issue 11: `-m bicubc` listed every manifest name but not bicubic, and suggested nothing."""
+    done = run(capsys, "-d", "set5", "-m", "bicubc", "-s", "2", "--data-dir", str(datasets_dir))
+    assert done.returncode == 2 and "did you mean bicubic?" in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1 and "edsr-baseline-x2" not in done.stderr

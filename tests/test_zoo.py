@@ -66,9 +66,17 @@ def test_unknown_name_suggests_close_ones() -> None:
         zoo.resolve("esrgn")
     message = str(caught.value)
     assert message.startswith("unknown model 'esrgn'; did you mean esrgan")
-    assert "choices: edsr-baseline-x2" in message
-    with pytest.raises(UnknownModelError, match="^unknown model 'zzz' \\(choices"):
+    assert "sr weights list" in message
+    with pytest.raises(UnknownModelError, match="^unknown model 'zzz'; give a model name"):
         zoo.resolve("zzz")
+
+
+def test_cause16_the_unknown_model_error_is_short_and_names_no_whole_list() -> None:
+    """Issue 11: the message dumped every name and alias on one line (over 300 characters)."""
+    message = zoo.unknown_model_message("realesrgan-x8")
+    assert len(message) < 200 and "did you mean realesrgan" in message
+    assert "edsr-baseline-x3" not in message  # not close: not listed
+    assert str(len(zoo.model_names())) in message
 
 
 def test_pairs() -> None:
