@@ -32,6 +32,7 @@ from sr_cli.engine import (
     resolve_precision,
     upscale_tensor,
 )
+from sr_cli.engine.memory import MIN_TILE
 from sr_cli.engine.precision import Precision
 from sr_cli.errors import InputError, ModelOutputError, ScaleMismatchError, UsageError
 from sr_cli.imageio.budget import PixelBudget, check_output_factor, check_output_size, pixel_budget
@@ -78,6 +79,9 @@ class UpscaleOptions:
     def __post_init__(self) -> None:
         if self.tile is not None and not _is_count(self.tile):
             raise UsageError(f"--tile {self.tile!r}: use a positive number of pixels, 0 for the whole image, or auto")
+        if self.tile is not None and 0 < self.tile < MIN_TILE:  # --tile 1 ran a 64x48 image for minutes
+            raise UsageError(f"--tile {self.tile}: tiles under {MIN_TILE} px are almost all overlap (each is run with "
+                             f"its context around it); use {MIN_TILE} or more, 0 for the whole image, or auto")
         if self.overlap is not None and not _is_count(self.overlap):
             raise UsageError(f"--overlap {self.overlap!r} must be a whole number >= 0")
         if not isinstance(self.ensemble, bool):
@@ -116,9 +120,9 @@ class Upscaler:
         """Wrap an `SRNet` (from `zoo.load` or built in code). Most callers use `load_model` instead."""
         if not (math.isfinite(output_scale) and output_scale > 0):
             raise UsageError(f"the output scale must be a positive number, got {output_scale}")
-        if srnet.input_kind == "y-upscaled" and not output_scale > 1:
-            raise ScaleMismatchError(f"{name}: {srnet.descriptor.label} upscales by factors above 1 only, "
-                                     f"not x{output_scale:g}; pass a larger --scale")
+        if srnet.input_kind == "y-upscaled" and not output_scale > 1:  # an option problem, not the file's
+            raise UsageError(f"{name}: {srnet.descriptor.label} upscales by factors above 1 only, "
+                             f"not x{output_scale:g}; ask for a larger factor")
         self.budget: PixelBudget = pixel_budget(options.max_pixels)
         check_output_factor(output_scale, self.budget, "--scale/--outscale")
         self.device: torch.device = options.runtime.device
@@ -316,6 +320,9 @@ def load_model(
         srnet = _interpolated(loaded, alpha, res_scale, progress_download)
     if srnet.input_kind == "y-upscaled":  # net scale 1: the requested factor is the output's
         output_scale = float(outscale if outscale is not None else scale)  # type: ignore[arg-type]
+        if outscale is not None and not outscale > 1:
+            raise UsageError(f"--outscale {outscale:g}: {loaded.name} is a VDSR model, which upscales by factors above 1 "
+                             f"only; give --outscale above 1 (or use another model to shrink)")
     else:
         output_scale = float(outscale if outscale is not None else srnet.scale)
     upscaler = Upscaler(srnet, name=loaded.name, output_scale=output_scale, options=options)

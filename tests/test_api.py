@@ -264,6 +264,24 @@ def test_load_model_errors(vdsr_weights, cached_zoo) -> None:  # noqa: ANN001
         load_model("no-such-model", 4)
 
 
+def test_cause10_a_tile_below_the_engine_minimum_is_refused_with_the_reason() -> None:
+    """Issue 11: --tile 1 was accepted and ran a 64x48 image for over 100 s."""
+    from sr_cli.engine.memory import MIN_TILE
+
+    for tile in (1, MIN_TILE - 1):
+        with pytest.raises(UsageError, match=f"--tile {tile}: tiles under {MIN_TILE} px"):
+            Upscaler(_edsr(2), name="x2", output_scale=2, options=UpscaleOptions(tile=tile, device="cpu"))
+    smallest = Upscaler(_edsr(2), name="x2", output_scale=2, options=UpscaleOptions(tile=MIN_TILE, device="cpu"))
+    assert smallest.upscale(np.zeros((20, 18, 3), np.uint8)).shape == (40, 36, 3)
+
+
+def test_cause16_outscale_below_1_for_vdsr_is_an_option_error(vdsr_weights, cached_zoo) -> None:  # noqa: ANN001
+    """Issue 11: `--outscale 0.5` with VDSR said "pass a larger --scale" with exit 5 (a checkpoint problem)."""
+    with pytest.raises(UsageError, match="--outscale 0.5: .* above 1") as caught:
+        load_model(vdsr_weights, outscale=0.5, options=CPU_WHOLE)
+    assert caught.value.exit_code == 2
+
+
 def test_upscaler_refuses_a_wrong_scale_model() -> None:
     wrong = Upscaler(_edsr(3), name="x3", output_scale=3, options=CPU_WHOLE)
     assert wrong.upscale(np.zeros((4, 4, 3), np.uint8)).shape == (12, 12, 3)
