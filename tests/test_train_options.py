@@ -1,6 +1,7 @@
 """Recipes, option merging (flags > TOML > recipe) and the lr schedules."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -65,3 +66,32 @@ def test_bad_toml_and_flags_are_usage_errors(tmp_path: Path) -> None:
         resolve_options(dict(model="esrgan", scale=4, data="d", out="o", init="x", patch=48))
     with pytest.raises(UsageError, match="no training recipe"):
         resolve_options(dict(model="srgan", scale=4, data="d", out="o"))
+
+
+@pytest.mark.parametrize("content", [b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\xff\xfe", "modèle = 1\n".encode("latin-1")])
+def test_cause13_a_config_that_is_not_text_is_a_usage_error(tmp_path: Path, content: bytes) -> None:
+    """Issue 11: `sr train --config photo.png` died with a UnicodeDecodeError traceback."""
+    config = tmp_path / "photo.png"
+    config.write_bytes(content)
+    with pytest.raises(UsageError, match=r"--config .*photo\.png: not a text file"):
+        resolve_options({}, config)
+
+
+def test_cause13_a_config_that_is_a_folder_or_a_fifo_is_refused_without_reading(tmp_path: Path) -> None:
+    with pytest.raises(UsageError, match="a folder"):
+        resolve_options({}, tmp_path)
+    os.mkfifo(tmp_path / "pipe.toml")  # reading it would block forever
+    with pytest.raises(UsageError, match="not a regular file"):
+        resolve_options({}, tmp_path / "pipe.toml")
+
+
+@pytest.mark.parametrize("model", ["vdsr", "edsr-baseline"])
+def test_cause16_steps_0_is_refused_for_every_recipe(model: str) -> None:
+    """Issue 11: --steps 0 silently meant the recipe default for VDSR and was refused for the others."""
+    flags: dict[str, object] = dict(model=model, data="hr", out="runs/a", steps=0)
+    if model != "vdsr":
+        flags["scale"] = 2
+    with pytest.raises(UsageError, match="--steps must be at least 1, got 0"):
+        resolve_options(flags)
+    flags.pop("steps")
+    assert resolve_options(flags).steps == (0 if model == "vdsr" else 300_000)  # left out: the recipe's

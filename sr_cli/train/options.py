@@ -7,6 +7,8 @@ that name the file and the key.
 from __future__ import annotations
 
 import math
+import os
+import stat
 import tomllib
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -70,17 +72,12 @@ _FIELD_TYPES: dict[str, type] = {
     "features": int, "clip_theta": float, "vgg_weights": str, "random_vgg": bool,
 }
 OPTION_KEYS: tuple[str, ...] = tuple(_FIELD_TYPES)
+MAX_CONFIG_BYTES = 1024 * 1024  # a real options file is a few hundred bytes
 
 
 def read_toml(path: Path) -> dict[str, object]:
     """The options table of a TOML file (top level, or a [train] table), keys normalised to snake_case."""
-    try:
-        with path.open("rb") as handle:
-            document = tomllib.load(handle)
-    except FileNotFoundError:
-        raise UsageError(f"--config {path}: no such file") from None
-    except tomllib.TOMLDecodeError as error:
-        raise UsageError(f"--config {path}: not valid TOML ({error}); fix the file") from None
+    document = _parse_toml(path)
     table = document.get("train", document)
     if not isinstance(table, dict):
         raise UsageError(f"--config {path}: [train] must be a table of options")
@@ -98,6 +95,32 @@ def read_toml(path: Path) -> dict[str, object]:
     return values
 
 
+def _parse_toml(path: Path) -> dict[str, object]:
+    """The parsed file; UsageError naming the file for anything that is not a readable TOML text file."""
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        raise UsageError(f"--config {path}: no such file") from None
+    except OSError as error:
+        raise UsageError(f"--config {path}: cannot read it ({error.strerror or error}); check the path") from None
+    if not stat.S_ISREG(mode):  # a FIFO would block the read forever, a folder is no config
+        kind = "a folder" if stat.S_ISDIR(mode) else "not a regular file"
+        raise UsageError(f"--config {path}: {kind}; give a .toml file")
+    try:
+        with path.open("rb") as handle:
+            data = handle.read(MAX_CONFIG_BYTES + 1)
+    except OSError as error:
+        raise UsageError(f"--config {path}: cannot read it ({error.strerror or error}); check its permissions") from None
+    if len(data) > MAX_CONFIG_BYTES:
+        raise UsageError(f"--config {path}: over {MAX_CONFIG_BYTES // 1024} KiB, which is no options file; give a .toml file")
+    try:
+        return tomllib.loads(data.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise UsageError(f"--config {path}: not a text file (not UTF-8); give a .toml file of options") from None
+    except tomllib.TOMLDecodeError as error:
+        raise UsageError(f"--config {path}: not valid TOML ({error}); fix the file") from None
+
+
 def resolve_options(flags: dict[str, object], config: Path | None = None) -> TrainOptions:
     """Merge flags (None = not given) over the TOML file over the recipe defaults, then validate."""
     unknown = set(flags) - set(_FIELD_TYPES)
@@ -113,6 +136,10 @@ def resolve_options(flags: dict[str, object], config: Path | None = None) -> Tra
         if get(required) is None:
             raise UsageError(f"--{required} is required (on the command line or in the --config file)")
     recipe = recipe_for(str(get("model")))
+    given_steps = get("steps")
+    if isinstance(given_steps, int) and given_steps < 1:  # 0 is the VDSR recipe's own "epochs" marker, not a value to type
+        raise UsageError(f"--steps must be at least 1, got {given_steps}"
+                         + (f" (leave it out for VDSR's {VDSR_EPOCHS} epochs)" if recipe.family == "vdsr" else ""))
     scales = _scales(recipe, get("scale"))
     first_scale = scales[0]
     amp = str(get("amp", "off"))
