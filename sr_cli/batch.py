@@ -363,7 +363,7 @@ def _single_file_job(inputs: Sequence[InputFile], output: Path, chosen_format: s
     assert suffix_format is not None
     if chosen_format and chosen_format != suffix_format:
         raise UsageError(f"-o {output} says {suffix_format} but --format says {chosen_format}; make them agree")
-    if _same_file(output, inputs[0].path):
+    if same_file(output, inputs[0].path):
         raise UsageError(f"-o {output} is the input itself; inputs are never overwritten, choose another name")
     skip = False
     if _exists(output, exists):
@@ -437,7 +437,7 @@ def _key(path: Path) -> str:
     return os.path.realpath(path).casefold()
 
 
-def _same_file(a: Path, b: Path) -> bool:
+def same_file(a: Path, b: Path) -> bool:
     """Whether two paths are one file, as the filesystem says: `GOOD.png` is not `good.png` on a
     case-sensitive one and is on a case-insensitive one. A path that does not exist is no file."""
     try:

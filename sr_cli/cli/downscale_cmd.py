@@ -1,31 +1,44 @@
 """`sr downscale`: make LR images exactly as the benchmark LR files were made (MATLAB bicubic)."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.markup import escape
 
-from sr_cli.cli.console import note, stderr
+from sr_cli.cli.console import note, stderr, warn
 from sr_cli.cli.options import Overwrite
-from sr_cli.errors import InputError, OutputError, SRError, UsageError
+from sr_cli.errors import OutputError, SRError, UsageError
 
 
-def expand(inputs: list[Path]) -> list[Path]:
-    """Files as given; a folder contributes its image files (not recursive), sorted."""
-    from sr_cli.imageio import is_readable_suffix
+def plan(inputs: list[Path], output: Path, *, overwrite: bool) -> list[tuple[Path, Path]]:
+    """(input, output) pairs, decided before anything is written: the same input rules as `sr upscale`
+    (special files refused, non-images passed over with a warning), two inputs never onto one name, an
+    output never onto its input, and existing outputs refused all at once unless ``overwrite``."""
+    from sr_cli.batch import MAX_LISTED, expand_inputs, same_file
 
-    files: list[Path] = []
-    for item in inputs:
-        if item.is_dir():
-            found = sorted(p for p in item.iterdir() if p.is_file() and is_readable_suffix(p.suffix))
-            if not found:
-                raise InputError(f"{item}: the folder holds no images; pass image files or another folder")
-            files.extend(found)
-        else:
-            files.append(item)
-    return files
+    files, ignored = expand_inputs(inputs, recursive=False)
+    for item in ignored:
+        warn(f"{item.path}: skipped, {item.reason}")
+    pairs: list[tuple[Path, Path]] = []
+    stems: dict[str, Path] = {}
+    for item in files:
+        path = item.path
+        key = path.stem.casefold()  # a.png and A.png would be one file on macOS/Windows
+        if key in stems:
+            raise UsageError(f"{path} and {stems[key]} would both be written as {path.stem}.png; rename one")
+        stems[key] = path
+        target = output / f"{path.stem}.png"
+        if same_file(target, path):
+            raise UsageError(f"{target} is the input itself; inputs are never overwritten, choose another -o folder")
+        pairs.append((path, target))
+    existing = [target for _, target in pairs if os.path.lexists(target)]
+    if existing and not overwrite:
+        named = ", ".join(map(str, existing[:MAX_LISTED])) + (", ..." if len(existing) > MAX_LISTED else "")
+        raise OutputError(f"{len(existing)} output(s) already exist ({named}); pass --overwrite to replace them or choose another -o")
+    return pairs
 
 
 def downscale(
@@ -39,18 +52,13 @@ def downscale(
 
     if scale < 2:
         raise UsageError(f"--scale {scale}: give an integer factor of 2 or more")
+    pairs = plan(inputs, output, overwrite=overwrite)
     try:
         output.mkdir(parents=True, exist_ok=True)
     except OSError as error:
         raise OutputError(f"{output}: cannot create the folder ({error.strerror}); choose another -o") from error
-    files = expand(inputs)
-    stems: dict[str, Path] = {}
-    for path in files:
-        if path.stem in stems:
-            raise UsageError(f"{path} and {stems[path.stem]} would both be written as {path.stem}.png; rename one")
-        stems[path.stem] = path
     failures: list[SRError] = []
-    for path in files:
+    for path, _ in pairs:
         try:
             target = downscale_file(path, output, scale, overwrite=overwrite)
         except SRError as error:  # reported below; the other files still get done
@@ -59,5 +67,5 @@ def downscale(
             continue
         note(f"{path} -> {target}")
     if failures:
-        stderr.print(f"{len(failures)} of {len(files)} files failed")
+        stderr.print(f"{len(failures)} of {len(pairs)} files failed")
         raise typer.Exit(max(error.exit_code for error in failures))
