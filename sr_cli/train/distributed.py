@@ -3,17 +3,28 @@
 `torchrun --nproc_per_node=K -m sr_cli train ...` sets RANK / WORLD_SIZE / LOCAL_RANK / MASTER_ADDR /
 MASTER_PORT; without them the run is a single process and no process group is created. Backend:
 nccl when the processes use CUDA devices, gloo on CPU.
+
+Failures are shared (`together`): a check or a write that only rank 0 does (an existing checkpoint,
+the data preparation, non-finite weights at a save) is followed by one collective at which every rank
+learns whether any rank failed, and then every rank raises the same one-line error. Without it the
+other ranks died in their next collective with a gloo "Connection reset by peer" traceback, or waited
+for the NCCL watchdog.
 """
 from __future__ import annotations
 
+import contextlib
 import gc
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
 
-from sr_cli.errors import DeviceError, UsageError
+import sr_cli.errors
+from sr_cli.errors import DeviceError, SRError, TrainingError, UsageError
+
+MAX_MESSAGE_BYTES = 4096  # a failure's one line, as shared with the other ranks
 
 
 @dataclass(frozen=True)
@@ -109,3 +120,52 @@ def mean_over_ranks(values: dict[str, float], context: DistContext) -> dict[str,
     tensor = torch.tensor([values[k] for k in keys], dtype=torch.float64, device=context.device)
     dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
     return {k: float(v) / context.world_size for k, v in zip(keys, tensor.tolist(), strict=True)}
+
+
+@contextlib.contextmanager
+def together(context: DistContext) -> Iterator[None]:
+    """Run a block that may fail on some ranks only; at its end every rank meets the others once, and
+    if any rank failed, every rank raises that failure (the lowest failing rank's, with its class and
+    message; an error that is not ours becomes a TrainingError naming the rank on the other ranks).
+    The block must contain no collective itself, or the ranks would pair different collectives."""
+    failure: Exception | None = None
+    try:
+        yield
+    except Exception as error:  # shared below, then raised on every rank
+        if not context.distributed:
+            raise
+        failure = error
+    if context.distributed:
+        _raise_shared(failure, context)
+
+
+def _raise_shared(failure: Exception | None, context: DistContext) -> None:
+    device = context.device
+    first = torch.tensor([context.rank if failure is not None else context.world_size], device=device)
+    dist.all_reduce(first, op=dist.ReduceOp.MIN)
+    failed_rank = int(first.item())
+    if failed_rank == context.world_size:
+        return
+    # The failing rank's class name and message travel as UTF-8 bytes in a tensor: plain data, no pickle.
+    payload = torch.zeros(MAX_MESSAGE_BYTES, dtype=torch.uint8, device=device)
+    if context.rank == failed_rank:
+        assert failure is not None
+        text = f"{type(failure).__name__}\n{_one_line(failure)}".encode()[:MAX_MESSAGE_BYTES]
+        payload[:len(text)] = torch.frombuffer(bytearray(text), dtype=torch.uint8).to(device)
+    dist.broadcast(payload, src=failed_rank)
+    if failure is not None and context.rank == failed_rank:
+        raise failure
+    name, _, message = bytes(payload.cpu().tolist()).rstrip(b"\0").decode("utf-8", "replace").partition("\n")
+    raise _same_error(name, message, failed_rank)
+
+
+def _one_line(error: Exception) -> str:
+    return str(error) if isinstance(error, SRError) else f"{type(error).__name__}: {error}"
+
+
+def _same_error(name: str, message: str, rank: int) -> SRError:
+    """Our exception class of that name with that message (so the exit code matches rank `rank`'s)."""
+    candidate = getattr(sr_cli.errors, name, None)
+    if isinstance(candidate, type) and issubclass(candidate, SRError):
+        return candidate(message)
+    return TrainingError(f"torchrun process {rank} failed: {message}")

@@ -160,14 +160,15 @@ def _run(options: TrainOptions, context: DistContext, callbacks: TrainCallbacks)
     recipe = options.recipe
     run_dir = options.out
     checkpoint_path = run_dir / CHECKPOINT_NAME
-    if main:
-        if checkpoint_path.exists() and not options.resume:
+    with distributed.together(context):  # a check of rank 0's stops every rank with its message
+        if main and checkpoint_path.exists() and not options.resume:
             raise UsageError(f"{run_dir} already holds a run ({CHECKPOINT_NAME}); pass --resume to continue it "
                              f"or choose another --out")
 
     train_set, val_set = _prepare_data(options, context, callbacks)
-    if main:  # only now: a run that fails on its data leaves no empty run folder behind
-        run_dir.mkdir(parents=True, exist_ok=True)
+    with distributed.together(context):
+        if main:  # only now: a run that fails on its data leaves no empty run folder behind
+            run_dir.mkdir(parents=True, exist_ok=True)
     total = options.steps
     lr_every = recipe.lr_every
     if recipe.lr_every_epochs:  # a schedule in epochs of the patch grid (VDSR): known only now
@@ -182,16 +183,17 @@ def _run(options: TrainOptions, context: DistContext, callbacks: TrainCallbacks)
     _seed_everything(options.seed)
     parts = _build_parts(options, context, lr_every, say)
     start = 0
-    if options.resume:
-        start = _restore(parts, options, checkpoint_path, train_set.fingerprint)
-        say(f"resumed {run_dir} at step {start}")
-        if main:
-            _truncate_metrics(run_dir / METRICS_NAME, start)
-    elif options.init:
-        report = initialise_from(parts.module, parts.params, read_init_source(options.init))
-        say(report.describe())
-        if parts.ema is not None:
-            parts.ema = _state_copy(parts.module)
+    with distributed.together(context):  # each rank reads the files; any rank's failure stops all
+        if options.resume:
+            start = _restore(parts, options, checkpoint_path, train_set.fingerprint)
+            say(f"resumed {run_dir} at step {start}")
+            if main:
+                _truncate_metrics(run_dir / METRICS_NAME, start)
+        elif options.init:
+            report = initialise_from(parts.module, parts.params, read_init_source(options.init))
+            say(report.describe())
+            if parts.ema is not None:
+                parts.ema = _state_copy(parts.module)
     if start >= total:
         say(f"nothing to do: the run is at step {start} and --steps is {total}")
         return TrainResult(run_dir, start, total, parts.best_psnr, parts.best_step, None, len(train_set))
@@ -223,10 +225,13 @@ def _run(options: TrainOptions, context: DistContext, callbacks: TrainCallbacks)
                                         f"{kept}; lower --lr (or --amp off) and --resume")
                 step += 1
                 in_update = False
-                if main:
-                    _after_update(parts, options, callbacks, step, total, losses, lr_now, start, clock, metrics_path)
-                if main and (step % options.val_every == 0 or step == total) and val_set is not None:
-                    _validate_and_export(parts, options, context, val_set, step, callbacks, metrics_path)
+                with distributed.together(context):  # rank 0 writes metrics.jsonl; a full disk stops every rank
+                    if main:
+                        _after_update(parts, options, callbacks, step, total, losses, lr_now, start, clock, metrics_path)
+                if (step % options.val_every == 0 or step == total) and val_set is not None:
+                    with distributed.together(context):
+                        if main:
+                            _validate_and_export(parts, options, context, val_set, step, callbacks, metrics_path)
                 if step % options.save_every == 0 or step == total:
                     _save(parts, options, context, checkpoint_path, step, fingerprint)
                 if stop.requested_everywhere(context):
@@ -236,9 +241,11 @@ def _run(options: TrainOptions, context: DistContext, callbacks: TrainCallbacks)
             _save(parts, options, context, checkpoint_path, step, fingerprint, barrier=False)
             say(f"interrupted: checkpoint {checkpoint_path} written at step {step}; continue with --resume")
         raise
-    if main and val_set is None:
-        parts.exported = export_model(run_dir, recipe.family, parts.params, _export_state(parts), recipe=recipe.name,
-                                      step=step, val_psnr=None, val_ssim=None, ema=parts.ema is not None)
+    with distributed.together(context):
+        if main and val_set is None:
+            parts.exported = export_model(run_dir, recipe.family, parts.params, _export_state(parts),
+                                          recipe=recipe.name, step=step, val_psnr=None, val_ssim=None,
+                                          ema=parts.ema is not None)
     exported = parts.exported
     if exported is None and (run_dir / EXPORT_NAME).is_file():
         exported = run_dir / EXPORT_NAME  # a resumed run whose best model predates the resume
@@ -304,13 +311,17 @@ def _prepare_data(options: TrainOptions, context: DistContext,
                                          progress("prepare validation images"))
         return train_set, val_set
 
-    # Rank 0 downloads/decodes; the others wait, then find everything in the cache.
-    if context.is_main:
-        result = load()
-        distributed.barrier(context)
-        return result
-    distributed.barrier(context)
-    return load()
+    # Rank 0 downloads/decodes; the others wait, then find everything in the cache. A failure on any
+    # rank (a missing folder on rank 0, a cache another rank cannot read) stops every rank with it.
+    result: tuple[TrainingSet, TrainingSet | None] | None = None
+    with distributed.together(context):
+        if context.is_main:
+            result = load()
+    with distributed.together(context):
+        if not context.is_main:
+            result = load()
+    assert result is not None
+    return result
 
 
 def _data_folder(data: str, progress: Callable[[int, int], None] | None) -> Path:
@@ -356,7 +367,8 @@ def _build_parts(options: TrainOptions, context: DistContext, lr_every: int, say
         parts.optimizer_d = torch.optim.Adam(disc.parameters(), lr=options.lr, betas=recipe.betas, eps=recipe.eps)
         if fp16:
             parts.scaler_d = torch.amp.GradScaler("cuda")
-        parts.vgg = _perceptual_extractor(options, say).to(context.device)
+        with distributed.together(context):  # every rank downloads or reads VGG19; one failing stops all
+            parts.vgg = _perceptual_extractor(options, say).to(context.device)
     return parts
 
 
@@ -558,6 +570,16 @@ def _run_record(options: TrainOptions, fingerprint: str) -> dict[str, Any]:
 
 def _save(parts: _Parts, options: TrainOptions, context: DistContext, path: Path, step: int, fingerprint: str,
           *, barrier: bool = True) -> None:
+    """Rank 0 writes the checkpoint; with ``barrier`` every rank waits for it and stops with its error."""
+    if not barrier:  # after Ctrl-C: the other ranks are stopping too, no collective may be waited for
+        _write_checkpoint(parts, options, context, path, step, fingerprint)
+        return
+    with distributed.together(context):
+        _write_checkpoint(parts, options, context, path, step, fingerprint)
+
+
+def _write_checkpoint(parts: _Parts, options: TrainOptions, context: DistContext, path: Path, step: int,
+                      fingerprint: str) -> None:
     if context.is_main:
         model_state = parts.module.state_dict()
         if not all_finite(model_state):
@@ -583,8 +605,6 @@ def _save(parts: _Parts, options: TrainOptions, context: DistContext, path: Path
         }
         save_checkpoint(path, payload)
     parts.last_saved_step = step
-    if barrier:
-        distributed.barrier(context)
 
 
 def _restore(parts: _Parts, options: TrainOptions, path: Path, fingerprint: str) -> int:
