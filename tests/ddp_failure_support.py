@@ -11,9 +11,10 @@ def failing_rank_worker(rank: int, world_size: int, port: int, data: str, out: s
     os.environ.update({"RANK": str(rank), "LOCAL_RANK": str(rank), "WORLD_SIZE": str(world_size),
                        "LOCAL_WORLD_SIZE": str(world_size), "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port),
                        "GLOO_SOCKET_IFNAME": "lo"})
+    from train_support import tiny_options
+
     import sr_cli.train.loop as loop
     from sr_cli.errors import DatasetError, SRError
-    from train_support import tiny_options
 
     if scenario == "non-finite-weights-on-rank-0" and rank == 0:
         loop.all_finite = lambda state: False  # type: ignore[assignment]
@@ -21,7 +22,7 @@ def failing_rank_worker(rank: int, world_size: int, port: int, data: str, out: s
         def unreadable(*args: Any, **kwargs: Any) -> Any:
             raise DatasetError(f"{data}: the training cache cannot be read on this machine")
 
-        loop.prepare_training_set = unreadable  # type: ignore[assignment]
+        loop.prepare_training_set = unreadable
     try:
         loop.train(tiny_options(Path(data), Path(out), steps=2, batch=4, save_every=1))
         outcome = "finished"
