@@ -17,8 +17,8 @@ from test_upscale_cli import NearestX2, make_inputs, nearest_x2, use_model
 
 from sr_cli.batch import Job
 from sr_cli.batch_run import STALE_TEMPORARY_SECONDS, TEMPORARY_NAME, remove_stale_temporaries
-from sr_cli.imageio import read_image, write_image
 from sr_cli.files.atomic import temporary_path_for
+from sr_cli.imageio import read_image, write_image
 
 REPO = Path(__file__).resolve().parents[1]
 DRIVER = Path(__file__).with_name("slow_model_driver.py")

@@ -20,8 +20,8 @@ def plan(inputs: list[Path], output: Path, *, overwrite: bool) -> list[tuple[Pat
     from sr_cli.batch import MAX_LISTED, expand_inputs, same_file
 
     files, ignored = expand_inputs(inputs, recursive=False)
-    for item in ignored:
-        warn(f"{item.path}: skipped, {item.reason}")
+    for passed_over in ignored:
+        warn(f"{passed_over.path}: skipped, {passed_over.reason}")
     pairs: list[tuple[Path, Path]] = []
     stems: dict[str, Path] = {}
     for item in files:
