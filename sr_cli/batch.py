@@ -32,6 +32,7 @@ from enum import Enum
 from pathlib import Path
 
 from sr_cli.errors import InputError, OutputError, UsageError
+from sr_cli.files.atomic import TEMPORARY_SUFFIX
 from sr_cli.imageio.model import (
     FORMAT_ALIASES,
     FORMATS_WITH_16_BIT,
@@ -42,7 +43,9 @@ from sr_cli.imageio.model import (
 
 GLOB_CHARACTERS = re.compile(r"[*?\[]")
 MAX_LISTED = 3  # existing outputs named in the error message
-NAME_MAX_BYTES = 255  # the file-name limit of ext4, XFS, APFS, NTFS (UTF-16 units there; bytes is stricter)
+FILE_NAME_MAX_BYTES = 255  # the file-name limit of ext4, XFS, APFS, NTFS (UTF-16 units there; bytes is stricter)
+# The atomic writer's temporary is `<name>.<8 hex>.tmp`: the output name must leave room for it.
+NAME_MAX_BYTES = FILE_NAME_MAX_BYTES - len(f".{'0' * 8}{TEMPORARY_SUFFIX}")
 TAG_HEX_DIGITS = 8  # collisions in one run's outputs need ~65000 same-named inputs to become likely
 LEGACY_COUNTER = r"-\d+"  # how versions before the tags disambiguated (-2, -3): still recognised on rerun
 
@@ -151,8 +154,8 @@ def _paths_for_argument(argument: str) -> list[Path]:
         if not matches:
             raise InputError(f"{argument}: the pattern matches nothing; check it (and quote it so the shell leaves it alone)")
         return [Path(match) for match in matches]
-    if len(path.name.encode()) > NAME_MAX_BYTES:
-        raise InputError(f"{argument}: no such file (the name is longer than {NAME_MAX_BYTES} bytes); check the path")
+    if len(path.name.encode()) > FILE_NAME_MAX_BYTES:
+        raise InputError(f"{argument}: no such file (the name is longer than {FILE_NAME_MAX_BYTES} bytes); check the path")
     raise InputError(f"{argument}: no such file or folder; check the path")
 
 
@@ -325,7 +328,7 @@ def _final_names(items: Sequence[InputFile], primaries: Sequence[_Primary]) -> l
             tag = _tag(item.path)
         name = _tagged(primary, tag) if tag else plain
         if note is None and tag:
-            note = f"name shortened to {name}: {plain} is over the {NAME_MAX_BYTES}-byte limit of file names"
+            note = f"name shortened to {name}: {plain} is over the {NAME_MAX_BYTES} bytes an output name can have"
         names.append(_Name(primary.folder / name, primary.format, note, primary))
     return names
 
