@@ -34,7 +34,7 @@ from sr_cli.engine import (
 )
 from sr_cli.engine.memory import MIN_TILE
 from sr_cli.engine.precision import Precision
-from sr_cli.errors import InputError, ModelOutputError, ScaleMismatchError, UsageError
+from sr_cli.errors import InputError, ModelOutputError, UsageError
 from sr_cli.imageio.budget import PixelBudget, check_output_factor, check_output_size, pixel_budget
 from sr_cli.resize import imresize
 

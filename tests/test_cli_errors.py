@@ -10,14 +10,14 @@ import errno
 import pytest
 from cli_support import run_cli
 
-import sr_cli.cli.upscale_cmd
+import sr_cli.batch
 
 
 def raise_in_planning(monkeypatch: pytest.MonkeyPatch, error: BaseException) -> None:
     def planner(*args: object, **kwargs: object) -> object:
         raise error
 
-    monkeypatch.setattr(sr_cli.cli.upscale_cmd, "expand_inputs", planner)
+    monkeypatch.setattr(sr_cli.batch, "expand_inputs", planner)  # the command imports it when it runs
 
 
 @pytest.mark.parametrize(("error", "expected"), [
