@@ -39,6 +39,7 @@ from sr_cli.color import GRAY_FROM_RGB, rgb_to_y
 from sr_cli.data.benchmarks import Dataset, ImagePair, dataset_key, load_pair
 from sr_cli.data.published import published_for
 from sr_cli.errors import InputError, OutputError, UnknownModelError, UsageError
+from sr_cli.imageio.budget import PixelBudget
 from sr_cli.metrics import psnr, ssim, y_channel
 from sr_cli.resize import imresize
 
@@ -74,6 +75,7 @@ class EvalOptions:
     save_dir: Path | None = None  # write the SR outputs here (PNG, atomic)
     device: str = "auto"  # auto | cpu | cuda | cuda:N | mps (sr_cli.engine.device.resolve_device)
     res_scale: float | None = None  # EDSR/MDSR files whose residual scaling the shapes cannot tell
+    budget: PixelBudget | None = None  # largest image read or made; None: SR_MAX_PIXELS or the defaults
 
     def __post_init__(self) -> None:
         if self.protocol not in PROTOCOLS:
@@ -171,7 +173,8 @@ def _upscaler(model: _Model, scale: int, options: EvalOptions) -> Upscaler:
     # tile=0, the whole image: an automatic tile follows the free memory, so the score would depend on the
     # machine (tiles agree with the whole image only within 1/255, which moves a PSNR in the 2nd decimal).
     return Upscaler(model.srnet, name=model.arg, output_scale=float(scale),
-                    options=UpscaleOptions(tile=EVAL_TILE, ensemble=options.ensemble, device=options.device))
+                    options=UpscaleOptions(tile=EVAL_TILE, ensemble=options.ensemble, device=options.device,
+                                           max_pixels=options.budget.output if options.budget else None))
 
 
 # The manifest entry (and its file name) of twtygqyy/pytorch-vdsr's weights, whose own published figures exist.
@@ -343,7 +346,7 @@ def evaluate(
     images = dataset.images(scale)
     scores: list[ImageScore] = []
     for index, image in enumerate(images):
-        pair = load_pair(image, scale)
+        pair = load_pair(image, scale, options.budget)
         sources = tuple(p for p in (image.hr_path, image.lr_path) if p is not None)
         if paper_y_path:
             reference, sr_y = _paper_y_model(loaded, pair, scale, options)

@@ -171,3 +171,26 @@ def test_the_issues_decompression_bomb_is_refused_in_bounded_memory(tmp_path: Pa
 
 
 assert resource  # the child uses it; imported here so a platform without it fails at collection, not in the child
+
+
+@pytest.mark.parametrize("command", ["downscale", "eval", "blend"])
+def test_every_command_that_reads_images_takes_the_max_pixels_its_errors_name(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], command: str) -> None:
+    """The budget's message says "pass --max-pixels N": each command that can print it must accept it."""
+    folder = tmp_path / "hr"
+    folder.mkdir()
+    Image.new("RGB", (16, 16), (90, 40, 200)).save(folder / "photo.png")
+    argv = {
+        "downscale": ["downscale", str(folder / "photo.png"), "--scale", "2", "-o", str(tmp_path / "lr")],
+        "eval": ["eval", "--dataset", str(folder), "--model", "bicubic", "--scale", "2"],
+        "blend": ["blend", "--alpha", "0.5", "--mode", "image", "--image", str(folder / "photo.png"),
+                  "-o", str(tmp_path / "blended.png")],
+    }[command]
+    refused = run_cli(capsys, [*argv, "--max-pixels", "100"])
+    assert refused.returncode == 3, refused.stderr
+    assert "16x16 (256 px) is more than sr reads (limit 100 px" in refused.stderr
+    assert "pass --max-pixels N" in refused.stderr
+    bad = run_cli(capsys, [*argv, "--max-pixels", "lots"])
+    assert bad.returncode == 2 and "--max-pixels 'lots'" in bad.stderr, bad.stderr
+    if command != "blend":  # blend would go on to load two ESRGAN models
+        assert run_cli(capsys, [*argv, "--max-pixels", "256"]).returncode == 0

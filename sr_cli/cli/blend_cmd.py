@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated, Optional
 import typer
 
 from sr_cli.cli.console import note, stdout
-from sr_cli.cli.options import Device, Overwrite, ResScale
+from sr_cli.cli.options import Device, MaxPixels, Overwrite, ResScale
 from sr_cli.errors import UsageError
 
 if TYPE_CHECKING:  # torch, numpy and the image readers load only when the command runs
@@ -32,6 +32,7 @@ def blend(
     device: Device = "auto",
     overwrite: Overwrite = False,
     json_record: Annotated[bool, typer.Option("--json", help="Print a JSON record of what was written.")] = False,
+    max_pixels: MaxPixels = None,
 ) -> None:
     """Blend a PSNR model and its GAN model: theta = (1 - alpha) PSNR + alpha GAN.
 
@@ -40,6 +41,7 @@ def blend(
     from sr_cli import blend as blending
     from sr_cli.api import UpscaleOptions
     from sr_cli.imageio import read_image, to_bit_depth, write_image
+    from sr_cli.imageio.budget import pixel_budget
     from sr_cli.weights.interpolate import check_alpha
 
     # every usage check first: nothing is downloaded or loaded for a command that cannot run
@@ -65,7 +67,8 @@ def blend(
         raise UsageError("--image is used with --sweep or --mode image only; drop it to write blended weights")
     if crop is not None and sweep is None:
         raise UsageError("--crop chooses the region of a --sweep contact sheet; drop it or add --sweep")
-    picture = read_image(image) if image is not None else None
+    budget = pixel_budget(max_pixels)
+    picture = read_image(image, budget=budget) if image is not None else None
     region = None
     if picture is not None and alphas is not None:
         x, y, w, h = blending.parse_crop(crop, picture.pixels.shape[0], picture.pixels.shape[1])
@@ -91,7 +94,7 @@ def blend(
         for message in picture.notes:
             note(f"{image}: {message}")
         scale_used = scale if scale is not None else _own_scale(first)
-        options = UpscaleOptions(device=device)
+        options = UpscaleOptions(device=device, max_pixels=budget.output)
         if alphas is not None and region is not None:
             tiles = blending.sweep_images(first, second, alphas, region, scale=scale_used, mode=mode, options=options)
             label = "alpha" if mode == "weights" else "image alpha"

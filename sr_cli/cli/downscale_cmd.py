@@ -9,7 +9,7 @@ import typer
 from rich.markup import escape
 
 from sr_cli.cli.console import note, stderr, warn
-from sr_cli.cli.options import Overwrite
+from sr_cli.cli.options import MaxPixels, Overwrite
 from sr_cli.errors import OutputError, SRError, UsageError
 
 
@@ -46,12 +46,15 @@ def downscale(
     scale: Annotated[int, typer.Option("--scale", "-s", help="Integer factor: crop to a multiple of it, then shrink by it.")],
     output: Annotated[Path, typer.Option("--output", "-o", help="Output folder (created if missing); files are <stem>.png.")],
     overwrite: Overwrite = False,
+    max_pixels: MaxPixels = None,
 ) -> None:
     """Mod-crop and MATLAB-bicubic downscale (the EDSR benchmark recipe), bit-exact."""
     from sr_cli.data.benchmarks import downscale_file
+    from sr_cli.imageio.budget import pixel_budget
 
     if scale < 2:
         raise UsageError(f"--scale {scale}: give an integer factor of 2 or more")
+    budget = pixel_budget(max_pixels)  # a bad --max-pixels is refused before any folder is made
     pairs = plan(inputs, output, overwrite=overwrite)
     try:
         output.mkdir(parents=True, exist_ok=True)
@@ -60,7 +63,7 @@ def downscale(
     failures: list[SRError] = []
     for path, _ in pairs:
         try:
-            target = downscale_file(path, output, scale, overwrite=overwrite)
+            target = downscale_file(path, output, scale, overwrite=overwrite, budget=budget)
         except SRError as error:  # reported below; the other files still get done
             failures.append(error)
             stderr.print(f"error: {escape(str(error))}")

@@ -13,7 +13,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextC
 from rich.table import Table
 
 from sr_cli.cli.console import stderr, stdout
-from sr_cli.cli.options import Device, ResScale
+from sr_cli.cli.options import Device, MaxPixels, ResScale
 from sr_cli.defaults import DEFAULT_EVAL_MODELS, DEFAULT_EVAL_SCALE, DEFAULT_MODEL
 from sr_cli.errors import UsageError
 
@@ -146,16 +146,18 @@ def eval_command(
     rgb: Annotated[bool, typer.Option("--rgb", help="Score RGB instead of Y, border scale+6 (the EDSR DIV2K convention).")] = False,
     device: Device = "auto",
     res_scale: ResScale = None,
+    max_pixels: MaxPixels = None,
 ) -> None:
     """Measure PSNR/SSIM on benchmark sets, beside the published numbers."""
     from sr_cli.data.benchmarks import resolve_dataset
     from sr_cli.evaluate import EvalOptions, evaluate
+    from sr_cli.imageio.budget import pixel_budget
     from sr_cli.zoo import ModelSession
 
     session = ModelSession()  # each weights file is read once for the whole run
     models, scales = models_and_scales(model, scale)
     options = EvalOptions(protocol=protocol, ensemble=ensemble, crop=crop, rgb=rgb, save_dir=save_dir,
-                          device=device, res_scale=res_scale)
+                          device=device, res_scale=res_scale, budget=pixel_budget(max_pixels))
     results: list[EvalResult] = []
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=stderr, transient=True) as bar:

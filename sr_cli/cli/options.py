@@ -21,4 +21,7 @@ TrainDevice = Annotated[Optional[str], typer.Option("--device", help="auto | cpu
 ResScale = Annotated[Optional[float], typer.Option("--res-scale", help=RES_SCALE_HELP)]
 # `sr weights download/path/import`: a name such as `edsr` covers several files, one per scale.
 EntryScale = Annotated[Optional[float], typer.Option("--scale", "-s", help="Picks the entry for aliases such as `edsr`.")]
+# The pixel budget (sr_cli.imageio.budget) of every command that reads or makes images; its errors name this flag.
+MaxPixels = Annotated[Optional[str], typer.Option("--max-pixels", help=(
+    "Largest image read or made, in pixels (e.g. 800M; default 200M in, 500M out; env SR_MAX_PIXELS)."))]
 Overwrite = Annotated[bool, typer.Option("--overwrite", help="Replace outputs that exist (inputs are never replaced).")]

@@ -17,7 +17,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
 from sr_cli.cli.console import note, stderr, warn
-from sr_cli.cli.options import Device, Overwrite, ResScale
+from sr_cli.cli.options import Device, MaxPixels, Overwrite, ResScale
 from sr_cli.defaults import DEFAULT_MODEL
 from sr_cli.errors import UsageError
 
@@ -74,8 +74,7 @@ def upscale(
     alpha: Annotated[Optional[float], typer.Option("--alpha", min=0.0, max=1.0, help="Network interpolation PSNR (0) .. GAN (1), ESRGAN pairs.")] = None,
     res_scale: ResScale = None,
     json_records: Annotated[bool, typer.Option("--json", help="One JSON record per file on stdout.")] = False,
-    max_pixels: Annotated[Optional[str], typer.Option("--max-pixels", help=(
-        "Largest image read or made, in pixels (e.g. 800M; default 200M in, 500M out; env SR_MAX_PIXELS)."))] = None,
+    max_pixels: MaxPixels = None,
 ) -> None:
     """Upscale images with a super-resolution model."""
     from sr_cli.batch import ExistingPolicy, expand_inputs, output_bit_depth, plan_jobs

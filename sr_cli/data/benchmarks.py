@@ -36,6 +36,7 @@ from sr_cli.files.digest import ExpectedSha256
 from sr_cli.files.http import download_to
 from sr_cli.files.places import cache_root
 from sr_cli.imageio import is_readable_suffix
+from sr_cli.imageio.budget import PixelBudget
 from sr_cli.resize import downscale_like_benchmark
 
 if TYPE_CHECKING:
@@ -263,12 +264,15 @@ def _download_div2k_val(progress: Progress | None) -> Dataset:
     return Dataset(key="div2k-val", label=KNOWN_DATASETS["div2k-val"][0], hr_dir=hr_dir, lr_root=None)
 
 
-def read_rgb_or_gray(path: Path) -> np.ndarray:
+def read_rgb_or_gray(path: Path, budget: PixelBudget | None = None) -> np.ndarray:
     """An 8-bit image as uint8 HxWx3 (RGB) or HxW (grayscale); alpha is dropped, palettes expanded."""
     from PIL import Image, UnidentifiedImageError
 
+    from sr_cli.imageio.budget import check_input_size, pixel_budget
+
     try:
         with Image.open(path) as opened:
+            check_input_size(path, opened.width, opened.height, budget or pixel_budget())  # the header: nothing decoded
             opened.load()
             mode = opened.mode
             if mode in ("L", "LA") or (mode == "P" and _palette_is_gray(opened)):
@@ -285,14 +289,15 @@ def _palette_is_gray(image: PILImage.Image) -> bool:
     return bool(np.all(rgb[..., 0] == rgb[..., 1]) and np.all(rgb[..., 1] == rgb[..., 2]))
 
 
-def load_pair(image: BenchmarkImage, scale: int) -> ImagePair:
-    """HR cropped to LR size x scale, and the LR: shipped, or made with the MATLAB-exact downscaler."""
-    hr = read_rgb_or_gray(image.hr_path)
+def load_pair(image: BenchmarkImage, scale: int, budget: PixelBudget | None = None) -> ImagePair:
+    """HR cropped to LR size x scale, and the LR: shipped, or made with the MATLAB-exact downscaler.
+    ``budget``: the largest image read (default: SR_MAX_PIXELS or the defaults)."""
+    hr = read_rgb_or_gray(image.hr_path, budget)
     if image.lr_path is None:
         lr = downscale_like_benchmark(hr, scale)
         shipped = False
     else:
-        lr = read_rgb_or_gray(image.lr_path)
+        lr = read_rgb_or_gray(image.lr_path, budget)
         shipped = True
         if lr.ndim != hr.ndim:
             raise DatasetError(f"{image.lr_path}: {'gray' if lr.ndim == 2 else 'colour'} but its HR {image.hr_path.name} is not; "
@@ -307,12 +312,14 @@ def load_pair(image: BenchmarkImage, scale: int) -> ImagePair:
     return ImagePair(name=image.name, hr=hr[:height, :width], lr=lr, lr_is_shipped=shipped)
 
 
-def downscale_file(hr_path: Path, out_dir: Path, scale: int, *, overwrite: bool = False) -> Path:
+def downscale_file(hr_path: Path, out_dir: Path, scale: int, *, overwrite: bool = False,
+                   budget: PixelBudget | None = None) -> Path:
     """`sr downscale`: ``out_dir/<stem>.png`` = imresize(modcrop(HR, s), 1/s) like the benchmark LR files.
 
     8- and 16-bit, gray, RGB and alpha are kept (every channel is resized the same way, rounded per pass
     in the file's bit depth); ICC/EXIF/text travel with the pixels. Output is PNG (lossless) so the LR is
     exactly what the resize produced. Never overwrites an input; an existing output needs ``overwrite``.
+    ``budget``: the largest HR read (default: SR_MAX_PIXELS or the defaults); the LR is always smaller.
     """
     from sr_cli.errors import OutputError
     from sr_cli.imageio import read_image, write_image
@@ -324,7 +331,7 @@ def downscale_file(hr_path: Path, out_dir: Path, scale: int, *, overwrite: bool 
         raise OutputError(f"{target}: would overwrite the input; choose another -o folder")
     if target.exists() and not overwrite:
         raise OutputError(f"{target}: exists; pass --overwrite to replace it or choose another -o folder")
-    image = read_image(hr_path)
+    image = read_image(hr_path, budget=budget)
     pixels = image.pixels
     if pixels.shape[0] < scale or pixels.shape[1] < scale:
         raise InputError(f"{hr_path}: {pixels.shape[1]}x{pixels.shape[0]} is smaller than the scale {scale}")
