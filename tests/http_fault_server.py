@@ -178,6 +178,9 @@ class _Handler(BaseHTTPRequestHandler):
                 return self._status(416, head, path)
             status = 206
         body = data[start:]
+        # Logged before the client can see the answer: a client that moves on to its next source
+        # must never race this request's log line (the order of `requests` is what tests assert).
+        self._log(path, status)
         self.send_response(status)
         self.send_header("Content-Length", str(len(body)))
         self.send_header("Content-Type", "application/octet-stream")
@@ -195,7 +198,6 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header("Connection", "close")
             self.close_connection = True
         self.end_headers()
-        self._log(path, status)
         if head:
             return
         if fault == "truncate":
@@ -208,12 +210,12 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _status(self, code: int, head: bool, path: str) -> None:
         body = f"{code}\n".encode()
+        self._log(path, code)  # before the answer, as in _serve
         self.send_response(code)
         self.send_header("Content-Length", str(len(body)))
         if code == 404:
             self.send_header("X-Error-Code", "EntryNotFound")
         self.end_headers()
-        self._log(path, code)
         if not head:
             self.wfile.write(body)
 
