@@ -138,3 +138,45 @@ def test_the_cli_shows_a_library_warning_as_one_note(tmp_path: Path, capsys: pyt
     assert [str(w.message) for w in escaped if "Tag data" in str(w.message)] == []
     assert "in.jpg: the decoder warned: Tag data larger than file" in result.stderr
     assert "site-packages" not in result.stderr and "UserWarning" not in result.stderr
+
+
+def _pillow_rgb(path: Path) -> np.ndarray:
+    """The independent reference: Pillow's own RGB conversion (its warning about the EXIF is expected here)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with Image.open(path) as reference:
+            return np.asarray(reference.convert("RGB"))
+
+
+def test_benchmark_images_are_opened_like_any_input_and_decoded_as_before(tmp_path: Path) -> None:
+    """The eval reader refuses what read_image refuses, keeps the warnings in, and its pixels stay Pillow's own
+    conversion (the published scores were computed from exactly these)."""
+    from sr_cli.data.benchmarks import read_rgb_or_gray
+    from sr_cli.errors import InputError
+
+    with pytest.raises(InputError, match=r"is a character device \(/dev/zero, through a link\)"):
+        read_rgb_or_gray(_dev_zero(tmp_path))
+    path = tmp_path / "damaged_exif.jpg"
+    path.write_bytes(_jpeg_with_damaged_exif())
+    with warnings.catch_warnings(record=True) as escaped:
+        warnings.simplefilter("always")
+        pixels = read_rgb_or_gray(path)
+    assert [str(w.message) for w in escaped] == []
+    assert np.array_equal(pixels, _pillow_rgb(path))
+
+
+def test_training_images_are_opened_like_any_input(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from sr_cli.data.training import prepare_training_set
+    from sr_cli.errors import DatasetError
+
+    folder = tmp_path / "hr"
+    folder.mkdir()
+    (folder / "damaged_exif.jpg").write_bytes(_jpeg_with_damaged_exif())
+    with warnings.catch_warnings(record=True) as escaped:
+        warnings.simplefilter("always")
+        prepared = prepare_training_set(folder, (2,), kind="rgb", patch=2, cache_dir=tmp_path / "cache")
+    assert [str(w.message) for w in escaped] == []
+    assert np.array_equal(np.load(prepared.images[0].hr), _pillow_rgb(folder / "damaged_exif.jpg"))
+    monkeypatch.setenv("SR_MAX_PIXELS", "10")
+    with pytest.raises(DatasetError, match=r"damaged_exif\.jpg: 8x8 \(64 px\) is more than sr reads \(limit 10 px"):
+        prepare_training_set(folder, (2,), kind="rgb", patch=2, cache_dir=tmp_path / "other-cache")

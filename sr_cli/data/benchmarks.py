@@ -265,23 +265,21 @@ def _download_div2k_val(progress: Progress | None) -> Dataset:
 
 
 def read_rgb_or_gray(path: Path, budget: PixelBudget | None = None) -> np.ndarray:
-    """An 8-bit image as uint8 HxWx3 (RGB) or HxW (grayscale); alpha is dropped, palettes expanded."""
-    from PIL import Image, UnidentifiedImageError
+    """An 8-bit image as uint8 HxWx3 (RGB) or HxW (grayscale); alpha is dropped, palettes expanded.
 
-    from sr_cli.imageio.budget import check_input_size, pixel_budget
+    Opened as `read_image` opens files (a regular file, the header within `budget`, one InputError naming
+    it), but converted by Pillow alone, as the published scores were computed. The decoders' warnings are
+    caught and dropped: they concern metadata (EXIF, ICC) that scores never use."""
+    from sr_cli.imageio import open_image
 
-    try:
-        with Image.open(path) as opened:
-            check_input_size(path, opened.width, opened.height, budget or pixel_budget())  # the header: nothing decoded
-            opened.load()
-            mode = opened.mode
-            if mode in ("L", "LA") or (mode == "P" and _palette_is_gray(opened)):
-                return np.asarray(opened.convert("L"))
-            if mode in ("I;16", "I;16B", "I", "F"):
-                raise DatasetError(f"{path}: {mode} (16-bit/float) images are not benchmark data; give 8-bit images")
-            return np.asarray(opened.convert("RGB"))
-    except (OSError, UnidentifiedImageError) as error:
-        raise InputError(f"{path}: cannot read the image ({error}); check the file") from error
+    with open_image(path, budget=budget) as opened:
+        opened.load()
+        mode = opened.mode
+        if mode in ("L", "LA") or (mode == "P" and _palette_is_gray(opened)):
+            return np.asarray(opened.convert("L"))
+        if mode in ("I;16", "I;16B", "I", "F"):
+            raise DatasetError(f"{path}: {mode} (16-bit/float) images are not benchmark data; give 8-bit images")
+        return np.asarray(opened.convert("RGB"))
 
 
 def _palette_is_gray(image: PILImage.Image) -> bool:

@@ -22,13 +22,12 @@ from typing import Literal
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
 
 from sr_cli import resize
 from sr_cli.color import rgb_to_ycbcr_uint8
 from sr_cli.errors import DatasetError, InputError, OutputError
 from sr_cli.files.atomic import atomic_write
-from sr_cli.imageio import READABLE_SUFFIXES, is_readable_suffix
+from sr_cli.imageio import READABLE_SUFFIXES, is_readable_suffix, open_image
 
 # "rgb": LR RGB patch -> HR RGB patch (EDSR, MDSR, RRDB). "y-upscaled": bicubic-upscaled Y -> HR Y (VDSR).
 InputKind = Literal["rgb", "y-upscaled"]
@@ -90,15 +89,17 @@ def _save_npy_atomic(path: Path, array: np.ndarray) -> None:
 
 
 def _decode_rgb(path: Path) -> np.ndarray:
+    """Opened as `read_image` opens files (regular file, pixel budget, the decoders' warnings caught; they
+    concern metadata training never uses); a file that fails is a dataset problem, named, with the fix."""
     try:
-        with Image.open(path) as image:
+        with open_image(path) as image:
             if image.mode not in ("RGB", "L", "P", "RGBA", "LA", "I;16", "I"):
                 raise DatasetError(f"{path}: unsupported image mode {image.mode}; convert it to 8-bit RGB")
             if image.mode.startswith("I"):
                 raise DatasetError(f"{path}: 16-bit images are not supported for training; convert to 8-bit RGB")
             return np.asarray(image.convert("RGB"), dtype=np.uint8).copy()
-    except (UnidentifiedImageError, OSError) as error:
-        raise DatasetError(f"{path}: cannot decode the image ({error}); remove or re-save it") from None
+    except InputError as error:
+        raise DatasetError(str(error)) from None  # it names the file and the fix already
 
 
 def _image_key(path: Path) -> str:

@@ -10,7 +10,7 @@ from sr_cli.imageio.model import (
     format_for_write_suffix,
     is_readable_suffix,
 )
-from sr_cli.imageio.reader import read_image
+from sr_cli.imageio.reader import open_image, read_image
 from sr_cli.imageio.writer import to_bit_depth, write_image
 
 __all__ = [
@@ -22,6 +22,7 @@ __all__ = [
     "ImageMetadata",
     "format_for_write_suffix",
     "is_readable_suffix",
+    "open_image",
     "read_image",
     "to_bit_depth",
     "write_bytes_atomic",

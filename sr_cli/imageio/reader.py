@@ -63,20 +63,46 @@ def read_image(path: str | Path, *, budget: PixelBudget | None = None) -> Image:
     budget: the pixel limit (default: `--max-pixels` / SR_MAX_PIXELS via `pixel_budget()`)."""
     path = Path(path)
     budget = budget or pixel_budget()
-    data = read_regular(path, "an image", max_bytes=budget.input * MAX_BYTES_PER_PIXEL + METADATA_ALLOWANCE)
+    data = _read_bounded(path, budget)
     # TIFF decoders disagree on whether they apply the Orientation tag: decode an "upright" copy and
     # rotate once ourselves (the tag's value is read from the original bytes in _decode).
     pixel_data = tiff_with_orientation_reset(data)
     notes: list[str] = []
+    with _opened(path, data, budget, notes) as opened:
+        if pixel_data is data:  # not a TIFF with an Orientation tag: one decoder object for all
+            image = _decode(path, data, opened, opened)
+        else:
+            with PILImage.open(io.BytesIO(pixel_data)) as decodable:
+                image = _decode(path, pixel_data, opened, decodable)
+    image.notes[:0] = notes
+    return image
+
+
+@contextmanager
+def open_image(path: str | Path, *, budget: PixelBudget | None = None,
+               notes: list[str] | None = None) -> Iterator[PILImage.Image]:
+    """The file as a Pillow image, for readers with their own conversion rules (benchmark and training data),
+    behind the same checks as `read_image`: a regular file, its size and its header's within the budget,
+    the libraries' warnings collected into `notes` (dropped when None), one InputError naming the file."""
+    path = Path(path)
+    budget = budget or pixel_budget()
+    with _opened(path, _read_bounded(path, budget), budget, [] if notes is None else notes) as opened:
+        yield opened
+
+
+def _read_bounded(path: Path, budget: PixelBudget) -> bytes:
+    return read_regular(path, "an image", max_bytes=budget.input * MAX_BYTES_PER_PIXEL + METADATA_ALLOWANCE)
+
+
+@contextmanager
+def _opened(path: Path, data: bytes, budget: PixelBudget, notes: list[str]) -> Iterator[PILImage.Image]:
+    """Pillow's view of `data`, its header checked against `budget` before the caller decodes anything;
+    what goes wrong while the caller decodes inside the block becomes one InputError naming `path`."""
     try:
         with warnings_as_notes(notes), _pillow_limit(None), PILImage.open(io.BytesIO(data)) as opened:
             check_input_size(path, opened.width, opened.height, budget)  # the header only: nothing decoded yet
             PILImage.MAX_IMAGE_PIXELS = budget.input  # for what Pillow sizes later (GIF frames); restored on exit
-            if pixel_data is data:  # not a TIFF with an Orientation tag: one decoder object for all
-                image = _decode(path, data, opened, opened)
-            else:
-                with PILImage.open(io.BytesIO(pixel_data)) as decodable:
-                    image = _decode(path, pixel_data, opened, decodable)
+            yield opened
     except UnidentifiedImageError as error:
         raise InputError(f"{path}: not an image Pillow recognises (unknown format or damaged header); "
                          "check the file is PNG, JPEG, WebP, TIFF, BMP or GIF") from error
@@ -87,8 +113,6 @@ def read_image(path: str | Path, *, budget: PixelBudget | None = None) -> Image:
                          f"decompression bomb or a huge scan); {HOW_TO_RAISE}") from None
     except (OSError, SyntaxError, ValueError, EOFError) as error:
         raise InputError(f"{path}: not a readable image ({error}); check that the file is complete and is PNG, JPEG, WebP, TIFF, BMP or GIF") from error
-    image.notes[:0] = notes
-    return image
 
 
 @contextmanager
