@@ -21,7 +21,7 @@ from PIL import Image, ImageDraw
 from sr_cli.metrics import psnr, y_channel
 from sr_cli.resize import downscale_like_benchmark, imresize
 from sr_cli.train.loop import train
-from sr_cli.train.options import resolve_options
+from sr_cli.train.options import TrainOverrides, resolve_options
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -87,8 +87,8 @@ def main() -> None:
 
 def _train(args: argparse.Namespace, datasets: Path) -> float:
     shutil.rmtree(args.out, ignore_errors=True)
-    options = resolve_options(dict(model="edsr-baseline", scale=2, data=str(datasets / "b100" / "HR"),
-                                   val=str(datasets / "set5" / "HR"), out=str(args.out), steps=args.steps, batch=16,
+    options = resolve_options(TrainOverrides(model="edsr-baseline", scale=2, data=str(datasets / "b100" / "HR"),
+                                   val=str(datasets / "set5" / "HR"), out=args.out, steps=args.steps, batch=16,
                                    patch=24, lr=1e-3, ema=0.98, blocks=4, features=32, val_every=args.val_every,
                                    save_every=args.steps, log_every=10, device="cpu"))
     started = time.monotonic()

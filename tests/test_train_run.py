@@ -13,7 +13,7 @@ from train_support import tiny_options, write_images
 
 from sr_cli.errors import TrainingError, UsageError
 from sr_cli.train.loop import StepInfo, TrainCallbacks, train
-from sr_cli.train.options import resolve_options
+from sr_cli.train.options import TrainOverrides, resolve_options
 from sr_cli.weights.safetensors_io import read_safetensors, save_safetensors, sr_metadata
 
 
@@ -128,7 +128,7 @@ def test_esrgan_stage2_trains_both_networks(tmp_path: Path) -> None:
     save_safetensors(stage1, RRDBNet(params).state_dict(), sr_metadata("rrdb", params))
     notes: list[str] = []
     out = tmp_path / "gan"
-    options = resolve_options(dict(model="esrgan", scale=4, data=str(data), out=str(out), val="none",
+    options = resolve_options(TrainOverrides(model="esrgan", scale=4, data=str(data), out=out, val="none",
                                    steps=2, batch=1, blocks=1, features=8, init=str(stage1), random_vgg=True,
                                    save_every=1, log_every=1, device="cpu"))
     after_first: dict[str, Any] = {}

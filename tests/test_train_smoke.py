@@ -31,7 +31,7 @@ from sr_cli.archs.runtime import SRNet
 from sr_cli.metrics import psnr, y_channel
 from sr_cli.resize import downscale_like_benchmark, imresize
 from sr_cli.train.loop import train
-from sr_cli.train.options import resolve_options
+from sr_cli.train.options import TrainOverrides, resolve_options
 from sr_cli.weights.safetensors_io import read_safetensors
 
 STEPS = 400
@@ -54,10 +54,10 @@ def _set5_psnr(hr_dir: Path, upscale: Callable[[np.ndarray], np.ndarray]) -> flo
 @pytest.mark.slow
 def test_small_edsr_beats_bicubic_on_set5(datasets_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "smoke"
-    options = resolve_options(dict(model="edsr-baseline", scale=2, data=str(datasets_dir / "b100" / "HR"),
-                                   val=str(datasets_dir / "set5" / "HR"), out=str(out), steps=STEPS, batch=16,
-                                   patch=24, lr=1e-3, ema=0.98, blocks=4, features=32, val_every=STEPS,
-                                   save_every=STEPS, log_every=50, device="cpu"))
+    options = resolve_options(TrainOverrides(model="edsr-baseline", scale=2, data=str(datasets_dir / "b100" / "HR"),
+                                             val=str(datasets_dir / "set5" / "HR"), out=out, steps=STEPS, batch=16,
+                                             patch=24, lr=1e-3, ema=0.98, blocks=4, features=32, val_every=STEPS,
+                                             save_every=STEPS, log_every=50, device="cpu"))
     result = train(options)
     assert result.exported is not None
     tensors, metadata = read_safetensors(result.exported)

@@ -1,13 +1,14 @@
 """Helpers shared by the tests/test_train*.py files: tiny HR image folders and tiny run options."""
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from PIL import Image
 
-from sr_cli.train.options import TrainOptions, resolve_options
+from sr_cli.train.options import TrainOptions, TrainOverrides, resolve_options
 
 
 def write_images(folder: Path, count: int = 3, size: tuple[int, int] = (40, 48), seed: int = 0) -> Path:
@@ -21,13 +22,14 @@ def write_images(folder: Path, count: int = 3, size: tuple[int, int] = (40, 48),
     return folder
 
 
-def tiny_options(data: Path, out: Path, **overrides: Any) -> TrainOptions:
-    """A seconds-long EDSR x2 run: 2 blocks of 8 features, batch 4 of 8x8 LR patches, no validation."""
-    flags: dict[str, Any] = dict(model="edsr-baseline", scale=2, data=str(data), out=str(out), val="none", steps=4,
-                                 batch=4, patch=8, blocks=2, features=8, workers=0, log_every=1, save_every=100,
-                                 val_every=100, device="cpu")
-    flags.update(overrides)
-    return resolve_options(flags)
+def tiny_options(data: Path, out: Path, **changes: Any) -> TrainOptions:
+    """A seconds-long EDSR x2 run: 2 blocks of 8 features, batch 4 of 8x8 LR patches, no validation.
+
+    `changes` replace fields of those TrainOverrides (None: not given, so the recipe decides)."""
+    tiny = TrainOverrides(model="edsr-baseline", scale=2, data=str(data), out=out, val="none", steps=4, batch=4,
+                          patch=8, blocks=2, features=8, workers=0, log_every=1, save_every=100, val_every=100,
+                          device="cpu")
+    return resolve_options(replace(tiny, **changes))
 
 
 def ddp_worker(rank: int, world_size: int, port: int, data: str, out: str, overrides: dict[str, Any]) -> None:

@@ -121,13 +121,14 @@ def train_command(
 ) -> None:
     """Train a model with its paper's recipe; exports runs/NAME/model.safetensors."""
     from sr_cli.train.loop import TrainCallbacks, train
-    from sr_cli.train.options import resolve_options
+    from sr_cli.train.options import TrainOverrides, resolve_options
 
-    flags: dict[str, object] = dict(model=model, scale=scale, data=data, val=val, out=None if out is None else str(out), steps=steps,
-                 batch=batch, patch=patch, lr=lr, init=init, resume=resume, amp=amp, ema=ema, seed=seed,
-                 workers=workers, val_every=val_every, save_every=save_every, log_every=log_every, device=device,
-                 blocks=blocks, features=features, clip_theta=clip_theta,
-                 vgg_weights=None if vgg_weights is None else str(vgg_weights), random_vgg=random_vgg)
+    flags = TrainOverrides(
+        model=model, scale=scale, data=data, out=out, val=val, steps=steps, batch=batch, patch=patch, lr=lr,
+        init=init, resume=resume, amp=amp, ema=ema, seed=seed, workers=workers, val_every=val_every,
+        save_every=save_every, log_every=log_every, device=device, blocks=blocks, features=features,
+        clip_theta=clip_theta, vgg_weights=vgg_weights, random_vgg=random_vgg,
+    )
     options = resolve_options(flags, config)
     is_main = int(os.environ.get("RANK", "0")) == 0
     if not is_main:

@@ -54,7 +54,7 @@ from sr_cli.train.export import EXPORT_NAME, export_model
 from sr_cli.train.initialize import initialise_from, read_init_source
 from sr_cli.train.losses import pixel_loss, ragan_discriminator_loss, ragan_generator_loss
 from sr_cli.train.network import TrainNet, build_network, params_to_json
-from sr_cli.train.options import TrainOptions, vdsr_default_steps
+from sr_cli.train.options import TrainOptions, updates_per_epoch
 from sr_cli.train.perceptual import (
     VGG19_FILENAME,
     VGG19_SHA256,
@@ -169,16 +169,7 @@ def _run(options: TrainOptions, context: DistContext, callbacks: TrainCallbacks)
     with distributed.together(context):
         if main:  # only now: a run that fails on its data leaves no empty run folder behind
             run_dir.mkdir(parents=True, exist_ok=True)
-    total = options.steps
-    lr_every = recipe.lr_every
-    if recipe.lr_every_epochs:  # a schedule in epochs of the patch grid (VDSR): known only now
-        grid = train_set.patch_grid_size(options.patch)
-        updates_per_epoch = max(1, math.ceil(grid / options.batch))
-        lr_every = recipe.lr_every_epochs * updates_per_epoch
-        if total == 0:
-            total = vdsr_default_steps(grid, options.batch)
-        say(f"{descriptor_for(recipe.family).label} epoch = {grid} patches = {updates_per_epoch} updates; "
-            f"lr / 10 every {lr_every} updates")
+    total, lr_every = _length_and_decay(options, train_set, say)
 
     _seed_everything(options.seed)
     parts = _build_parts(options, context, lr_every, say)
@@ -289,6 +280,27 @@ def _seed_everything(seed: int) -> None:
 # --- data -----------------------------------------------------------------------------------------------
 
 
+def _length_and_decay(options: TrainOptions, train_set: TrainingSet,
+                      say: Callable[[str], None]) -> tuple[int, int | None]:
+    """(total updates, lr decay every N updates or None for milestones). A recipe counted in epochs
+    (VDSR: one epoch = one pass over the non-overlapping patch grid) is converted once the data is known."""
+    recipe = options.recipe
+    if recipe.epochs is None and recipe.lr_every_epochs is None:
+        assert options.steps is not None  # Recipe.__post_init__: steps or epochs
+        return options.steps, recipe.lr_every
+    grid = train_set.patch_grid_size(options.patch)
+    per_epoch = updates_per_epoch(grid, options.batch)
+    if options.steps is not None:
+        total = options.steps
+    else:
+        assert recipe.epochs is not None  # Recipe.__post_init__: steps or epochs
+        total = recipe.epochs * per_epoch
+    lr_every = recipe.lr_every if recipe.lr_every_epochs is None else recipe.lr_every_epochs * per_epoch
+    decay = f"lr x {recipe.lr_gamma:g} every {lr_every} updates" if lr_every is not None else "lr at milestones"
+    say(f"{descriptor_for(recipe.family).label}: one epoch = {grid} patches = {per_epoch} updates; {decay}")
+    return total, lr_every
+
+
 def _prepare_data(options: TrainOptions, context: DistContext,
                   callbacks: TrainCallbacks) -> tuple[TrainingSet, TrainingSet | None]:
     kind = descriptor_for(options.recipe.family).input_kind
@@ -339,7 +351,7 @@ def _state_copy(module: nn.Module) -> dict[str, Tensor]:
     return {k: v.detach().clone() for k, v in module.state_dict().items()}
 
 
-def _build_parts(options: TrainOptions, context: DistContext, lr_every: int, say: Callable[[str], None]) -> _Parts:
+def _build_parts(options: TrainOptions, context: DistContext, lr_every: int | None, say: Callable[[str], None]) -> _Parts:
     recipe = options.recipe
     module, params = build_network(options)
     module.to(context.device)

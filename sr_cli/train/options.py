@@ -1,8 +1,10 @@
 """`sr train` options: command-line flags over an optional TOML file over the recipe's defaults.
 
-No config framework: a flat table of known keys, each with its type. A flag the user typed wins over
-the file, the file wins over the recipe (recipes.py). Unknown keys and wrong types are usage errors
-that name the file and the key.
+No config framework: `TrainOverrides` is the one declaration of what a user may set (the CLI fills it
+from flags, `read_toml` from the file, checked against the same fields and types); None = not given. A
+flag the user typed wins over the file, the file wins over the recipe (recipes.py). `resolve_options`
+turns them into `TrainOptions`, every value decided and validated. Unknown keys and wrong types are usage
+errors that name the file and the key.
 """
 from __future__ import annotations
 
@@ -10,29 +12,100 @@ import math
 import os
 import stat
 import tomllib
-from dataclasses import dataclass, fields
+import types
+import typing
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar, cast
 
 from sr_cli.archs.descriptor import TrainSizes
 from sr_cli.archs.families import descriptor_for
 from sr_cli.errors import UsageError
-from sr_cli.train.recipes import VDSR_EPOCHS, Recipe, default_patch, recipe_for
+from sr_cli.train.recipes import Recipe, default_patch, recipe_for
 
 AmpMode = Literal["off", "bf16", "fp16"]
+_AMP_MODES: dict[str, AmpMode] = {"off": "off", "bf16": "bf16", "fp16": "fp16"}
+_T = TypeVar("_T")
+
+
+@dataclass(frozen=True)
+class TrainOverrides:
+    """What the user set, on the command line or in the --config file; None = not given.
+
+    The CLI flag of a field is its name with "_" -> "-"; the TOML key may use either spelling.
+    """
+
+    model: str | None = None
+    scale: int | None = None
+    data: str | None = None  # a folder of HR images or "div2k"
+    out: Path | None = None
+    val: str | None = None  # a benchmark name, a folder of HR images, or "none"
+    steps: int | None = None
+    batch: int | None = None
+    patch: int | None = None
+    lr: float | None = None
+    init: str | None = None
+    resume: bool | None = None
+    amp: str | None = None
+    ema: float | None = None
+    seed: int | None = None
+    workers: int | None = None
+    val_every: int | None = None
+    save_every: int | None = None
+    log_every: int | None = None
+    device: str | None = None
+    blocks: int | None = None
+    features: int | None = None
+    clip_theta: float | None = None
+    vgg_weights: Path | None = None
+    random_vgg: bool | None = None
+
+    def __post_init__(self) -> None:
+        # Python callers (tests, bench/) get a clear error for out="runs/x" instead of a failure deep in the loop.
+        for name, value_type in _VALUE_TYPES.items():
+            value = getattr(self, name)
+            if value is not None and not _is_instance(value, value_type):
+                raise TypeError(f"TrainOverrides.{name} must be {value_type.__name__} or None, got {value!r}")
+
+    def over(self, base: TrainOverrides) -> TrainOverrides:
+        """`base` with every value given here put over it (flags over the file)."""
+        given = {field.name: getattr(self, field.name) for field in fields(self) if getattr(self, field.name) is not None}
+        return replace(base, **given)
+
+
+OPTION_KEYS: tuple[str, ...] = tuple(field.name for field in fields(TrainOverrides))
+
+
+def _value_type(name: str) -> type:
+    """The type a TrainOverrides field holds when given: `int | None` -> int."""
+    annotation = typing.get_type_hints(TrainOverrides)[name]
+    given = [arg for arg in typing.get_args(annotation) if arg is not type(None)]
+    assert isinstance(annotation, types.UnionType) and len(given) == 1, f"{name}: declare it as `T | None`"
+    value_type = given[0]
+    assert isinstance(value_type, type)
+    return value_type
+
+
+_VALUE_TYPES: dict[str, type] = {name: _value_type(name) for name in OPTION_KEYS}
+
+
+def _is_instance(value: object, value_type: type) -> bool:
+    """isinstance without Python's two surprises for options: bool is not an int, an int is a fine float."""
+    if isinstance(value, bool) and value_type is not bool:
+        return False
+    return isinstance(value, value_type) or (value_type is float and isinstance(value, int))
 
 
 @dataclass(frozen=True)
 class TrainOptions:
-    """Everything one run needs, resolved and validated. `steps` may be 0 only for VDSR before the
-    data is known (then it is VDSR_EPOCHS epochs, fixed by `loop` once the patch grid is counted)."""
+    """Everything one run needs, resolved and validated."""
 
     model: str
     scales: tuple[int, ...]  # trained scales: one, or MDSR/VDSR's several
     data: str  # a folder of HR images or "div2k"
     out: Path  # runs/NAME
     val: str | None  # a benchmark name (set5, set14, b100), a folder of HR images, or None
-    steps: int
+    steps: int | None  # None: the recipe's epochs, counted by `loop` once the patch grid is known (VDSR)
     batch: int  # global batch: split across torchrun processes
     patch: int
     lr: float
@@ -64,19 +137,11 @@ class TrainOptions:
         return self.scales[0]
 
 
-# key -> type; the CLI flag is the key with "_" -> "-", the TOML key may use either spelling.
-_FIELD_TYPES: dict[str, type] = {
-    "model": str, "scale": int, "data": str, "out": str, "val": str, "steps": int, "batch": int,
-    "patch": int, "lr": float, "init": str, "resume": bool, "amp": str, "ema": float, "seed": int,
-    "workers": int, "val_every": int, "save_every": int, "log_every": int, "device": str, "blocks": int,
-    "features": int, "clip_theta": float, "vgg_weights": str, "random_vgg": bool,
-}
-OPTION_KEYS: tuple[str, ...] = tuple(_FIELD_TYPES)
 MAX_CONFIG_BYTES = 1024 * 1024  # a real options file is a few hundred bytes
 
 
-def read_toml(path: Path) -> dict[str, object]:
-    """The options table of a TOML file (top level, or a [train] table), keys normalised to snake_case."""
+def read_toml(path: Path) -> TrainOverrides:
+    """The options of a TOML file (top level, or a [train] table), checked against TrainOverrides' fields."""
     document = _parse_toml(path)
     table = document.get("train", document)
     if not isinstance(table, dict):
@@ -84,15 +149,11 @@ def read_toml(path: Path) -> dict[str, object]:
     values: dict[str, object] = {}
     for raw_key, value in table.items():
         key = raw_key.replace("-", "_")
-        if key not in _FIELD_TYPES:
+        if key not in _VALUE_TYPES:
             raise UsageError(f"--config {path}: unknown option {raw_key!r}; known: {', '.join(OPTION_KEYS)}")
-        expected = _FIELD_TYPES[key]
-        if expected is float and isinstance(value, int) and not isinstance(value, bool):
-            value = float(value)
-        if not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
-            raise UsageError(f"--config {path}: {raw_key} must be a {expected.__name__}, got {value!r}")
-        values[key] = value
-    return values
+        values[key] = _toml_value(path, raw_key, value, _VALUE_TYPES[key])
+    # Each value was checked against its field's type just above; mypy cannot see that through a dict.
+    return TrainOverrides(**cast(dict[str, Any], values))
 
 
 def _parse_toml(path: Path) -> dict[str, object]:
@@ -121,70 +182,70 @@ def _parse_toml(path: Path) -> dict[str, object]:
         raise UsageError(f"--config {path}: not valid TOML ({error}); fix the file") from None
 
 
-def resolve_options(flags: dict[str, object], config: Path | None = None) -> TrainOptions:
-    """Merge flags (None = not given) over the TOML file over the recipe defaults, then validate."""
-    unknown = set(flags) - set(_FIELD_TYPES)
-    if unknown:
-        raise UsageError(f"unknown training options: {', '.join(sorted(unknown))}")
-    merged: dict[str, object] = read_toml(config) if config is not None else {}
-    merged.update({key: value for key, value in flags.items() if value is not None})
+def _toml_value(path: Path, key: str, value: object, field_type: type) -> object:
+    """`value` as the field's type: an int is accepted for a float, a string for a path; nothing else converts."""
+    if field_type is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    toml_type = str if field_type is Path else field_type
+    if not _is_instance(value, toml_type):
+        raise UsageError(f"--config {path}: {key} must be a {toml_type.__name__}, got {value!r}")
+    return Path(value) if field_type is Path and isinstance(value, str) else value
 
-    def get(key: str, default: object = None) -> Any:  # a TOML or flag value; converted where it is read
-        return merged.get(key, default)
 
-    for required in ("model", "data", "out"):
-        if get(required) is None:
-            raise UsageError(f"--{required} is required (on the command line or in the --config file)")
-    recipe = recipe_for(str(get("model")))
-    given_steps = get("steps")
-    if isinstance(given_steps, int) and given_steps < 1:  # 0 is the VDSR recipe's own "epochs" marker, not a value to type
-        raise UsageError(f"--steps must be at least 1, got {given_steps}"
-                         + (f" (leave it out for VDSR's {VDSR_EPOCHS} epochs)" if recipe.family == "vdsr" else ""))
-    scales = _scales(recipe, get("scale"))
-    first_scale = scales[0]
-    amp = str(get("amp", "off"))
-    if amp not in ("off", "bf16", "fp16"):
+def _or(value: _T | None, default: _T) -> _T:
+    return default if value is None else value
+
+
+def resolve_options(flags: TrainOverrides, config: Path | None = None) -> TrainOptions:
+    """Flags (None = not given) over the TOML file over the recipe defaults, then validated."""
+    given = flags.over(read_toml(config)) if config is not None else flags
+    if given.model is None or given.data is None or given.out is None:
+        missing = next(name for name in ("model", "data", "out") if getattr(given, name) is None)
+        raise UsageError(f"--{missing} is required (on the command line or in the --config file)")
+    recipe = recipe_for(given.model)
+    scales = _scales(recipe, given.scale)
+    amp = _or(given.amp, "off")
+    if amp not in _AMP_MODES:
         raise UsageError(f"--amp must be off, bf16 or fp16, got {amp!r}")
-    val = get("val", "set5")
-    ema = get("ema")
+    val = _or(given.val, "set5")
     options = TrainOptions(
         model=recipe.name,
         scales=scales,
-        data=str(get("data")),
-        out=Path(str(get("out"))),
-        val=None if val in (None, "", "none") else str(val),
-        steps=int(get("steps", recipe.steps)),
-        batch=int(get("batch", recipe.batch)),
-        patch=int(get("patch", default_patch(recipe, first_scale))),
-        lr=float(get("lr", recipe.lr)),
-        init=None if get("init") in (None, "") else str(get("init")),
-        resume=bool(get("resume", False)),
-        amp=amp,  # type: ignore[arg-type]
-        ema=None if ema is None else float(ema),
-        seed=int(get("seed", 0)),
-        workers=int(get("workers", 0)),
-        val_every=int(get("val_every", 1000)),
-        save_every=int(get("save_every", 1000)),
-        log_every=int(get("log_every", 10)),
-        device=str(get("device", "auto")),
-        blocks=int(get("blocks", recipe.blocks)),
-        features=int(get("features", recipe.features)),
-        clip_theta=float(get("clip_theta", recipe.clip_theta)),
-        vgg_weights=None if get("vgg_weights") is None else Path(str(get("vgg_weights"))),
-        random_vgg=bool(get("random_vgg", False)),
+        data=given.data,
+        out=given.out,
+        val=None if val in ("", "none") else val,
+        steps=_or(given.steps, recipe.steps),
+        batch=_or(given.batch, recipe.batch),
+        patch=_or(given.patch, default_patch(recipe, scales[0])),
+        lr=_or(given.lr, recipe.lr),
+        init=None if given.init == "" else given.init,
+        resume=_or(given.resume, False),
+        amp=_AMP_MODES[amp],
+        ema=given.ema,
+        seed=_or(given.seed, 0),
+        workers=_or(given.workers, 0),
+        val_every=_or(given.val_every, 1000),
+        save_every=_or(given.save_every, 1000),
+        log_every=_or(given.log_every, 10),
+        device=_or(given.device, "auto"),
+        blocks=_or(given.blocks, recipe.blocks),
+        features=_or(given.features, recipe.features),
+        clip_theta=_or(given.clip_theta, recipe.clip_theta),
+        vgg_weights=given.vgg_weights,
+        random_vgg=_or(given.random_vgg, False),
     )
     _validate(options, recipe)
     return options
 
 
-def _scales(recipe: Recipe, scale: object) -> tuple[int, ...]:
+def _scales(recipe: Recipe, scale: int | None) -> tuple[int, ...]:
     if scale is None:
         if recipe.multi_scale:
             return recipe.scales
         raise UsageError(f"--scale is required for --model {recipe.name} (one of {list(recipe.scales)})")
     if scale not in recipe.scales:
         raise UsageError(f"--model {recipe.name} trains scales {sorted(recipe.scales)}, not --scale {scale}")
-    return (int(scale),)
+    return (scale,)
 
 
 def _validate(options: TrainOptions, recipe: Recipe) -> None:
@@ -194,9 +255,9 @@ def _validate(options: TrainOptions, recipe: Recipe) -> None:
     for flag, value in positive.items():
         if value < 1:
             raise UsageError(f"{flag} must be at least 1, got {value}")
-    # 0 = "the recipe's epoch count", known once the data is: only for recipes that count in epochs (VDSR)
-    if options.steps < 0 or (options.steps == 0 and not recipe.lr_every_epochs):
-        raise UsageError(f"--steps must be at least 1, got {options.steps}")
+    if options.steps is not None and options.steps < 1:
+        by_epochs = f" (leave it out for {recipe.name}'s {recipe.epochs} epochs)" if recipe.epochs is not None else ""
+        raise UsageError(f"--steps must be at least 1, got {options.steps}{by_epochs}")
     if not math.isfinite(options.lr) or options.lr <= 0:
         raise UsageError(f"--lr must be a positive number, got {options.lr}")
     if options.ema is not None and not 0.0 < options.ema < 1.0:
@@ -208,9 +269,10 @@ def _validate(options: TrainOptions, recipe: Recipe) -> None:
     if recipe.needs_init and options.init is None and not options.resume:
         raise UsageError(f"--model {recipe.name} starts from a stage-1 model: pass --init with an "
                          f"esrgan-psnr checkpoint (runs/NAME/model.safetensors) or a zoo name")
-    if recipe.gan and options.patch * options.scale != 128:
-        raise UsageError(f"--model {recipe.name}: the discriminator sees 128x128 HR patches, so --patch must be "
-                         f"{128 // options.scale} at x{options.scale}, got {options.patch}")
+    if recipe.gan and recipe.hr_patch is not None and options.patch * options.scale != recipe.hr_patch:
+        side = recipe.hr_patch
+        raise UsageError(f"--model {recipe.name}: the discriminator sees {side}x{side} HR patches, so --patch must be "
+                         f"{side // options.scale} at x{options.scale}, got {options.patch}")
     descriptor = descriptor_for(recipe.family)
     if descriptor.train_params is not None:
         sizes = TrainSizes(options.blocks, options.features, options.scales, recipe.res_scale)
@@ -223,9 +285,9 @@ def _validate(options: TrainOptions, recipe: Recipe) -> None:
         raise UsageError("--random-vgg and --vgg-weights contradict each other; pass one")
 
 
-def vdsr_default_steps(patches_per_epoch: int, batch: int) -> int:
-    """VDSR_EPOCHS epochs of `patches_per_epoch` patches, in updates of `batch` patches."""
-    return VDSR_EPOCHS * max(1, math.ceil(patches_per_epoch / batch))
+def updates_per_epoch(patches_per_epoch: int, batch: int) -> int:
+    """Optimizer updates in one pass over `patches_per_epoch` patches, `batch` at a time (at least 1)."""
+    return max(1, math.ceil(patches_per_epoch / batch))
 
 
 def option_names() -> list[str]:

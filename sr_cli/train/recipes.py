@@ -22,8 +22,8 @@ is only where the defaults come from. Sources (cited again in docs/train.md):
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, Literal
+from dataclasses import dataclass, replace
+from typing import Literal
 
 from sr_cli.archs.descriptor import FamilyName
 from sr_cli.errors import UsageError
@@ -31,9 +31,14 @@ from sr_cli.errors import UsageError
 OptimizerName = Literal["adam", "sgd"]
 PixelLoss = Literal["l1", "mse", "l2"]  # l2: VDSR's (1/2) ||r - f(x)||^2 per sample, averaged over the batch
 
+# The discriminator's input side (ESRGAN: "128x128 HR patches"); its linear layer is sized for it.
+DISCRIMINATOR_HR_PATCH = 128
+
 
 @dataclass(frozen=True)
 class Recipe:
+    """One paper's training recipe. None means "not a number of this recipe", never a hidden 0."""
+
     name: str  # the --model value
     family: FamilyName  # a family whose descriptor has train_params
     scales: tuple[int, ...]  # scales the recipe can train (MDSR/VDSR: all of them at once)
@@ -41,21 +46,23 @@ class Recipe:
     blocks: int  # residual blocks (EDSR/MDSR), RRDBs, or conv layers (VDSR)
     features: int
     res_scale: float  # EDSR residual scaling (1.0 where the paper uses none)
-    patch: int  # LR patch side (VDSR: side of the bicubic-upscaled input patch); 0 = 128 // scale
+    patch: int | None  # LR patch side (VDSR: side of the bicubic-upscaled input patch); None: hr_patch // scale
+    hr_patch: int | None  # fixed HR patch side instead (ESRGAN: the discriminator's 128); None: from `patch`
     batch: int
-    steps: int  # total optimizer updates
+    steps: int | None  # total optimizer updates; None: `epochs` passes over the patch grid (VDSR)
+    epochs: int | None  # the length in epochs, when `steps` is None (counted once the data is known)
     optimizer: OptimizerName
     lr: float
     betas: tuple[float, float]
     eps: float
     momentum: float  # SGD only
     weight_decay: float
-    lr_milestones: tuple[int, ...]  # explicit milestones, used when lr_every is 0
-    lr_every: int  # multiply lr by lr_gamma every this many updates (0: use lr_milestones)
-    lr_every_epochs: int  # VDSR: every this many epochs of the patch grid (converted once data is known)
-    lr_gamma: float
+    lr_gamma: float  # the lr is multiplied by this at each decay
+    lr_every: int | None  # decay every this many updates (EDSR, ESRGAN stage 1)
+    lr_every_epochs: int | None  # decay every this many epochs of the patch grid (VDSR)
+    lr_milestones: tuple[int, ...]  # decay at these updates instead (ESRGAN stage 2)
     pixel_loss: PixelLoss
-    clip_theta: float  # VDSR adjustable gradient clipping: clip to [-theta/lr, theta/lr]; 0 = off
+    clip_theta: float  # VDSR adjustable gradient clipping: clip to [-theta/lr, theta/lr]; 0 = off (a user option)
     gan: bool  # ESRGAN stage 2: discriminator + perceptual + RaGAN
     needs_init: bool  # stage 2 starts from a stage-1 checkpoint
     perceptual_weight: float = 1.0
@@ -63,48 +70,56 @@ class Recipe:
     pixel_weight: float = 1e-2
     source: str = ""
 
+    def __post_init__(self) -> None:
+        # Exactly one way to know each number: a recipe that left two open (or none) is a programming error.
+        if (self.patch is None) == (self.hr_patch is None):
+            raise ValueError(f"recipe {self.name}: give exactly one of patch and hr_patch")
+        if (self.steps is None) == (self.epochs is None):
+            raise ValueError(f"recipe {self.name}: give exactly one of steps and epochs")
+        decays = [self.lr_every is not None, self.lr_every_epochs is not None, bool(self.lr_milestones)]
+        if sum(decays) != 1:
+            raise ValueError(f"recipe {self.name}: give exactly one of lr_every, lr_every_epochs, lr_milestones")
+        if self.lr_every_epochs is not None and self.epochs is None:
+            raise ValueError(f"recipe {self.name}: lr_every_epochs needs an epoch-based recipe")
 
-_EDSR_COMMON: dict[str, Any] = dict(  # the shared EDSR/MDSR values (typed once Recipe is built with replace())
-    scales=(2, 3, 4), patch=48, batch=16, steps=300_000, optimizer="adam", lr=1e-4, betas=(0.9, 0.999),
-    eps=1e-8, momentum=0.0, weight_decay=0.0, lr_milestones=(), lr_every=200_000, lr_every_epochs=0,
-    lr_gamma=0.5, pixel_loss="l1", clip_theta=0.0, gan=False, needs_init=False,
+
+EDSR_BASELINE = Recipe(
+    name="edsr-baseline", family="edsr", scales=(2, 3, 4), multi_scale=False, blocks=16, features=64,
+    res_scale=1.0, patch=48, hr_patch=None, batch=16, steps=300_000, epochs=None, optimizer="adam", lr=1e-4,
+    betas=(0.9, 0.999), eps=1e-8, momentum=0.0, weight_decay=0.0, lr_gamma=0.5, lr_every=200_000,
+    lr_every_epochs=None, lr_milestones=(), pixel_loss="l1", clip_theta=0.0, gan=False, needs_init=False,
+    source="Lim et al. 2017, Sec. 4.2",
+)
+ESRGAN_PSNR = Recipe(
+    name="esrgan-psnr", family="rrdb", scales=(4, 2), multi_scale=False, blocks=23, features=64, res_scale=1.0,
+    patch=None, hr_patch=DISCRIMINATOR_HR_PATCH, batch=16, steps=1_000_000, epochs=None, optimizer="adam",
+    lr=2e-4, betas=(0.9, 0.999), eps=1e-8, momentum=0.0, weight_decay=0.0, lr_gamma=0.5, lr_every=200_000,
+    lr_every_epochs=None, lr_milestones=(), pixel_loss="l1", clip_theta=0.0, gan=False, needs_init=False,
+    source="Wang et al. 2018, Sec. 4.1",
 )
 
 RECIPES: dict[str, Recipe] = {
-    "edsr-baseline": Recipe(name="edsr-baseline", family="edsr", multi_scale=False, blocks=16, features=64,
-                            res_scale=1.0, source="Lim et al. 2017, Sec. 4.2", **_EDSR_COMMON),
-    "edsr": Recipe(name="edsr", family="edsr", multi_scale=False, blocks=32, features=256, res_scale=0.1,
-                   source="Lim et al. 2017, Sec. 3.1 + 4.2", **_EDSR_COMMON),
-    "mdsr-baseline": Recipe(name="mdsr-baseline", family="mdsr", multi_scale=True, blocks=16, features=64,
-                            res_scale=1.0, source="Lim et al. 2017, Sec. 3.2 + 4.2", **_EDSR_COMMON),
-    "mdsr": Recipe(name="mdsr", family="mdsr", multi_scale=True, blocks=80, features=64, res_scale=1.0,
-                   source="Lim et al. 2017, Sec. 3.2 + 4.2", **_EDSR_COMMON),
-    "vdsr": Recipe(
-        name="vdsr", family="vdsr", scales=(2, 3, 4), multi_scale=True, blocks=20, features=64, res_scale=1.0,
-        patch=41, batch=64, steps=0, optimizer="sgd", lr=0.1, betas=(0.9, 0.999), eps=1e-8, momentum=0.9,
-        weight_decay=1e-4, lr_milestones=(), lr_every=0, lr_every_epochs=20, lr_gamma=0.1, pixel_loss="l2",
-        clip_theta=0.4, gan=False, needs_init=False, source="Kim et al. 2016, Sec. 3.2-4.1",
-    ),
-    "esrgan-psnr": Recipe(
-        name="esrgan-psnr", family="rrdb", scales=(4, 2), multi_scale=False, blocks=23, features=64,
-        res_scale=1.0, patch=0, batch=16, steps=1_000_000, optimizer="adam", lr=2e-4, betas=(0.9, 0.999),
-        eps=1e-8, momentum=0.0, weight_decay=0.0, lr_milestones=(), lr_every=200_000, lr_every_epochs=0,
-        lr_gamma=0.5, pixel_loss="l1", clip_theta=0.0, gan=False, needs_init=False,
-        source="Wang et al. 2018, Sec. 4.1",
-    ),
-    "esrgan": Recipe(
-        name="esrgan", family="rrdb", scales=(4, 2), multi_scale=False, blocks=23, features=64, res_scale=1.0,
-        patch=0, batch=16, steps=400_000, optimizer="adam", lr=1e-4, betas=(0.9, 0.999), eps=1e-8,
-        momentum=0.0, weight_decay=0.0, lr_milestones=(50_000, 100_000, 200_000, 300_000), lr_every=0,
-        lr_every_epochs=0, lr_gamma=0.5, pixel_loss="l1", clip_theta=0.0, gan=True, needs_init=True,
-        source="Wang et al. 2018, Sec. 3.2, 3.3, 4.1",
-    ),
+    recipe.name: recipe for recipe in (
+        EDSR_BASELINE,
+        replace(EDSR_BASELINE, name="edsr", blocks=32, features=256, res_scale=0.1,
+                source="Lim et al. 2017, Sec. 3.1 + 4.2"),
+        replace(EDSR_BASELINE, name="mdsr-baseline", family="mdsr", multi_scale=True,
+                source="Lim et al. 2017, Sec. 3.2 + 4.2"),
+        replace(EDSR_BASELINE, name="mdsr", family="mdsr", multi_scale=True, blocks=80,
+                source="Lim et al. 2017, Sec. 3.2 + 4.2"),
+        Recipe(
+            name="vdsr", family="vdsr", scales=(2, 3, 4), multi_scale=True, blocks=20, features=64, res_scale=1.0,
+            patch=41, hr_patch=None, batch=64, steps=None, epochs=80, optimizer="sgd", lr=0.1, betas=(0.9, 0.999),
+            eps=1e-8, momentum=0.9, weight_decay=1e-4, lr_gamma=0.1, lr_every=None, lr_every_epochs=20,
+            lr_milestones=(), pixel_loss="l2", clip_theta=0.4, gan=False, needs_init=False,
+            source="Kim et al. 2016, Sec. 3.2-4.1",
+        ),
+        ESRGAN_PSNR,
+        replace(ESRGAN_PSNR, name="esrgan", steps=400_000, lr=1e-4, lr_every=None,
+                lr_milestones=(50_000, 100_000, 200_000, 300_000), gan=True, needs_init=True,
+                source="Wang et al. 2018, Sec. 3.2, 3.3, 4.1"),
+    )
 }
-
-# VDSR's epoch count (Sec. 4.1: 80 epochs) when --steps is not given.
-VDSR_EPOCHS = 80
-# The discriminator's input side (ESRGAN: "128x128 HR patches"); its linear layer is sized for it.
-DISCRIMINATOR_HR_PATCH = 128
 
 
 def recipe_for(model: str) -> Recipe:
@@ -116,5 +131,8 @@ def recipe_for(model: str) -> Recipe:
 
 
 def default_patch(recipe: Recipe, scale: int) -> int:
-    """The recipe's patch side at `scale` (ESRGAN: 128 HR pixels, so 128 // scale LR pixels)."""
-    return recipe.patch if recipe.patch else DISCRIMINATOR_HR_PATCH // scale
+    """The recipe's LR patch side at `scale` (ESRGAN: 128 HR pixels, so 128 // scale LR pixels)."""
+    if recipe.patch is not None:
+        return recipe.patch
+    assert recipe.hr_patch is not None  # Recipe.__post_init__: one of the two
+    return recipe.hr_patch // scale

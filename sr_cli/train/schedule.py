@@ -16,12 +16,16 @@ import torch
 class StepSchedule:
     base_lr: float
     gamma: float
-    every: int  # 0: use milestones
+    every: int | None  # decay every this many updates; None: at the milestones
     milestones: tuple[int, ...]
+
+    def __post_init__(self) -> None:
+        if self.every is not None and self.every < 1:
+            raise ValueError(f"a schedule decays every >= 1 updates, not {self.every}; pass None for milestones")
 
     def lr_at(self, update: int) -> float:
         """Learning rate of the update with 0-based index `update`."""
-        k = update // self.every if self.every else bisect.bisect_right(self.milestones, update)
+        k = update // self.every if self.every is not None else bisect.bisect_right(self.milestones, update)
         return self.base_lr * self.gamma ** k
 
     def apply(self, optimizer: torch.optim.Optimizer, update: int) -> float:
