@@ -7,8 +7,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import torch
 
 from sr_cli.errors import UsageError
+from sr_cli.train.losses import pixel_loss
 from sr_cli.train.options import OPTION_KEYS, TrainOverrides, resolve_options
 from sr_cli.train.recipes import RECIPES, Recipe
 from sr_cli.train.schedule import StepSchedule
@@ -24,12 +26,22 @@ def test_recipe_defaults_follow_the_papers() -> None:
     vdsr = resolve_options(TrainOverrides(model="vdsr", data="d", out=Path("o")))
     assert (vdsr.patch, vdsr.batch, vdsr.lr, vdsr.clip_theta, vdsr.scales) == (41, 64, 0.1, 0.4, (2, 3, 4))
     assert RECIPES["vdsr"].optimizer == "sgd" and RECIPES["vdsr"].momentum == 0.9 and RECIPES["vdsr"].weight_decay == 1e-4
+    assert RECIPES["vdsr"].pixel_loss == "l2" and RECIPES["edsr"].pixel_loss == "l1"
     psnr = resolve_options(TrainOverrides(model="esrgan-psnr", scale=4, data="d", out=Path("o")))
     assert (psnr.patch * 4, psnr.lr, psnr.blocks) == (128, 2e-4, 23)
     gan = resolve_options(TrainOverrides(model="esrgan", scale=4, data="d", out=Path("o"), init="stage1.safetensors"))
     assert gan.lr == 1e-4 and RECIPES["esrgan"].lr_milestones == (50_000, 100_000, 200_000, 300_000)
     r = RECIPES["esrgan"]
     assert (r.perceptual_weight, r.adversarial_weight, r.pixel_weight) == (1.0, 5e-3, 1e-2)
+
+
+def test_vdsr_l2_is_half_the_per_sample_sum_of_squares_averaged_over_the_batch() -> None:
+    # VDSR Sec. 3.1: (1/2) ||r - f(x)||^2 per sample; unlike mse it does not divide by the pixels of a sample.
+    output = torch.arange(2 * 1 * 2 * 3, dtype=torch.float32).reshape(2, 1, 2, 3) / 10
+    target = torch.zeros_like(output)
+    per_sample = [sum(float(v) ** 2 for v in sample.flatten()) / 2 for sample in output]
+    assert pixel_loss("l2", output, target).item() == pytest.approx(sum(per_sample) / len(per_sample))
+    assert pixel_loss("l2", output, target).item() == pytest.approx(3 * pixel_loss("mse", output, target).item())
 
 
 def test_schedules() -> None:
