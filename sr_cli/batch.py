@@ -20,12 +20,10 @@ Pure functions over paths (the filesystem is only listed, never written), so eve
 """
 from __future__ import annotations
 
-import errno
 import glob
 import hashlib
 import os
 import re
-import stat
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import Enum
@@ -33,6 +31,7 @@ from pathlib import Path
 
 from sr_cli.errors import InputError, OutputError, UsageError
 from sr_cli.files.atomic import TEMPORARY_SUFFIX
+from sr_cli.files.regular import path_kind
 from sr_cli.imageio.model import (
     FORMAT_ALIASES,
     FORMATS_WITH_16_BIT,
@@ -108,7 +107,7 @@ def expand_inputs(arguments: Sequence[str | Path], *, recursive: bool) -> tuple[
 
     for argument in arguments:
         for path in _paths_for_argument(str(argument)):
-            kind = file_kind(path)
+            kind = path_kind(path)
             if kind == "folder":
                 files, passed_over = _folder_files(path, recursive)
                 for file in files:
@@ -116,33 +115,13 @@ def expand_inputs(arguments: Sequence[str | Path], *, recursive: bool) -> tuple[
                 ignored += passed_over
             elif kind == "file":
                 add(path, None)
+            elif kind.startswith("cannot"):
+                raise InputError(f"{path}: {kind}; check the path and its permissions")
             else:  # refused by its type, before anything could open it (a FIFO would block forever)
-                raise InputError(f"{path}: not a regular file ({kind}); give an image file or a folder")
+                raise InputError(f"{path}: is {kind}, not a regular file; give an image file or a folder")
     if not inputs:
         raise InputError(f"no images found in {', '.join(map(str, arguments))}; give image files or folders that hold some")
     return inputs, ignored
-
-
-def file_kind(path: Path) -> str:
-    """'file', 'folder' or what else the path is ('a FIFO (named pipe)', 'a broken link', ...),
-    from stat alone: nothing is opened."""
-    try:
-        mode = os.stat(path).st_mode
-    except OSError as error:
-        if os.path.islink(path):
-            return "a symlink loop" if error.errno == errno.ELOOP else "a broken link"
-        return f"cannot be examined: {error.strerror or error}"
-    if stat.S_ISREG(mode):
-        return "file"
-    if stat.S_ISDIR(mode):
-        return "folder"
-    if stat.S_ISFIFO(mode):
-        return "a FIFO (named pipe)"
-    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
-        return "a device"
-    if stat.S_ISSOCK(mode):
-        return "a socket"
-    return "not a file or folder"
 
 
 def _paths_for_argument(argument: str) -> list[Path]:
@@ -182,7 +161,7 @@ def _folder_files(folder: Path, recursive: bool) -> tuple[list[Path], list[Ignor
         current, entries = pending.pop(0)
         for entry in entries:
             path = current / entry.name
-            kind = file_kind(path)
+            kind = path_kind(path)
             if kind == "file":
                 files.append(path)
             elif kind == "folder":
@@ -198,7 +177,7 @@ def _folder_files(folder: Path, recursive: bool) -> tuple[list[Path], list[Ignor
                 except OSError as error:
                     ignored.append(Ignored(path, f"cannot list the folder ({error.strerror or error}); check its permissions", failed=True))
             else:
-                ignored.append(Ignored(path, f"not a regular file ({kind})"))
+                ignored.append(Ignored(path, f"not a regular file: {kind}"))
     if not_entered:
         ignored.append(Ignored(folder, f"{not_entered} sub-folder(s) not entered; pass --recursive to include them"))
     return sorted(files), ignored

@@ -78,7 +78,7 @@ def test_cause7_a_tagged_output_beside_its_input_is_not_taken_as_an_input_on_rer
 def test_cause8_a_fifo_named_directly_is_refused_by_its_type(tmp_path: Path) -> None:
     fifo = tmp_path / "pipe.png"
     os.mkfifo(fifo)
-    with pytest.raises(InputError, match=r"pipe\.png: not a regular file \(a FIFO"):
+    with pytest.raises(InputError, match=r"pipe\.png: is a named pipe \(FIFO\), not a regular file"):
         expand_inputs([fifo, touch(tmp_path / "a.png")], recursive=False)
 
 

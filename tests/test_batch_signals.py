@@ -113,7 +113,7 @@ def test_cause8_upscale_refuses_a_fifo_before_loading_anything(tmp_path: Path, c
     write_image(tmp_path / "a.png", np.zeros((4, 4, 3), np.uint8))
     use_model(monkeypatch, None)
     result = run_cli(capsys, ["upscale", str(tmp_path / "pipe.png"), str(tmp_path / "a.png"), "--model", "m", "--scale", "2"])
-    assert result.returncode == 3 and "pipe.png: not a regular file (a FIFO" in result.stderr
+    assert result.returncode == 3 and "pipe.png: is a named pipe (FIFO), not a regular file" in result.stderr
     use_model(monkeypatch, NearestX2())  # inside a folder: skipped with a note, the rest is done
     result = run_cli(capsys, ["upscale", str(tmp_path), "--model", "m", "--scale", "2"])
     assert result.returncode == 0 and "pipe.png: skipped, not a regular file" in result.stderr

@@ -60,13 +60,41 @@ def read_regular(path: Path, what: str, max_bytes: int | None = None) -> bytes:
             raise InputError(f"{path}: cannot read ({error.strerror or error}); check the file and its disk") from None
 
 
+def special_kind(mode: int) -> str:
+    """What a path that is neither a regular file nor a folder is, in words (the one table of them)."""
+    if stat.S_ISFIFO(mode):
+        return "a named pipe (FIFO)"
+    if stat.S_ISCHR(mode):
+        return "a character device"
+    if stat.S_ISBLK(mode):
+        return "a block device"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    return "not a regular file"
+
+
+def path_kind(path: Path) -> str:
+    """'file', 'folder' or what else the path is ('a named pipe (FIFO)', 'a broken link', ...),
+    from stat alone: nothing is opened."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError as error:
+        if os.path.islink(path):
+            return "a symlink loop" if error.errno == errno.ELOOP else "a broken link"
+        return f"cannot be examined: {error.strerror or error}"
+    if stat.S_ISREG(mode):
+        return "file"
+    if stat.S_ISDIR(mode):
+        return "folder"
+    return special_kind(mode)
+
+
 def _refuse_non_regular(path: Path, what: str, mode: int) -> None:
     if stat.S_ISREG(mode):
         return
     if stat.S_ISDIR(mode):
         raise InputError(f"{path}: is a folder, not {what}; pass a file")
-    kind = ("a named pipe (FIFO)" if stat.S_ISFIFO(mode) else "a character device" if stat.S_ISCHR(mode)
-            else "a block device" if stat.S_ISBLK(mode) else "a socket" if stat.S_ISSOCK(mode) else "not a regular file")
+    kind = special_kind(mode)
     resolved = Path(os.path.realpath(path))
     via = f" ({resolved}, through a link)" if resolved != Path(os.path.abspath(path)) else ""
     raise InputError(f"{path}: is {kind}{via}, not {what}; sr reads only regular files, pass the file itself")
