@@ -3,6 +3,8 @@ ESRGAN stage 2, the CLI (export + metrics + TOML)."""
 from __future__ import annotations
 
 import json
+import os
+import signal
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +14,7 @@ import torch
 from train_support import tiny_options, write_images
 
 from sr_cli.errors import TrainingError, UsageError
+from sr_cli.train import loop
 from sr_cli.train.loop import StepInfo, TrainCallbacks, train
 from sr_cli.train.options import TrainOverrides, resolve_options
 from sr_cli.weights.safetensors_io import read_safetensors, save_safetensors, sr_metadata
@@ -24,6 +27,38 @@ def _load(path: Path) -> dict[str, Any]:
 @pytest.fixture(scope="module")
 def images(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_images(tmp_path_factory.mktemp("hr"), count=3, size=(40, 48))
+
+
+def test_sigterm_mid_update_finishes_the_step_writes_a_checkpoint_and_ends_as_sigterm(
+        images: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """SIGTERM (what `kill`, systemd or a cluster scheduler send) during an update: like Ctrl-C, the update
+    finishes, a checkpoint of that step is written, then the CLI's own SIGTERM handler gets the signal (to
+    print "terminated" and exit 143). It used to interrupt the update: no checkpoint, the steps since the
+    last --save-every lost."""
+    received: list[int] = []
+
+    def cli_handler(number: int, _frame: object) -> None:  # what sr_cli.cli.app installs
+        received.append(number)
+        raise KeyboardInterrupt
+
+    original_update = loop._update
+
+    def update_with_sigterm(*args: Any, **kwargs: Any) -> Any:
+        if args[3] == 1:  # the second update (step index 1)
+            os.kill(os.getpid(), signal.SIGTERM)
+        return original_update(*args, **kwargs)
+
+    monkeypatch.setattr(loop, "_update", update_with_sigterm)
+    previous = signal.signal(signal.SIGTERM, cli_handler)
+    notes: list[str] = []
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            train(tiny_options(images, tmp_path / "run", steps=6, save_every=100), TrainCallbacks(note=notes.append))
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert received == [signal.SIGTERM]
+    assert _load(tmp_path / "run" / "last.pt")["step"] == 2
+    assert any("interrupted" in m and "step 2" in m and "--resume" in m for m in notes)
 
 
 def test_resume_after_ctrl_c_is_bit_identical(images: Path, tmp_path: Path) -> None:

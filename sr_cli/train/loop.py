@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import numpy as np
 import torch
@@ -226,7 +226,7 @@ def _run(options: TrainOptions, context: DistContext, callbacks: TrainCallbacks)
                 if step % options.save_every == 0 or step == total:
                     _save(parts, options, context, checkpoint_path, step, fingerprint)
                 if stop.requested_everywhere(context):
-                    raise KeyboardInterrupt
+                    stop.stop()
     except KeyboardInterrupt:
         if not in_update:
             _save(parts, options, context, checkpoint_path, step, fingerprint, barrier=False)
@@ -244,11 +244,18 @@ def _run(options: TrainOptions, context: DistContext, callbacks: TrainCallbacks)
 
 
 class _StopRequest:
-    """Ctrl-C during an update is deferred to the end of that update (a checkpoint needs a whole step);
-    a second Ctrl-C interrupts at once."""
+    """Ctrl-C during an update is deferred to the end of that update (a checkpoint needs a whole step), and
+    so is SIGTERM where a handler of the program's own (the CLI's) was there to unwind on it; a second signal
+    interrupts at once. At the stop, the signal goes to that earlier handler, so the run ends as the signal
+    would have ended it (the CLI names it and exits 130 / 143), only a step later and with a checkpoint."""
 
     def __init__(self) -> None:
-        self.flag = False
+        self.received: int | None = None
+        self._previous: dict[int, Any] = {}
+
+    @property
+    def flag(self) -> bool:
+        return self.received is not None
 
     @contextlib.contextmanager
     def installed(self) -> Iterator[None]:
@@ -256,16 +263,33 @@ class _StopRequest:
             yield
             return
 
-        def handler(_signum: int, _frame: object) -> None:
-            if self.flag:
-                raise KeyboardInterrupt
-            self.flag = True
+        def handler(signum: int, _frame: object) -> None:
+            if self.received is not None:
+                self._hand_over(signum)
+            self.received = signum
 
-        previous = signal.signal(signal.SIGINT, handler)
+        # SIGTERM's default ends the process at once; only a handler of the program's own says it may unwind.
+        numbers = [signal.SIGINT]
+        if callable(signal.getsignal(signal.SIGTERM)):
+            numbers.append(signal.SIGTERM)
+        self._previous = {number: signal.signal(number, handler) for number in numbers}
         try:
             yield
         finally:
-            signal.signal(signal.SIGINT, previous)
+            for number, previous in self._previous.items():
+                signal.signal(number, previous)
+
+    def stop(self) -> NoReturn:
+        """Raise, at the end of a step, what the signal received during it would have raised (KeyboardInterrupt)."""
+        if self.received is not None:
+            self._hand_over(self.received)
+        raise KeyboardInterrupt
+
+    def _hand_over(self, signum: int) -> NoReturn:
+        previous = self._previous.get(signum)
+        if callable(previous):
+            previous(signum, None)  # the CLI's handler records the signal, then raises KeyboardInterrupt
+        raise KeyboardInterrupt
 
     def requested_everywhere(self, context: DistContext) -> bool:
         return distributed.any_true(self.flag, context) if context.distributed else self.flag
