@@ -380,6 +380,11 @@ def signal_cases() -> list[Case]:
     c = "signals"
     argv = [*UP, "{dir}/in", "-o", "{dir}/out"]
     resume = [*UP, "{dir}/in", "-o", "{dir}/out", "--skip-existing"]
+    train = ["train", "--model", "edsr-baseline", "--scale", "2", "--data", "{dir}/in", "--out", "{dir}/run", "--val", "none",
+             "--steps", "100000", "--batch", "2", "--patch", "8", "--blocks", "1", "--features", "8", "--device", "cpu",
+             "--save-every", "100000"]
+    training_images = lambda d: [image(d / "in" / f"h{i}.png", (48, 48), seed=i) for i in range(3)]  # noqa: E731
+    checkpoint_written = lambda d, o, e: None if (d / "run" / "last.pt").is_file() else "no checkpoint written"  # noqa: E731
     return [
         Case(c, "SIGINT mid-batch", argv, (130,), _slow_batch, all_of(_no_partial_outputs, stderr_has("stopped:", "--skip-existing", "interrupted")),
              action=_signal_after_first_output(signal.SIGINT), failure_line=False),
@@ -390,23 +395,23 @@ def signal_cases() -> list[Case]:
         Case(c, "SIGKILL, then --skip-existing", resume, (0,), _killed_run_left_a_temporary,
              all_of(stderr_has("removed"), lambda d, o, e: None if len(list((d / "out").glob("*.png"))) == 12 else "not all done",
                     lambda d, o, e: None if not list((d / "out").glob("*.tmp")) else "temporary left")),
-        Case(c, "SIGINT during training", ["train", "--model", "edsr-baseline", "--scale", "2", "--data", "{dir}/in", "--out", "{dir}/run",
-                                           "--val", "none", "--steps", "100000", "--batch", "2", "--patch", "8", "--blocks", "1",
-                                           "--features", "8", "--device", "cpu", "--save-every", "100000"],
-             (130,), lambda d: [image(d / "in" / f"h{i}.png", (48, 48), seed=i) for i in range(3)],
-             lambda d, o, e: None if (d / "run" / "last.pt").is_file() else "no checkpoint written",
-             action=_signal_after_training_starts, failure_line=False),
+        Case(c, "SIGINT during training", train, (130,), training_images, all_of(checkpoint_written, stderr_has("--resume", "interrupted")),
+             action=_signal_after_training_starts(signal.SIGINT), failure_line=False),
+        Case(c, "SIGTERM during training", train, (143,), training_images, all_of(checkpoint_written, stderr_has("--resume", "SIGTERM")),
+             action=_signal_after_training_starts(signal.SIGTERM), failure_line=False),
     ]
 
 
-def _signal_after_training_starts(process: subprocess.Popen[str], folder: Path) -> None:
-    deadline = time.monotonic() + WAIT_SECONDS
-    while process.poll() is None and time.monotonic() < deadline:
-        metrics = folder / "run" / "metrics.jsonl"
-        if metrics.is_file() and metrics.stat().st_size > 0:
-            process.send_signal(signal.SIGINT)
-            return
-        time.sleep(0.05)
+def _signal_after_training_starts(number: int) -> Callable[[subprocess.Popen[str], Path], None]:
+    def act(process: subprocess.Popen[str], folder: Path) -> None:
+        deadline = time.monotonic() + WAIT_SECONDS
+        while process.poll() is None and time.monotonic() < deadline:
+            metrics = folder / "run" / "metrics.jsonl"
+            if metrics.is_file() and metrics.stat().st_size > 0:
+                process.send_signal(number)
+                return
+            time.sleep(0.05)
+    return act
 
 
 def _killed_run_left_a_temporary(folder: Path) -> None:
