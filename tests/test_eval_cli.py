@@ -46,3 +46,19 @@ def test_cause16_a_typo_of_bicubic_is_answered_with_bicubic(capsys: pytest.Captu
     done = run(capsys, "-d", "set5", "-m", "bicubc", "-s", "2", "--data-dir", str(datasets_dir))
     assert done.returncode == 2 and "did you mean bicubic?" in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1 and "edsr-baseline-x2" not in done.stderr
+
+
+def test_a_piped_table_cuts_no_number(capsys: pytest.CaptureFixture[str], datasets_dir: Path,
+                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 12: redirected (rich assumes 80 columns) the table showed `28.…` and `-0.00…`. Every cell
+    must be printed whole: the row carries the exact figures of the --json record."""
+    from sr_cli.cli.console import stdout
+
+    monkeypatch.setattr(stdout, "width", 60)  # narrower than the table, as a pipe or a small terminal
+    args = ("-d", "set5", "-m", "bicubic", "-s", "4", "--data-dir", str(datasets_dir))
+    record = json.loads(run(capsys, *args, "--json").stdout)[0]
+    done = run(capsys, *args)
+    assert done.returncode == 0 and "…" not in done.stdout
+    row = next(line for line in done.stdout.splitlines() if "Bicubic" in line)
+    assert f"{record['psnr']:.2f}" in row and f"{record['ssim']:.4f}" in row and "28.42" in row
+    assert stdout.width == 60  # the console is left as it was

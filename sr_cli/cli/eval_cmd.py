@@ -12,7 +12,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from sr_cli.cli.console import stderr, stdout
+from sr_cli.cli.console import print_table, stderr
 from sr_cli.cli.options import Device, MaxPixels, ResScale
 from sr_cli.defaults import DEFAULT_EVAL_MODELS, DEFAULT_EVAL_SCALE, DEFAULT_MODEL
 from sr_cli.errors import UsageError
@@ -105,7 +105,7 @@ def render_tables(results: list[EvalResult], per_image: bool) -> None:
                 _fmt(r.published_psnr, 2), _fmt(r.published_ssim, 4),
                 _diff(r.psnr, r.published_psnr, 2), _diff(r.ssim, r.published_ssim, 4),
             )
-        stdout.print(table)
+        print_table(table)
         if per_image:
             for r in rows:
                 detail = Table(title=f"{escape(label)} x{r.scale} {escape(r.label)}: per image", title_justify="left")
@@ -113,7 +113,7 @@ def render_tables(results: list[EvalResult], per_image: bool) -> None:
                     detail.add_column(column, justify="left" if column == "image" else "right", no_wrap=True)
                 for score in r.per_image:
                     detail.add_row(escape(score.name), _fmt(score.psnr, 4), _fmt(score.ssim, 4))
-                stdout.print(detail)
+                print_table(detail)
 
 
 def csv_text(results: list[EvalResult]) -> str:

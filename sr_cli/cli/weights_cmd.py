@@ -24,7 +24,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from sr_cli.cli.console import note, stderr, stdout
+from sr_cli.cli.console import note, print_table, stderr
 from sr_cli.cli.options import EntryScale, ResScale
 from sr_cli.errors import ChecksumError, DownloadError, SRError, UsageError
 
@@ -83,7 +83,7 @@ def list_models(
             word for word, present in (("damaged", row.damaged), ("bundled", row.bundled)) if present) or "no"
         table.add_row(entry.name, entry.family, scales_text(entry.scales), human_size(entry.size),
                       available, entry.license)
-    stdout.print(table)
+    print_table(table)
     for row in rows:
         if row.damaged is not None:
             note(damaged_message(row.entry, row.damaged))
