@@ -100,7 +100,8 @@ def test_library_warnings_become_notes_of_the_image(tmp_path: Path) -> None:
         warnings.simplefilter("always")
         image = read_image(path)
     assert [str(w.message) for w in escaped] == []
-    assert any(note.startswith("the decoder warned: Tag data larger than file") for note in image.notes), image.notes
+    # The wording is Pillow's and changes between releases ("Tag data larger than file", "Truncated File Read").
+    assert any(note.startswith("the decoder warned: ") for note in image.notes), image.notes
 
 
 def test_a_large_but_allowed_image_raises_no_bomb_warning(tmp_path: Path) -> None:
@@ -135,8 +136,8 @@ def test_the_cli_shows_a_library_warning_as_one_note(tmp_path: Path, capsys: pyt
         result = run_cli(capsys, ["upscale", str(tmp_path / "in.jpg"), "--weights", str(tmp_path / "w.pt"),
                                   "--scale", "2", "--device", "cpu", "-o", str(tmp_path / "out")])
     assert result.returncode == 0, result.stderr
-    assert [str(w.message) for w in escaped if "Tag data" in str(w.message)] == []
-    assert "in.jpg: the decoder warned: Tag data larger than file" in result.stderr
+    assert [str(w.message) for w in escaped if "PIL" in w.filename] == []  # none of Pillow's escaped
+    assert "in.jpg: the decoder warned: " in result.stderr
     assert "site-packages" not in result.stderr and "UserWarning" not in result.stderr
 
 
