@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
-from torch import nn
+from module_support import conv_at, zero_conv
 
 from sr_cli.archs.edsr import DIV2K_RGB_MEAN, EDSR, EDSRParams
 from sr_cli.archs.mdsr import MDSR, MDSRParams
@@ -24,23 +24,6 @@ from sr_cli.archs.runtime import SRNet, build_module, receptive_radius, to_srnet
 from sr_cli.archs.srvgg import SRVGGNetCompact, SRVGGParams
 from sr_cli.archs.vdsr import VDSR, VDSRParams
 from sr_cli.errors import UnsupportedCheckpointError
-
-
-def conv_at(module: nn.Module, *path: int) -> nn.Conv2d:
-    """The Conv2d at `path` inside nested Sequential/ModuleList containers, checked (and typed for mypy)."""
-    for index in path:
-        assert isinstance(module, (nn.Sequential, nn.ModuleList)), module
-        module = module[index]
-    assert isinstance(module, nn.Conv2d), module
-    return module
-
-
-def zero_conv(module: nn.Module, *path: int) -> None:
-    """Zero the weight and bias of the Conv2d at `path` (see conv_at)."""
-    conv = conv_at(module, *path)
-    assert conv.bias is not None
-    conv.weight.zero_()
-    conv.bias.zero_()
 
 torch.manual_seed(0)
 

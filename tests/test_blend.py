@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 from cli_support import CliResult, run_cli
-from torch import nn
+from module_support import conv_at, zero_conv
 
 from sr_cli.archs.edsr import EDSR, EDSRParams
 from sr_cli.archs.rrdb import RRDBNet, RRDBParams
@@ -22,23 +22,6 @@ from sr_cli.archs.runtime import SRNet
 from sr_cli.imageio import read_image
 from sr_cli.weights.reading import read_checkpoint
 from sr_cli.weights.safetensors_io import read_safetensors
-
-
-def conv_at(module: nn.Module, *path: int) -> nn.Conv2d:
-    """The Conv2d at `path` inside nested Sequential/ModuleList containers, checked (and typed for mypy)."""
-    for index in path:
-        assert isinstance(module, (nn.Sequential, nn.ModuleList)), module
-        module = module[index]
-    assert isinstance(module, nn.Conv2d), module
-    return module
-
-
-def zero_conv(module: nn.Module, *path: int) -> None:
-    """Zero the weight and bias of the Conv2d at `path` (see conv_at)."""
-    conv = conv_at(module, *path)
-    assert conv.bias is not None
-    conv.weight.zero_()
-    conv.bias.zero_()
 
 FEATS = 8
 
