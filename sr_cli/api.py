@@ -291,6 +291,7 @@ def load_model(
     outscale: float | None = None,
     options: UpscaleOptions = UpscaleOptions(),
     progress_download: Progress | None = None,
+    session: ModelSession | None = None,
 ) -> Upscaler:
     """Load `model` (a manifest name/alias or a weights file) for x`scale`, ready to upscale.
 
@@ -300,6 +301,8 @@ def load_model(
     (the smallest served scale >= outscale, else the largest), then the result is resized to exactly
     round(H * outscale) x round(W * outscale) with MATLAB bicubic (antialiased when shrinking).
     alpha: network interpolation between a PSNR model and its GAN pair (0 = PSNR, 1 = GAN).
+    session: the zoo.ModelSession a caller already asked about this model (e.g. its default scale), so that
+    the file is read and hashed once in all.
     Raises UsageError / ScaleMismatchError / DeviceError / the zoo's errors, each with the fix.
     """
     _ = options.runtime  # resolve device and precision now: refuse before any download
@@ -308,7 +311,8 @@ def load_model(
             raise UsageError(f"{label} {value!r} must be a positive number")
     from sr_cli import zoo  # here: the zoo pulls in huggingface_hub, which `import sr_cli.api` should not pay for
 
-    session = zoo.ModelSession()  # one read of a file, whatever the scale questions below
+    if session is None:
+        session = zoo.ModelSession()  # one read of a file, whatever the scale questions below
     if scale is None and outscale is None:
         # the only scale it serves; several (MDSR) or any (VDSR): UsageError
         scale = session.default_scale(model, res_scale=res_scale)

@@ -12,6 +12,7 @@ import pytest
 from cli_support import run_cli
 from PIL import Image
 
+from sr_cli import zoo
 from sr_cli.archs.edsr import EDSR, EDSRParams
 from sr_cli.archs.vdsr import VDSR, VDSRParams
 from sr_cli.errors import CheckpointError
@@ -32,6 +33,7 @@ def reads(monkeypatch: pytest.MonkeyPatch) -> Counter[str]:
 
     monkeypatch.setattr(loading, "read_checkpoint", counting("read", loading.read_checkpoint))
     monkeypatch.setattr(loading, "sha256_of", counting("hash", loading.sha256_of))
+    monkeypatch.setattr(zoo, "read_checkpoint", counting("read", zoo.read_checkpoint))  # zoo.default_scale's read
     return counts
 
 
@@ -95,4 +97,15 @@ def test_load_model_without_a_scale_reads_the_file_once(tmp_path: Path, reads: C
     from sr_cli.api import load_model
 
     assert load_model(_edsr_x2(tmp_path)).model_scale == 2
+    assert reads == Counter({"read tiny-x2.safetensors": 1, "hash tiny-x2.safetensors": 1})
+
+
+def test_sr_upscale_without_scale_reads_the_file_once(tmp_path: Path, reads: Counter[str],
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    """Before: the CLI asked zoo.default_scale (one read) and then loaded the file (a second read)."""
+    Image.fromarray(np.zeros((6, 5, 3), np.uint8)).save(tmp_path / "in.png")
+    result = run_cli(capsys, ["upscale", str(tmp_path / "in.png"), "--weights", str(_edsr_x2(tmp_path)),
+                              "--device", "cpu", "-o", str(tmp_path / "out")])
+    assert result.returncode == 0, result.stderr
+    assert sorted(path.name for path in (tmp_path / "out").iterdir()) == ["in_x2_tiny-x2.png"]
     assert reads == Counter({"read tiny-x2.safetensors": 1, "hash tiny-x2.safetensors": 1})

@@ -27,6 +27,7 @@ if TYPE_CHECKING:  # numpy, cv2, the api and torch load only when the command ru
     from sr_cli.api import UpscaleOptions, Upscaler
     from sr_cli.batch import ExistingPolicy, Ignored, Job
     from sr_cli.batch_run import FileResult
+    from sr_cli.zoo import ModelSession
 
 MAX_FAILURES_LISTED = 20
 
@@ -90,8 +91,9 @@ def upscale(
 
     budget = pixel_budget(max_pixels)
     options = _upscale_options(parse_tile(tile), overlap, ensemble, device, precision, budget.output)
+    session = _model_session()  # one read of a weights file for both questions: its scale, then loading it
     if scale is None and outscale is None:
-        scale = _default_scale(chosen)  # before planning: the output names carry the scale
+        scale = float(session.default_scale(chosen, res_scale=res_scale))  # before planning: names carry the scale
     factor = outscale if outscale is not None else scale
     assert factor is not None
     check_output_factor(factor, budget, "--outscale" if outscale is not None else "--scale")  # before any loading
@@ -123,7 +125,7 @@ def upscale(
         upscaler = None
         try:
             if any(not job.skip for job in jobs):
-                upscaler = _load(chosen, scale, res_scale, alpha, outscale, options, renderer)
+                upscaler = _load(chosen, scale, res_scale, alpha, outscale, options, renderer, session)
                 renderer.weights_used(upscaler)
             run_jobs(
                 jobs,
@@ -151,20 +153,20 @@ def _upscale_options(tile: int | None, overlap: int | None, ensemble: bool, devi
                           max_pixels=max_pixels)
 
 
-def _default_scale(model_or_file: str | Path) -> float:
-    from sr_cli import zoo
+def _model_session() -> ModelSession:
+    from sr_cli.zoo import ModelSession
 
-    return float(zoo.default_scale(model_or_file))
+    return ModelSession()
 
 
 def _load(
     model_or_file: str | Path, scale: float | None, res_scale: float | None, alpha: float | None,
-    outscale: float | None, options: UpscaleOptions, renderer: _Renderer,
+    outscale: float | None, options: UpscaleOptions, renderer: _Renderer, session: ModelSession,
 ) -> Upscaler:
     from sr_cli.api import load_model
 
     return load_model(model_or_file, scale, res_scale=res_scale, alpha=alpha, outscale=outscale, options=options,
-                      progress_download=renderer.download)
+                      progress_download=renderer.download, session=session)
 
 
 def _folder_failure(item: Ignored) -> FileResult:
