@@ -20,7 +20,7 @@ from types import FrameType
 import typer
 
 from sr_cli.cli import blend_cmd, downscale_cmd, eval_cmd, train_cmd, upscale_cmd, weights_cmd
-from sr_cli.cli.console import stderr
+from sr_cli.cli.console import Verbosity, set_verbosity, stderr
 from sr_cli.errors import SRError
 
 app = typer.Typer(
@@ -89,6 +89,7 @@ class _Signals:
 def main(argv: list[str] | None = None) -> None:
     """Entry point: run the CLI and turn our exceptions into one line on stderr plus an exit code."""
     signals = _Signals()
+    set_verbosity(Verbosity.NORMAL)  # -q / -v set it while parsing; each run starts from the default
     with signals.installed():
         code = _run(argv, signals)
     sys.exit(code)

@@ -9,6 +9,8 @@ from typing import Annotated, Optional
 
 import typer
 
+from sr_cli.cli.console import Verbosity, set_verbosity
+
 DEVICE_HELP = "auto | cpu | cuda | cuda:N | mps (auto: the first CUDA GPU, else Apple MPS, else the CPU)."
 RES_SCALE_HELP = ("EDSR/MDSR residual scaling, for checkpoints that do not record it "
                   "(it is not visible in the tensor shapes).")
@@ -25,3 +27,23 @@ EntryScale = Annotated[Optional[float], typer.Option("--scale", "-s", help="Pick
 MaxPixels = Annotated[Optional[str], typer.Option("--max-pixels", help=(
     "Largest image read or made, in pixels (e.g. 800M; default 200M in, 500M out; env SR_MAX_PIXELS)."))]
 Overwrite = Annotated[bool, typer.Option("--overwrite", help="Replace outputs that exist (inputs are never replaced).")]
+
+
+def _quiet(value: bool) -> bool:
+    if value:
+        set_verbosity(Verbosity.QUIET)
+    return value
+
+
+def _verbose(value: bool) -> bool:
+    if value:
+        set_verbosity(Verbosity.VERBOSE)
+    return value
+
+
+# Every command takes both; their callbacks set the process verbosity (sr_cli.cli.console) as the
+# command line is parsed, before the command body runs. Given both, the later one on the line wins.
+Quiet = Annotated[bool, typer.Option("--quiet", "-q", callback=_quiet, help="Errors and results only: no notes, warnings or progress.")]
+Verbose = Annotated[bool, typer.Option("--verbose", "-v", callback=_verbose, help="Also say what was resolved: weights source, tile plan, memory budget.")]
+# --json on every command: JSON lines on stdout, one record per result (sr_cli.cli.console.json_line).
+Json = Annotated[bool, typer.Option("--json", help="JSON lines on stdout: one record per result.")]

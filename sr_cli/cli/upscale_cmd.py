@@ -68,7 +68,7 @@ def upscale(
     precision: Annotated[str, typer.Option("--precision", help="auto | fp32 | bf16 | fp16")] = "auto",
     bit_depth: Annotated[Optional[int], typer.Option("--bit-depth", help="8 or 16 bits per channel (default: the input's).")] = None,
     out_format: Annotated[Optional[str], typer.Option("--format", "-f", help="png | jpg | webp | tiff (default: the input's).")] = None,
-    quality: Annotated[Optional[int], typer.Option("--quality", "-q", min=1, max=100, help="JPEG/WebP quality (default 95; WebP 100 = lossless).")] = None,
+    quality: Annotated[Optional[int], typer.Option("--quality", min=1, max=100, help="JPEG/WebP quality (default 95; WebP 100 = lossless).")] = None,
     recursive: Annotated[bool, typer.Option("--recursive", "-r", help="Enter sub-folders; with -o DIR the tree is mirrored.")] = False,
     overwrite: Overwrite = False,
     skip_existing: Annotated[bool, typer.Option("--skip-existing", help="Keep outputs that exist (resume a stopped run).")] = False,
