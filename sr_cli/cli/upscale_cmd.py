@@ -14,10 +14,11 @@ from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
+from rich.progress import TaskID
 
 from sr_cli.cli.console import note, stderr, warn
 from sr_cli.cli.options import Device, MaxPixels, Overwrite, ResScale
+from sr_cli.cli.progress import add_bar, progress_bars
 from sr_cli.defaults import DEFAULT_MODEL
 from sr_cli.errors import UsageError
 
@@ -186,12 +187,10 @@ class _Renderer:
     def __init__(self, json_records: bool, total: int) -> None:
         self._json = json_records
         self._lock = threading.Lock()
-        self._progress = Progress(
-            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-            console=stderr, transient=True, disable=not stderr.is_terminal,
-        )
-        self._files: TaskID = self._progress.add_task("files", total=total)
-        self._tiles: TaskID = self._progress.add_task("tiles", total=None, visible=False)
+        self._progress = progress_bars()
+        self._files, _ = add_bar(self._progress, "files", unit="file", total=total)
+        # one file's work in the engine's units (conv layers x ensemble views x tiles): a percentage
+        self._tiles, self._on_tiles = add_bar(self._progress, "", kind="percent", visible=False)
         self._download: TaskID | None = None
         self._weights: dict[str, str | None] = {}
         self.results: list[FileResult] = []  # every result so far, in completion order
@@ -218,14 +217,14 @@ class _Renderer:
 
     def download(self, done: int, total: int) -> None:
         if self._download is None:
-            self._download = self._progress.add_task("download", total=total or None)
+            self._download, _ = add_bar(self._progress, "download", kind="bytes", total=total)
         self._progress.update(self._download, completed=done, total=total or None)
 
     def file_started(self, job: Job, index: int) -> None:
-        self._progress.reset(self._tiles, total=None, description=f"tiles {escape(job.source.name)}", visible=True)
+        self._progress.reset(self._tiles, total=None, description=escape(job.source.name), visible=True)
 
     def tiles(self, done: int, total: int) -> None:
-        self._progress.update(self._tiles, completed=done, total=total)
+        self._on_tiles(done, total)
 
     def result(self, result: FileResult) -> None:
         with self._lock:

@@ -13,19 +13,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
-from rich.markup import escape
-from rich.progress import (
-    BarColumn,
-    DownloadColumn,
-    Progress,
-    TextColumn,
-    TimeRemainingColumn,
-    TransferSpeedColumn,
-)
 from rich.table import Table
 
 from sr_cli.cli.console import note, print_table, stderr
 from sr_cli.cli.options import EntryScale, ResScale
+from sr_cli.cli.progress import progress_bar
 from sr_cli.errors import ChecksumError, DownloadError, SRError, UsageError
 
 if TYPE_CHECKING:
@@ -49,16 +41,8 @@ def scales_text(scales: tuple[int, ...] | list[int] | None) -> str:
 
 @contextmanager
 def byte_progress(label: str) -> Iterator[Callable[[int, int], None]]:
-    """A rich bar on stderr with size and speed; yields the (done, total) callback the library calls."""
-    columns = (TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
-               TimeRemainingColumn())
-    # Not a terminal (a log, CI): no bar at all, rather than stray blank lines.
-    with Progress(*columns, console=stderr, transient=True, disable=not stderr.is_terminal) as bar:
-        task = bar.add_task(escape(label), total=None)
-
-        def update(done: int, total: int) -> None:
-            bar.update(task, completed=done, total=total or None)
-
+    """A byte bar on stderr (size, speed, ETA); yields the (done, total) callback the library calls."""
+    with progress_bar(label, kind="bytes") as update:
         yield update
 
 

@@ -1,0 +1,121 @@
+"""sr_cli.cli.progress: the one bar builder -- what its columns say, and that it draws only for a person."""
+from __future__ import annotations
+
+import io
+from collections.abc import Iterator
+
+import pytest
+from rich.console import Console
+from rich.progress import Task, TaskID
+
+from sr_cli.cli import console, progress
+from sr_cli.cli.console import Verbosity
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def a_task(clock: FakeClock, *, total: float | None, kind: str = "count", unit: str = "img") -> Task:
+    task = Task(TaskID(0), "x", total, 0, _get_time=clock, fields={"kind": kind, "unit": unit})
+    task.start_time = clock.now
+    return task
+
+
+def text(column: object, task: Task) -> str:
+    return str(column.render(task))  # type: ignore[attr-defined]
+
+
+def test_eta_is_the_work_left_over_the_rate_since_the_start() -> None:
+    clock = FakeClock()
+    task = a_task(clock, total=10)
+    clock.now += 40.0
+    task.completed = 4  # 0.1 img/s, no speed samples: the average since the start
+    assert progress.rate_of(task) == pytest.approx(0.1)
+    assert progress.eta_seconds(task) == pytest.approx(60.0)
+    assert text(progress.EtaColumn(), task) == "eta 1:00"
+    assert text(progress.RateColumn(), task) == "10 s/img"
+    assert text(progress.AmountColumn(), task) == "4/10"
+
+
+def test_unknown_total_or_rate_shows_no_eta() -> None:
+    clock = FakeClock()
+    unknown_total = a_task(clock, total=None)
+    clock.now += 5
+    unknown_total.completed = 3
+    assert progress.eta_seconds(unknown_total) is None
+    assert text(progress.AmountColumn(), unknown_total) == "3/?"
+    nothing_done = a_task(clock, total=8)
+    assert progress.eta_seconds(nothing_done) is None
+    assert text(progress.EtaColumn(), nothing_done) == ""
+
+
+def test_bytes_and_percent_tasks() -> None:
+    clock = FakeClock()
+    download = a_task(clock, total=80_000_000, kind="bytes")
+    clock.now += 2
+    download.completed = 8_000_000
+    assert text(progress.AmountColumn(), download) == "8.0 MB/80.0 MB"
+    assert text(progress.RateColumn(), download) == "4.0 MB/s"
+    assert progress.eta_seconds(download) == pytest.approx(18.0)
+    work = a_task(clock, total=400, kind="percent")
+    clock.now += 3
+    work.completed = 100
+    assert text(progress.AmountColumn(), work).strip() == "25%"
+    assert text(progress.RateColumn(), work) == ""  # engine units mean nothing to a person
+    assert text(progress.EtaColumn(), work) == "eta 0:09"
+
+
+def test_fast_rates_read_per_second() -> None:
+    clock = FakeClock()
+    task = a_task(clock, total=100, unit="file")
+    clock.now += 4
+    task.completed = 10
+    assert text(progress.RateColumn(), task) == "2.5 file/s"
+
+
+@pytest.mark.parametrize(("seconds", "shown"), [(0, "0:00"), (59.6, "1:00"), (754, "12:34"), (3723, "1:02:03")])
+def test_clock(seconds: float, shown: str) -> None:
+    assert progress.clock(seconds) == shown
+
+
+@pytest.fixture
+def terminal(monkeypatch: pytest.MonkeyPatch) -> Iterator[io.StringIO]:
+    """stderr is a terminal (the console.stderr every bar and shows_progress() look at)."""
+    buffer = io.StringIO()
+    fake = Console(file=buffer, force_terminal=True, width=100)
+    monkeypatch.setattr(console, "stderr", fake)
+    monkeypatch.setattr(progress, "stderr", fake)
+    yield buffer
+    console.set_verbosity(Verbosity.NORMAL)
+
+
+def test_bars_draw_on_a_terminal(terminal: io.StringIO) -> None:
+    console.set_verbosity(Verbosity.NORMAL)
+    with progress.progress_bar("weights.pth", kind="count", unit="img", total=4) as update:
+        update(2, 4)
+    assert "weights.pth" in terminal.getvalue()
+
+
+def test_no_bars_with_quiet(terminal: io.StringIO) -> None:
+    console.set_verbosity(Verbosity.QUIET)
+    bars = progress.progress_bars()
+    assert bars.disable
+    with progress.progress_bar("weights.pth", total=4) as update:
+        update(2, 4)
+    assert terminal.getvalue() == ""
+
+
+def test_no_bars_when_stderr_is_not_a_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
+    buffer = io.StringIO()
+    fake = Console(file=buffer, force_terminal=False)
+    monkeypatch.setattr(console, "stderr", fake)
+    monkeypatch.setattr(progress, "stderr", fake)
+    assert progress.progress_bars().disable
+    with progress.progress_bar("weights.pth", kind="bytes", total=10) as update:
+        update(5, 10)
+    assert buffer.getvalue() == ""
