@@ -20,12 +20,14 @@ under `download_lock` themselves (weights/download.py).
 """
 from __future__ import annotations
 
+import errno
 import hashlib
 import http.client
 import os
 import shutil
 import socket
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -52,11 +54,56 @@ def offline_mode() -> bool:
 
 class SourceFailed(Exception):
     """One source could not deliver verified bytes; `str()` is the one-line reason. `checksum`: it
-    delivered wrong bytes (as opposed to none)."""
+    delivered wrong bytes (as opposed to none). `unreachable`: its host could not be reached at all (the
+    name does not resolve, the connection is refused, no route): no network there, so no retry."""
 
-    def __init__(self, reason: str, *, checksum: bool = False) -> None:
+    def __init__(self, reason: str, *, checksum: bool = False, unreachable: bool = False) -> None:
         super().__init__(reason)
         self.checksum = checksum
+        self.unreachable = unreachable
+
+
+_NO_ROUTE = {errno.ENETUNREACH, errno.EHOSTUNREACH, errno.ENETDOWN, errno.EADDRNOTAVAIL}
+
+
+def host_of(url: str) -> str:
+    """`host:port` of a URL (the default port for its scheme): the unit that is reachable or not."""
+    parts = urllib.parse.urlsplit(url)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    return f"{parts.hostname or ''}:{port}"
+
+
+def no_network_reason(error: BaseException, host: str) -> str | None:
+    """The one-line reason when `error` says `host` cannot be reached at all, else None (slow, HTTP, ...)."""
+    reason = error.reason if isinstance(error, urllib.error.URLError) else error
+    if isinstance(reason, socket.gaierror):
+        return f"cannot resolve {host.rsplit(':', 1)[0]} (no network or no DNS)"
+    if isinstance(reason, ConnectionRefusedError):
+        return f"{host} refused the connection"
+    if isinstance(reason, OSError) and reason.errno in _NO_ROUTE:
+        return f"no route to {host} ({reason.strerror})"
+    return None
+
+
+def check_reachable(url: str, timeout: float) -> None:
+    """One TCP connection to where a request for `url` would go (its proxy, where one applies), so that a
+    client with its own retry policy (huggingface_hub: 5 tries with backoff, about 25 s per mirror) is not
+    started against a network that is not there. SourceFailed(unreachable=True) when it is not; a slow
+    answer is left to the real request, which has its own timeout."""
+    parts = urllib.parse.urlsplit(url)
+    target = url
+    proxy = urllib.request.getproxies().get(parts.scheme)
+    if proxy and not urllib.request.proxy_bypass(parts.hostname or ""):
+        target = proxy if "://" in proxy else f"http://{proxy}"
+    host = host_of(target)
+    name, port = host.rsplit(":", 1)
+    try:
+        with socket.create_connection((name, int(port)), timeout=min(timeout, 10.0)):
+            pass
+    except OSError as error:
+        reason = no_network_reason(error, host)
+        if reason is not None:
+            raise SourceFailed(reason, unreachable=True) from error
 
 
 def mismatch_reason(expected: ExpectedSha256, actual: str) -> str:
@@ -111,6 +158,9 @@ def download_to(url: str, dest: Path, expected: ExpectedSha256, size: int | None
             if failure.checksum:
                 raise ChecksumError(f"{url}: {failure}; the file was not kept") from None
             kept = f"; the partial file {part} is kept and resumed" if part.is_file() else ""
+            if failure.unreachable:
+                raise DownloadError(f"{url}: {failure}; run again where there is network, or put {dest.name} "
+                                    f"in {dest.parent} yourself{kept}") from None
             raise DownloadError(f"{url}: {failure}; check the network and run again{kept}") from None
         # overwrite=True: under the lock nobody else writes `dest`, and what is there was verified too.
         publish_file(part, dest, overwrite=True, advice=_DISK_ADVICE)
@@ -146,6 +196,9 @@ def _stream(url: str, part: Path, expected_size: int | None, progress: Progress 
             return _stream(url, part, expected_size, progress, timeout)
         raise SourceFailed(f"HTTP {error.code} {error.reason}") from error
     except (urllib.error.URLError, OSError, http.client.HTTPException) as error:
+        unreachable = no_network_reason(error, host_of(url))
+        if unreachable is not None:
+            raise SourceFailed(unreachable, unreachable=True) from error
         raise SourceFailed(_network_reason(error, timeout)) from error
     if response.status == 206 and not (response.headers.get("Content-Range") or "").startswith(f"bytes {existing}-"):
         # A range we did not ask for (or a 206 to a plain GET): its body is not what we need. Start clean.
@@ -295,5 +348,5 @@ def _same_file(descriptor: int, path: Path) -> bool:
         return False
 
 
-__all__ = ["DEFAULT_TIMEOUT_S", "Progress", "SourceFailed", "download_lock", "download_to", "fetch_url",
-           "mismatch_reason", "offline_mode"]
+__all__ = ["DEFAULT_TIMEOUT_S", "Progress", "SourceFailed", "check_reachable", "download_lock", "download_to",
+           "fetch_url", "host_of", "mismatch_reason", "no_network_reason", "offline_mode"]

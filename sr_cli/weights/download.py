@@ -18,14 +18,16 @@ from sr_cli.files.http import (
     DEFAULT_TIMEOUT_S,
     Progress,
     SourceFailed,
+    check_reachable,
     download_lock,
     fetch_url,
+    host_of,
     mismatch_reason,
     offline_mode,
 )
 from sr_cli.weights.bundled import verified_bundled_file
 from sr_cli.weights.cache import find_cached, find_damaged, partial_dir, store_verified
-from sr_cli.weights.hub import HubUnavailable, evict_from_hub_cache, fetch_from_hub
+from sr_cli.weights.hub import HubUnavailable, evict_from_hub_cache, fetch_from_hub, hub_endpoint
 from sr_cli.weights.manifest import HubSource, ManifestEntry, Source, UrlSource
 
 
@@ -76,19 +78,38 @@ def fetch(entry: ManifestEntry, *, progress: Progress | None = None, offline: bo
             return cached
         failures: list[SourceFailed] = []
         described: list[str] = []
+        unreachable: dict[str, SourceFailed] = {}  # host -> why: a host that cannot be reached is not asked twice
         for source in entry.sources:
             if not isinstance(source, (HubSource, UrlSource)):
                 continue  # bundled (handled above) and ncnn (`sr weights import`) are not downloads
+            host = host_of(_request_url(source))
             try:
+                if host in unreachable:
+                    raise unreachable[host]
                 return _from_source(entry, source, progress, timeout)
             except SourceFailed as failure:
                 failures.append(failure)
                 described.append(f"{source.describe()}: {failure}")
+                if failure.unreachable:
+                    unreachable[host] = failure
+    if failures and all(failure.unreachable for failure in failures):
+        raise DownloadError(no_network_message(entry, failures))
     summary = f"{entry.name}: every source failed: " + "; ".join(described)
     if all(failure.checksum for failure in failures):
         raise ChecksumError(summary + "; the files were deleted, nothing was cached")
     raise DownloadError(summary + "; check the network (or HF_ENDPOINT), or get the file elsewhere "
                         f"and run `sr weights import {entry.name} FILE`")
+
+
+def no_network_message(entry: ManifestEntry, failures: list[SourceFailed]) -> str:
+    """One line for "there is no network": which hosts, and the two ways on (offline mode, import)."""
+    reasons = ", ".join(dict.fromkeys(str(failure) for failure in failures))
+    return (f"{entry.name}: not cached and no network ({reasons}); set SR_OFFLINE=1 to use only cached and "
+            f"bundled weights, or get {entry.filename} elsewhere and run `sr weights import {entry.name} FILE`")
+
+
+def _request_url(source: HubSource | UrlSource) -> str:
+    return hub_endpoint() if isinstance(source, HubSource) else source.url
 
 
 def _from_hub_cache_only(entry: ManifestEntry) -> Path:
@@ -108,6 +129,7 @@ def _from_hub_cache_only(entry: ManifestEntry) -> Path:
 
 def _from_source(entry: ManifestEntry, source: Source, progress: Progress | None, timeout: float) -> Path:
     if isinstance(source, HubSource):
+        check_reachable(hub_endpoint(), timeout)  # huggingface_hub would retry a dead network for ~25 s
         try:
             path = fetch_from_hub(source, local_only=False, timeout=timeout, progress=progress)
         except HubUnavailable as error:

@@ -8,12 +8,15 @@ huggingface_hub checks sizes, not sha256: the caller (download.py) hashes what t
 """
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx2
+from huggingface_hub import constants as hf_constants
 from huggingface_hub import hf_hub_download
 from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError
 from huggingface_hub.utils import tqdm as hf_tqdm
@@ -38,6 +41,11 @@ def hub_cache_dir() -> Path | None:
     return None
 
 
+def effective_hub_cache_dir() -> Path:
+    """Where hub downloads land: hub_cache_dir(), else huggingface_hub's default (`sr env` reports it)."""
+    return hub_cache_dir() or Path(hf_constants.HF_HUB_CACHE).expanduser()
+
+
 def hub_endpoint() -> str:
     return os.environ.get("HF_ENDPOINT") or DEFAULT_HUB_ENDPOINT
 
@@ -52,18 +60,19 @@ def fetch_from_hub(source: HubSource, *, local_only: bool, timeout: float,
     broken transfer a few times (its policy, kept: mirrors are usually right and only slow).
     """
     try:
-        path = hf_hub_download(
-            repo_id=source.repo,
-            filename=source.filename,
-            revision=source.revision,
-            repo_type=source.repo_type,
-            cache_dir=hub_cache_dir(),
-            endpoint=hub_endpoint(),
-            local_files_only=local_only,
-            etag_timeout=timeout,
-            tqdm_class=_forwarding_tqdm(progress),
-            library_name="sr-cli",
-        )
+        with _library_quiet():
+            path = hf_hub_download(
+                repo_id=source.repo,
+                filename=source.filename,
+                revision=source.revision,
+                repo_type=source.repo_type,
+                cache_dir=hub_cache_dir(),
+                endpoint=hub_endpoint(),
+                local_files_only=local_only,
+                etag_timeout=timeout,
+                tqdm_class=_forwarding_tqdm(progress),
+                library_name="sr-cli",
+            )
     except HfHubHTTPError as error:  # first: a remote 404 is both an HTTP error and an EntryNotFoundError
         status = error.response.status_code if error.response is not None else "?"
         raise HubUnavailable(f"HTTP {status}") from error
@@ -74,6 +83,19 @@ def fetch_from_hub(source: HubSource, *, local_only: bool, timeout: float,
     except (httpx2.HTTPError, OSError) as error:  # network down, connection reset, size mismatch (OSError)
         raise HubUnavailable(_first_line(error) or type(error).__name__) from error
     return Path(str(path))
+
+
+@contextlib.contextmanager
+def _library_quiet() -> Iterator[None]:
+    """huggingface_hub logs each retry ("Retrying in 8s [Retry 4/5]") to stderr: the one-line reason we raise
+    says what went wrong, so its warnings are held back during our call (its errors still show)."""
+    logger = logging.getLogger("huggingface_hub")
+    previous = logger.level
+    logger.setLevel(max(previous, logging.ERROR))
+    try:
+        yield
+    finally:
+        logger.setLevel(previous)
 
 
 def evict_from_hub_cache(path: Path) -> None:
