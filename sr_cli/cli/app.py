@@ -16,36 +16,57 @@ import sys
 import threading
 from collections.abc import Iterator
 from types import FrameType
+from typing import Annotated
 
 import typer
 
-from sr_cli.cli import blend_cmd, downscale_cmd, eval_cmd, train_cmd, upscale_cmd, weights_cmd
+from sr_cli.cli import blend_cmd, downscale_cmd, env_cmd, eval_cmd, train_cmd, upscale_cmd, weights_cmd
 from sr_cli.cli.console import Verbosity, set_verbosity, stderr
+from sr_cli.cli.conventions import CONTEXT_SETTINGS, SrCommand, SrGroup, epilog
 from sr_cli.errors import SRError
 
 app = typer.Typer(
     name="sr",
     help="Super-resolution: upscale images with EDSR, MDSR, ESRGAN or VDSR; evaluate; blend; train.",
+    epilog=epilog(),
+    cls=SrGroup,
+    context_settings=CONTEXT_SETTINGS,
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,  # --install-completion / --show-completion SHELL (Typer's)
     pretty_exceptions_enable=False,
 )
-app.command("upscale")(upscale_cmd.upscale)
+app.command("upscale", cls=SrCommand)(upscale_cmd.upscale)
 
-weights = typer.Typer(name="weights", no_args_is_help=True,
-                      help="The published weights: list, download, verify, locate, inspect, import.")
-weights.command("list")(weights_cmd.list_models)
-weights.command("download")(weights_cmd.download)
-weights.command("verify")(weights_cmd.verify)
-weights.command("path")(weights_cmd.cached_path)
-weights.command("inspect")(weights_cmd.inspect_checkpoint)
-weights.command("import")(weights_cmd.import_checkpoint)
+weights = typer.Typer(name="weights", cls=SrGroup, no_args_is_help=True,
+                      help="The published weights: list, download, verify, locate, inspect, import, remove.")
+weights.command("list", cls=SrCommand)(weights_cmd.list_models)
+weights.command("download", cls=SrCommand)(weights_cmd.download)
+weights.command("verify", cls=SrCommand)(weights_cmd.verify)
+weights.command("path", cls=SrCommand)(weights_cmd.cached_path)
+weights.command("inspect", cls=SrCommand)(weights_cmd.inspect_checkpoint)
+weights.command("import", cls=SrCommand)(weights_cmd.import_checkpoint)
 app.add_typer(weights, name="weights")
 
-app.command("eval")(eval_cmd.eval_command)
-app.command("downscale")(downscale_cmd.downscale)
-app.command("blend")(blend_cmd.blend)
-app.command("train")(train_cmd.train_command)
+app.command("eval", cls=SrCommand)(eval_cmd.eval_command)
+app.command("downscale", cls=SrCommand)(downscale_cmd.downscale)
+app.command("blend", cls=SrCommand)(blend_cmd.blend)
+app.command("train", cls=SrCommand)(train_cmd.train_command)
+app.command("env", cls=SrCommand)(env_cmd.env)
+
+
+def _show_version(value: bool) -> None:
+    if value:
+        typer.echo(env_cmd.version_text())  # torch is imported here only, never for --help
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[bool, typer.Option("--version", "-V", is_eager=True, callback=_show_version,
+                                          help="sr's version, torch's and the devices available, then exit.")] = False,
+) -> None:
+    """Options before the command name (sr -V, sr --install-completion)."""
+
 
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, what shells report for Ctrl-C
 UNEXPECTED_EXIT_CODE = 1
@@ -98,7 +119,7 @@ def main(argv: list[str] | None = None) -> None:
 def _run(argv: list[str] | None, signals: _Signals) -> int:
     debug = os.environ.get(DEBUG_VARIABLE, "") not in ("", "0")
     try:
-        code = app(args=argv, standalone_mode=False)
+        code = app(args=argv, prog_name="sr", standalone_mode=False)
     except SRError as error:
         if debug:
             raise
