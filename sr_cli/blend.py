@@ -226,32 +226,6 @@ def sweep_images(psnr: Endpoint, gan: Endpoint, alphas: Sequence[float], crop: n
             for alpha in alphas]
 
 
-def contact_sheet(tiles: Sequence[np.ndarray], labels: Sequence[str], *, columns: int = 3,
-                  gap: int = 8, label_height: int = 22) -> np.ndarray:
-    """Tiles (same size, HxWxC uint8) in a labelled grid on a white background, HxWx3 uint8."""
-    from PIL import Image, ImageDraw
-
-    height, width = tiles[0].shape[:2]
-    columns = max(1, min(columns, len(tiles)))
-    rows = -(-len(tiles) // columns)
-    sheet = Image.new("RGB", (columns * (width + gap) + gap, rows * (height + label_height + gap) + gap), "white")
-    draw = ImageDraw.Draw(sheet)
-    for index, (tile, label) in enumerate(zip(tiles, labels, strict=True)):
-        left = gap + (index % columns) * (width + gap)
-        top = gap + (index // columns) * (height + label_height + gap)
-        sheet.paste(Image.fromarray(_on_white(tile)), (left, top + label_height))
-        draw.text((left + 2, top + 4), label, fill="black")
-    return np.asarray(sheet)
-
-
-def _on_white(tile: np.ndarray) -> np.ndarray:
-    """HxW / HxWxC (C 1..4) uint8 -> HxWx3 uint8; transparent pixels shown over white, as viewers do."""
-    pixels = tile.reshape(tile.shape[0], tile.shape[1], -1).astype(np.float64)
-    colour, alpha = (pixels[:, :, :-1], pixels[:, :, -1:] / 255.0) if pixels.shape[2] in (2, 4) else (pixels, 1.0)
-    rgb = np.repeat(colour, 3, axis=2) if colour.shape[2] == 1 else colour
-    return np.ascontiguousarray(np.rint(rgb * alpha + 255.0 * (1.0 - alpha)).astype(np.uint8))
-
-
 def parse_alphas(text: str) -> list[float]:
     try:
         values = [float(part) for part in text.split(",") if part.strip()]
@@ -262,17 +236,3 @@ def parse_alphas(text: str) -> list[float]:
     for value in values:
         check_alpha(value)
     return values
-
-
-def parse_crop(text: str | None, height: int, width: int, size: int = 96) -> tuple[int, int, int, int]:
-    """x,y,w,h of the region to show (default: a size x size square at the centre), checked against the image."""
-    if text is None:
-        w, h = min(size, width), min(size, height)
-        return (width - w) // 2, (height - h) // 2, w, h
-    try:
-        x, y, w, h = (int(part) for part in text.split(","))
-    except ValueError:
-        raise UsageError(f"--crop {text!r}: give x,y,width,height in input pixels, e.g. 100,80,96,96") from None
-    if w < 1 or h < 1 or x < 0 or y < 0 or x + w > width or y + h > height:
-        raise UsageError(f"--crop {text}: the region must lie inside the {width}x{height} image")
-    return x, y, w, h

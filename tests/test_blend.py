@@ -187,20 +187,37 @@ def test_sweep_sheet_and_image_mode(pair: tuple[Path, Path], tmp_path: Path, cap
 
     Image.fromarray(rng.integers(0, 256, (40, 50, 3), dtype=np.uint8)).save(photo)
     sheet_path = tmp_path / "sheet.png"
-    code, _, err = run(["blend", "--psnr", str(pair[0]), "--gan", str(pair[1]), "--sweep", "0,0.5,1",
-                        "--image", str(photo), "--crop", "4,6,20,16", "-o", str(sheet_path)], capsys)
+    code, stdout, err = run(["blend", "--psnr", str(pair[0]), "--gan", str(pair[1]), "--sweep", "0,0.5,1",
+                             "--image", str(photo), "--crop", "4,6,20,16", "--zoom", "2", "-o", str(sheet_path),
+                             "--json"], capsys)
     assert code == 0, err
+    record = json.loads(stdout)
+    assert (record["command"], record["status"], record["output"]) == ("blend", "done", str(sheet_path))
     sheet = read_image(sheet_path).pixels
-    gap, label = 8, 22
-    assert sheet.shape == (gap + 32 + label + gap, gap + 3 * (40 + gap), 3)  # one row of three 40x32 crops
+    from sr_cli.api import load_model
+    from sr_cli.imageio.sheet import contact_sheet
+
+    # each panel: the crop upscaled by weights blended here, (1 - a) psnr + a gan, shown x2 by pixel repetition
+    crop = np.asarray(Image.open(photo))[6:22, 4:24]
+    a, b = torch.load(pair[0], weights_only=True), torch.load(pair[1], weights_only=True)["params_ema"]
+    tiles = []
+    for alpha, (x, y, w, h) in zip((0.0, 0.5, 1.0), record["boxes"], strict=True):
+        blended = tmp_path / f"blend{alpha}.pth"
+        torch.save({key: (1 - alpha) * a[key] + alpha * b[key] for key in a}, blended)
+        tile = load_model(blended, 2).upscale(crop)
+        tiles.append(tile)
+        assert (w, h) == (80, 64)
+        assert np.array_equal(sheet[y:y + h, x:x + w], np.repeat(np.repeat(tile, 2, axis=0), 2, axis=1))
+    assert [box[1] for box in record["boxes"]] == [record["boxes"][0][1]] * 3  # one row, left to right
+    assert [box[0] for box in record["boxes"]] == sorted(box[0] for box in record["boxes"])
+    # the one sheet maker made it (labels and layout included)
+    assert np.array_equal(sheet, contact_sheet(tiles, ["alpha 0", "alpha 0.5", "alpha 1"], zoom=2).pixels)
 
     # --mode image: the two models' outputs mixed, checked against the two outputs computed here
     out = tmp_path / "mixed.png"
     code, _, err = run(["blend", "--psnr", str(pair[0]), "--gan", str(pair[1]), "--mode", "image", "--alpha", "0.25",
                         "--image", str(photo), "-o", str(out)], capsys)
     assert code == 0, err
-    from sr_cli.api import load_model
-
     ends = [load_model(p, 2).upscale(np.asarray(Image.open(photo))).astype(np.float64) for p in pair]
     expected = np.clip(np.rint(0.75 * ends[0] + 0.25 * ends[1]), 0, 255)
     assert np.array_equal(read_image(out).pixels, expected.astype(np.uint8))

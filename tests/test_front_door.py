@@ -11,21 +11,17 @@ every tensor of such a file is a slice of one shared storage, so a 43 M-paramete
 from __future__ import annotations
 
 import json
-from collections import OrderedDict
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from cli_support import CliResult, run_cli
+from zoo_support import ManifestNaming, allow_shared_storage_files, official_layout
 
 from sr_cli import zoo
-from sr_cli.archs.families import descriptor_for
 from sr_cli.archs.runtime import build_module
 from sr_cli.imageio import read_image, write_image
-from sr_cli.weights import allocation
-from sr_cli.weights import manifest as manifest_module
-from sr_cli.weights.cache import import_file, sha256_of
 
 RNG = np.random.default_rng(10)
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -41,49 +37,14 @@ def photo(path: Path, height: int = 12, width: int = 10) -> np.ndarray:
     return pixels
 
 
-def official_layout(family: str, hyperparameters: dict[str, object], path: Path, *, wrap: str | None = None,
-                    seed: int = 0) -> Path:
-    """A checkpoint with the published keys and shapes of `family` (our modules use the official names),
-    small values (the output stays in range), every tensor a view of one storage (a small file)."""
-    with torch.device("meta"):  # shapes only: no time spent initialising 43 M parameters
-        module = build_module(family, descriptor_for(family).params_class(**hyperparameters))
-    shapes = {key: value.shape for key, value in module.state_dict().items()}
-    base = 0.02 * torch.randn(max(shape.numel() for shape in shapes.values()),
-                              generator=torch.Generator().manual_seed(seed))
-    state = OrderedDict((key, base[: shape.numel()].view(shape)) for key, shape in shapes.items())
-    torch.save({wrap: state} if wrap else state, path)
-    return path
-
-
 @pytest.fixture(autouse=True)
 def shared_storage_files_allowed(monkeypatch: pytest.MonkeyPatch) -> None:
-    """`official_layout` files share one storage (a 43 M-parameter layout in 10 MB): more tensor bytes than
-    file bytes, which the reader refuses from a user (weights.allocation, tests/test_hostile_checkpoints.py)."""
-    monkeypatch.setattr(allocation, "ALLOWANCE_BYTES", 1 << 30)
+    allow_shared_storage_files(monkeypatch)
 
 
 @pytest.fixture
-def manifest_naming(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):  # noqa: ANN201 -- a small factory
-    """Point entries of (a copy of) the real manifest at files made here: their sha256 and size; the file
-    is imported into the (empty) cache as `sr weights import` does, so it loads offline."""
-    data = json.loads((REPO_ROOT / "weights_manifest.json").read_text())
-    copy = tmp_path / "weights_manifest.json"
-    copy.write_text(json.dumps(data))
-    monkeypatch.setattr(manifest_module, "manifest_path", lambda: copy)
-
-    def name(files: dict[str, Path], edits: dict[str, object] | None = None) -> None:
-        for entry in data["models"]:
-            if entry["name"] in files:
-                entry.update(edits or {})
-                entry.update(sha256=sha256_of(files[entry["name"]]), size=files[entry["name"]].stat().st_size)
-                entry.pop("sha256_prefix", None)
-        copy.write_text(json.dumps(data))
-        manifest_module._load_cached.cache_clear()  # read once per path: forget the unedited copy
-        for entry_name, path in files.items():
-            found = zoo.resolve(entry_name)
-            import_file(found, path)
-
-    return name
+def manifest_naming(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> ManifestNaming:
+    return ManifestNaming(tmp_path, monkeypatch)
 
 
 @pytest.fixture(autouse=True)
@@ -201,7 +162,7 @@ def test_blend_alpha_writes_gan_alpha_file_here_and_never_over_one(tmp_path: Pat
 
     assert code == 0, err
     written = tmp_path / "work" / "esrgan-alpha0.8.safetensors"
-    assert out.strip() == "wrote esrgan-alpha0.8.safetensors"
+    assert out.strip() == "esrgan-alpha0.8.safetensors"
     blended = read_checkpoint(written)
     expected = interpolate_state_dicts(read_checkpoint(psnr).tensors, read_checkpoint(gan).tensors, 0.8)
     for key, value in expected.items():
@@ -232,7 +193,7 @@ def test_blend_local_files_default_name_is_the_gan_file_stem(tmp_path: Path, cap
     monkeypatch.chdir(tmp_path)
     code, out, err = run(["blend", "--alpha", "0.25", "--psnr", str(psnr), "--gan", str(gan)], capsys)
     assert code == 0, err
-    assert out.strip() == "wrote gan_x4-alpha0.25.safetensors" and (tmp_path / "gan_x4-alpha0.25.safetensors").is_file()
+    assert out.strip() == "gan_x4-alpha0.25.safetensors" and (tmp_path / "gan_x4-alpha0.25.safetensors").is_file()
     code, _, err = run(["blend", "--sweep", "0,1", "--psnr", str(psnr), "--gan", str(gan)], capsys)
     assert code == 2 and "give -o IMAGE" in err
 

@@ -7,41 +7,69 @@ from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
-from sr_cli.cli.console import note, stdout
-from sr_cli.cli.options import Device, MaxPixels, Overwrite, ResScale
+from sr_cli.cli.console import detail, json_line, note, result_path
+from sr_cli.cli.options import DEVICE_HELP, RES_SCALE_HELP, MaxPixels, Quiet, Verbose
 from sr_cli.errors import UsageError
 
 if TYPE_CHECKING:  # torch, numpy and the image readers load only when the command runs
     from sr_cli.blend import Endpoint
 
 MODES = ("weights", "image")
+MODELS_PANEL = "Models"
+IMAGES_PANEL = "Images (--sweep, --mode image)"
+OUTPUT_PANEL = "Output and reporting"
 
 
 def blend(
-    alpha: Annotated[Optional[float], typer.Option("--alpha", "-a", help="0 = the PSNR model, 1 = the GAN model.")] = None,
-    psnr: Annotated[Optional[str], typer.Option("--psnr", help="PSNR-oriented model: name or file (default: esrgan-psnr).")] = None,
-    gan: Annotated[Optional[str], typer.Option("--gan", help="GAN model: name or file (default: esrgan).")] = None,
-    output: Annotated[Optional[Path], typer.Option("--output", "-o", help=(
-        "blended.safetensors (default: <gan>-alpha<A>.safetensors here); with --sweep or --mode image: an image."))] = None,
-    mode: Annotated[str, typer.Option("--mode", help="weights (network interpolation) | image (blend the two outputs; a comparison).")] = "weights",
-    sweep: Annotated[Optional[str], typer.Option("--sweep", help="Alphas for a contact sheet, e.g. 0,0.2,0.4,0.6,0.8,1 (needs --image).")] = None,
-    image: Annotated[Optional[Path], typer.Option("--image", help="Input image for --sweep or --mode image.")] = None,
-    crop: Annotated[Optional[str], typer.Option("--crop", help="x,y,w,h of the input region shown in a sweep (default: 96x96 centre).")] = None,
-    scale: Annotated[Optional[float], typer.Option("--scale", "-s", help="Scale for images (default: the models' own).")] = None,
-    res_scale: ResScale = None,
-    device: Device = "auto",
-    overwrite: Overwrite = False,
-    json_record: Annotated[bool, typer.Option("--json", help="Print a JSON record of what was written.")] = False,
+    alpha: Annotated[Optional[float], typer.Option("--alpha", "-a", help="0 = the PSNR model, 1 = the GAN model.",
+                                                   rich_help_panel=MODELS_PANEL)] = None,
+    psnr: Annotated[Optional[str], typer.Option("--psnr", help="PSNR-oriented model: name or file (default: esrgan-psnr).",
+                                                rich_help_panel=MODELS_PANEL)] = None,
+    gan: Annotated[Optional[str], typer.Option("--gan", help="GAN model: name or file (default: esrgan).",
+                                               rich_help_panel=MODELS_PANEL)] = None,
+    mode: Annotated[str, typer.Option("--mode", help="weights (network interpolation) | image (blend the two outputs; a comparison).",
+                                      rich_help_panel=MODELS_PANEL)] = "weights",
+    res_scale: Annotated[Optional[float], typer.Option("--res-scale", help=RES_SCALE_HELP, rich_help_panel=MODELS_PANEL)] = None,
+    sweep: Annotated[Optional[str], typer.Option("--sweep", help="Alphas for a contact sheet, e.g. 0,0.2,0.4,0.6,0.8,1 (needs --image).",
+                                                 rich_help_panel=IMAGES_PANEL)] = None,
+    image: Annotated[Optional[Path], typer.Option("--image", help="Input image for --sweep or --mode image.",
+                                                  rich_help_panel=IMAGES_PANEL)] = None,
+    crop: Annotated[Optional[str], typer.Option("--crop", help="x,y,w,h of the input region shown in a sweep (default: 96x96 centre).",
+                                                rich_help_panel=IMAGES_PANEL)] = None,
+    zoom: Annotated[int, typer.Option("--zoom", min=1, max=16, help="Show each sweep panel enlarged by pixel repetition.",
+                                      rich_help_panel=IMAGES_PANEL)] = 1,
+    scale: Annotated[Optional[float], typer.Option("--scale", "-s", help="Scale for images (default: the models' own).",
+                                                   rich_help_panel=IMAGES_PANEL)] = None,
+    device: Annotated[str, typer.Option("--device", help=DEVICE_HELP, rich_help_panel=IMAGES_PANEL)] = "auto",
     max_pixels: MaxPixels = None,
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", help=(
+        "blended.safetensors (default: <gan>-alpha<A>.safetensors here); with --sweep or --mode image: an image."),
+        rich_help_panel=OUTPUT_PANEL)] = None,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace the output if it exists.",
+                                            rich_help_panel=OUTPUT_PANEL)] = False,
+    json_record: Annotated[bool, typer.Option("--json", help="One JSON line on stdout: what was written.",
+                                              rich_help_panel=OUTPUT_PANEL)] = False,
+    quiet: Quiet = False,
+    verbose: Verbose = False,
 ) -> None:
     """Blend a PSNR model and its GAN model: theta = (1 - alpha) PSNR + alpha GAN.
 
     Blending weights runs on the CPU; --device chooses where the models run for --sweep and --mode image.
+    The path written is printed on stdout (with --json: one JSON line).
+
+    Examples:
+
+      sr blend --alpha 0.8 -o esrgan-0.8.safetensors
+
+      sr blend --sweep 0,0.25,0.5,0.75,1 --image photo.png -o sweep.png
+
+      sr blend --psnr psnr.pth --gan gan.pth -a 0.5 -o half.safetensors --json
     """
     from sr_cli import blend as blending
     from sr_cli.api import UpscaleOptions
     from sr_cli.imageio import read_image, to_bit_depth, write_image
     from sr_cli.imageio.budget import pixel_budget
+    from sr_cli.imageio.sheet import contact_sheet, parse_crop
     from sr_cli.weights.interpolate import check_alpha
 
     # every usage check first: nothing is downloaded or loaded for a command that cannot run
@@ -67,11 +95,13 @@ def blend(
         raise UsageError("--image is used with --sweep or --mode image only; drop it to write blended weights")
     if crop is not None and sweep is None:
         raise UsageError("--crop chooses the region of a --sweep contact sheet; drop it or add --sweep")
+    if zoom != 1 and sweep is None:
+        raise UsageError("--zoom enlarges the panels of a --sweep contact sheet; drop it or add --sweep")
     budget = pixel_budget(max_pixels)
     picture = read_image(image, budget=budget) if image is not None else None
     region = None
     if picture is not None and alphas is not None:
-        x, y, w, h = blending.parse_crop(crop, picture.pixels.shape[0], picture.pixels.shape[1])
+        x, y, w, h = parse_crop(crop, picture.pixels.shape[0], picture.pixels.shape[1])
         region = to_bit_depth(picture.pixels[y:y + h, x:x + w], 8)
 
     psnr_label, gan_label = blending.default_labels(psnr, gan)
@@ -81,6 +111,8 @@ def blend(
         if output.exists() and not overwrite:
             raise UsageError(f"{output} exists; pass --overwrite to replace it or choose another name with -o")
     first, second = blending.load_pair(psnr_label, gan_label, res_scale=res_scale)
+    for endpoint, role in ((first, "psnr"), (second, "gan")):
+        detail(f"{role}: {endpoint.label}, {endpoint.checkpoint.path} (sha256 {endpoint.checkpoint.sha256[:12]})")
     if mode == "weights":
         blending.check_not_degenerate(first, second)
 
@@ -98,8 +130,10 @@ def blend(
         if alphas is not None and region is not None:
             tiles = blending.sweep_images(first, second, alphas, region, scale=scale_used, mode=mode, options=options)
             label = "alpha" if mode == "weights" else "image alpha"
-            write_image(output, blending.contact_sheet(tiles, [f"{label} {a:g}" for a in alphas]), overwrite=overwrite)
-            record = {"output": str(output), "alphas": alphas, "mode": mode, "crop": [x, y, w, h]}
+            sheet = contact_sheet(tiles, [f"{label} {a:g}" for a in alphas], zoom=zoom)
+            write_image(output, sheet.pixels, overwrite=overwrite)
+            record = {"output": str(output), "alphas": alphas, "mode": mode, "crop": [x, y, w, h], "zoom": zoom,
+                      "boxes": [list(box) for box in sheet.boxes]}
         else:
             tiles = blending.sweep_images(first, second, [alpha], picture.pixels, scale=scale_used,  # type: ignore[list-item]
                                           mode="image", options=options)
@@ -107,9 +141,9 @@ def blend(
                 note(f"{output}: {message}")
             record = {"output": str(output), "alpha": alpha, "mode": "image"}
     if json_record:
-        stdout.print(json.dumps(record), markup=False)
+        json_line({"command": "blend", "status": "done", **record})
     else:
-        stdout.print(f"wrote {output}", markup=False)
+        result_path(output)
 
 
 def _own_scale(endpoint: Endpoint) -> float:
