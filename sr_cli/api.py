@@ -288,6 +288,7 @@ def load_model(
     *,
     res_scale: float | None = None,
     alpha: float | None = None,
+    denoise: float | None = None,
     outscale: float | None = None,
     options: UpscaleOptions = UpscaleOptions(),
     progress_download: Progress | None = None,
@@ -301,6 +302,8 @@ def load_model(
     (the smallest served scale >= outscale, else the largest), then the result is resized to exactly
     round(H * outscale) x round(W * outscale) with MATLAB bicubic (antialiased when shrinking).
     alpha: network interpolation between a PSNR model and its GAN pair (0 = PSNR, 1 = GAN).
+    denoise: Real-ESRGAN's denoise strength S (`-dn`) for a model with a denoise partner (realesr-general-x4v3):
+    S * the model + (1 - S) * its partner (realesr-general-wdn-x4v3, which keeps noise); 1 = the model alone.
     session: the zoo.ModelSession a caller already asked about this model (e.g. its default scale), so that
     the file is read and hashed once in all.
     Raises UsageError / ScaleMismatchError / DeviceError / the zoo's errors, each with the fix.
@@ -316,12 +319,18 @@ def load_model(
     if scale is None and outscale is None:
         # the only scale it serves; several (MDSR) or any (VDSR): UsageError
         scale = session.default_scale(model, res_scale=res_scale)
+    if alpha is not None and denoise is not None:
+        raise UsageError("--alpha and --denoise exclude each other: each blends the model with a different partner")
     if alpha is not None:
         _check_has_pair(model, scale)  # before any download
+    if denoise is not None:
+        _check_has_denoise_partner(model, scale, denoise)
     loaded = _load_for(session, model, scale, outscale, res_scale, progress_download)
     srnet = loaded.srnet
     if alpha is not None:
         srnet = _interpolated(loaded, alpha, res_scale, progress_download)
+    if denoise is not None:
+        srnet = _denoised(session, loaded, denoise, res_scale, progress_download)
     if srnet.input_kind == "y-upscaled":  # net scale 1: the requested factor is the output's
         output_scale = float(outscale if outscale is not None else scale)  # type: ignore[arg-type]
         if outscale is not None and not outscale > 1:
@@ -368,6 +377,40 @@ def _check_has_pair(model: str | Path, scale: float | None) -> None:
     if zoo.interpolation_partner_of(entry) is None:
         raise UsageError(f"--alpha needs a model with a PSNR/GAN pair (esrgan, esrgan-psnr, realesrgan-x4plus, "
                          f"realesrnet-x4plus); {entry.name} has none")
+
+
+def _check_has_denoise_partner(model: str | Path, scale: float | None, strength: float) -> None:
+    """--denoise needs a manifest model with a denoise partner and S in [0, 1]; refuse before any download."""
+    from sr_cli import zoo
+
+    if not (isinstance(strength, (int, float)) and 0.0 <= strength <= 1.0):  # also refuses NaN
+        raise UsageError(f"--denoise {strength!r} is outside [0, 1]; 1 = strong denoise (the model alone), "
+                         f"0 = keep the noise (its weak-denoise partner alone)")
+    with_partner = [e.name for e in zoo.load_manifest().entries if zoo.denoise_partner_of(e) is not None]
+    if zoo.looks_like_path(model):
+        raise UsageError(f"--denoise needs a model with a denoise partner in the manifest ({', '.join(with_partner)}); "
+                         f"{model} is a file")
+    entry = zoo.resolve(str(model), scale)
+    if zoo.denoise_partner_of(entry) is None:
+        raise UsageError(f"--denoise needs a model with a denoise partner ({', '.join(with_partner)}); "
+                         f"{entry.name} has none")
+
+
+def _denoised(session: ModelSession, loaded: LoadedModel, strength: float, res_scale: float | None,
+              progress_download: Progress | None) -> SRNet:
+    """Real-ESRGAN's dni: strength * the model + (1 - strength) * its denoise partner, through the one
+    interpolation (weights.interpolate) and the one loader path (the session). S = 1 and S = 0 are exact
+    copies of the model and of the partner."""
+    from sr_cli import zoo
+    from sr_cli.weights.interpolate import interpolate_state_dicts
+
+    partner_entry = zoo.denoise_partner_of(loaded.entry) if loaded.entry is not None else None
+    assert partner_entry is not None, "checked by _check_has_denoise_partner before loading"
+    partner = session.load(partner_entry.name, loaded.srnet.scale, res_scale=res_scale, progress=progress_download)
+    weights = interpolate_state_dicts(partner.srnet.module.state_dict(), loaded.srnet.module.state_dict(), strength)
+    srnet = copy.deepcopy(loaded.srnet)
+    srnet.module.load_state_dict(weights, strict=True)
+    return srnet
 
 
 def _interpolated(loaded, alpha: float, res_scale: float | None, progress_download: Progress | None) -> SRNet:  # noqa: ANN001

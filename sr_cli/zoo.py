@@ -149,6 +149,14 @@ def interpolation_partner_of(entry: ManifestEntry) -> ManifestEntry | None:
     return pair_of(entry)
 
 
+def denoise_partner_of(entry: ManifestEntry) -> ManifestEntry | None:
+    """The denoise-strength partner of `entry` (Real-ESRGAN's realesr-general-x4v3 <-> its wdn "weak denoise"
+    model) for `--denoise`, or None. The one place that decides what a denoise pair is."""
+    if entry.pair is None or entry.pair.kind != "denoise":
+        return None
+    return pair_of(entry)
+
+
 def looks_like_path(model: str | Path) -> bool:
     """A --model value is a file when it is a Path or has a path separator; otherwise a manifest name or
     alias wins (write ./vdsr for a file of that name), and anything else is a file if it exists or ends

@@ -74,6 +74,8 @@ def upscale(
     overwrite: Overwrite = False,
     skip_existing: Annotated[bool, typer.Option("--skip-existing", help="Keep outputs that exist (resume a stopped run).")] = False,
     alpha: Annotated[Optional[float], typer.Option("--alpha", min=0.0, max=1.0, help="Network interpolation PSNR (0) .. GAN (1), ESRGAN pairs.")] = None,
+    denoise: Annotated[Optional[float], typer.Option("--denoise", help=(
+        "Denoise strength S, 0..1 (Real-ESRGAN's -dn; realesr-general): 1 = strong, 0 = keep noise."))] = None,
     res_scale: ResScale = None,
     json_records: Annotated[bool, typer.Option("--json", help="One JSON record per file on stdout.")] = False,
     max_pixels: MaxPixels = None,
@@ -126,7 +128,7 @@ def upscale(
         upscaler = None
         try:
             if any(not job.skip for job in jobs):
-                upscaler = _load(chosen, scale, res_scale, alpha, outscale, options, renderer, session)
+                upscaler = _load(chosen, scale, res_scale, alpha, denoise, outscale, options, renderer, session)
                 renderer.weights_used(upscaler)
             run_jobs(
                 jobs,
@@ -162,12 +164,12 @@ def _model_session() -> ModelSession:
 
 def _load(
     model_or_file: str | Path, scale: float | None, res_scale: float | None, alpha: float | None,
-    outscale: float | None, options: UpscaleOptions, renderer: _Renderer, session: ModelSession,
+    denoise: float | None, outscale: float | None, options: UpscaleOptions, renderer: _Renderer, session: ModelSession,
 ) -> Upscaler:
     from sr_cli.api import load_model
 
-    return load_model(model_or_file, scale, res_scale=res_scale, alpha=alpha, outscale=outscale, options=options,
-                      progress_download=renderer.download, session=session)
+    return load_model(model_or_file, scale, res_scale=res_scale, alpha=alpha, denoise=denoise, outscale=outscale,
+                      options=options, progress_download=renderer.download, session=session)
 
 
 def _folder_failure(item: Ignored) -> FileResult:
