@@ -20,7 +20,7 @@ from typing import Annotated
 
 import typer
 
-from sr_cli.cli import blend_cmd, downscale_cmd, env_cmd, eval_cmd, train_cmd, upscale_cmd, weights_cmd
+from sr_cli.cli import blend_cmd, compare_cmd, downscale_cmd, env_cmd, eval_cmd, train_cmd, upscale_cmd, weights_cmd
 from sr_cli.cli.console import Verbosity, set_verbosity, stderr
 from sr_cli.cli.conventions import CONTEXT_SETTINGS, SrCommand, SrGroup, epilog
 from sr_cli.errors import SRError
@@ -50,6 +50,7 @@ app.add_typer(weights, name="weights")
 app.command("eval", cls=SrCommand)(eval_cmd.eval_command)
 app.command("downscale", cls=SrCommand)(downscale_cmd.downscale)
 app.command("blend", cls=SrCommand)(blend_cmd.blend)
+app.command("compare", cls=SrCommand)(compare_cmd.compare)
 app.command("train", cls=SrCommand)(train_cmd.train_command)
 app.command("env", cls=SrCommand)(env_cmd.env)
 
