@@ -206,7 +206,9 @@ def test_cli_exports_a_loadable_model_with_metadata(images: Path, tmp_path: Path
     records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in records if "loss_l1" in r] == [1, 2, 3, 4]  # --steps 4 beat the file's 3
     assert [r["step"] for r in records if "val_psnr" in r] == [2, 4]
-    tensors, metadata = read_safetensors(out / "model.safetensors")
+    exported = out / "cli.safetensors"  # named after the run folder
+    assert result.stdout == f"{exported}\n"
+    tensors, metadata = read_safetensors(exported)
     assert metadata["sr.layout"] == "sr-safetensors" and metadata["sr.family"] == "edsr"
     hyper = json.loads(metadata["sr.hyperparameters"])
     assert (hyper["n_resblocks"], hyper["n_feats"], hyper["scale"]) == (2, 8, 2)
@@ -217,5 +219,5 @@ def test_cli_exports_a_loadable_model_with_metadata(images: Path, tmp_path: Path
     EDSR(EDSRParams(**hyper)).load_state_dict(tensors, strict=True)
     from sr_cli import zoo  # what `sr upscale --weights` and `sr eval --model FILE` use
 
-    loaded = zoo.load(out / "model.safetensors", 2)
+    loaded = zoo.load(exported, 2)
     assert loaded.srnet.scale == 2 and loaded.srnet(torch.rand(1, 3, 8, 8)).shape == (1, 3, 16, 16)

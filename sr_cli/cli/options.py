@@ -19,7 +19,7 @@ RES_SCALE_HELP = ("EDSR/MDSR residual scaling, for checkpoints that do not recor
 Device = Annotated[str, typer.Option("--device", help=DEVICE_HELP)]
 # Training runs on one device per torchrun process (sr_cli.train.distributed.pick_device): no MPS there.
 # None = not given, so the --config file or the default (auto) decides.
-TrainDevice = Annotated[Optional[str], typer.Option("--device", help="auto | cpu | cuda | cuda:N.")]
+TrainDevice = Annotated[Optional[str], typer.Option("--device", rich_help_panel="Hardware", help="auto | cpu | cuda | cuda:N.")]
 ResScale = Annotated[Optional[float], typer.Option("--res-scale", help=RES_SCALE_HELP)]
 # `sr weights download/path/import`: a name such as `edsr` covers several files, one per scale.
 EntryScale = Annotated[Optional[float], typer.Option("--scale", "-s", help="Picks the entry for aliases such as `edsr`.")]

@@ -50,7 +50,7 @@ from sr_cli.train.checkpointing import (
 )
 from sr_cli.train.discriminator import VGGStyleDiscriminator
 from sr_cli.train.distributed import DistContext
-from sr_cli.train.export import EXPORT_NAME, export_model
+from sr_cli.train.export import adopt_earlier_export, export_model, export_path
 from sr_cli.train.initialize import initialise_from, read_init_source
 from sr_cli.train.losses import pixel_loss, ragan_discriminator_loss, ragan_generator_loss
 from sr_cli.train.network import TrainNet, build_network, params_to_json
@@ -64,12 +64,14 @@ from sr_cli.train.perceptual import (
     perceptual_loss,
     random_vgg19_conv54,
 )
+from sr_cli.train.run_options import write_run_options
 from sr_cli.train.schedule import StepSchedule
-from sr_cli.train.validation import ValResult, prepare_validation, resolve_val_folder, validate
+from sr_cli.train.validation import ValResult, bicubic_baseline, prepare_validation, resolve_val_folder, validate
 
 METRICS_NAME = "metrics.jsonl"
-# Options that define the run: --resume refuses to continue with other values (the result would not
-# be the run that was started). Everything else (--steps, --val-every, --workers, ...) may change.
+# What the checkpoint records of the options that define the run: --resume refuses other values (the
+# result would not be the run that was started). The CLI checks the same, and more, against the run's
+# options.toml first (run_options.FIXED_ON_RESUME); this guards runs without one and Python callers.
 _RUN_DEFINING = ("model", "scales", "batch", "patch", "blocks", "features", "seed", "ema", "data_fingerprint")
 
 
@@ -88,6 +90,7 @@ class ValInfo:
     step: int
     result: ValResult
     best: bool
+    bicubic: ValResult  # bicubic on the same set and protocol, measured once per run session
 
 
 @dataclass
@@ -109,6 +112,9 @@ class TrainResult:
     best_step: int | None
     exported: Path | None
     data_images: int = 0
+    start_step: int = 0  # where this session began (0, or the checkpoint's step on --resume)
+    bicubic: ValResult | None = None  # bicubic on the validation set (None: --val none)
+    device: str = ""  # where it ran, e.g. "cpu", "cuda:0"
 
 
 @dataclass
@@ -169,6 +175,12 @@ def _run(options: TrainOptions, context: DistContext, callbacks: TrainCallbacks)
     with distributed.together(context):
         if main:  # only now: a run that fails on its data leaves no empty run folder behind
             run_dir.mkdir(parents=True, exist_ok=True)
+    bicubic: ValResult | None = None
+    with distributed.together(context):
+        if main and val_set is not None:
+            bicubic = bicubic_baseline(val_set)
+            say(f"validation: {len(val_set)} images, x{'/x'.join(map(str, val_set.scales))}; "
+                f"bicubic PSNR {bicubic.psnr:.3f} dB, SSIM {bicubic.ssim:.4f} (the figure to beat)")
     total, lr_every = _length_and_decay(options, train_set, say)
 
     _seed_everything(options.seed)
@@ -180,14 +192,22 @@ def _run(options: TrainOptions, context: DistContext, callbacks: TrainCallbacks)
             say(f"resumed {run_dir} at step {start}")
             if main:
                 _truncate_metrics(run_dir / METRICS_NAME, start)
+                renamed = adopt_earlier_export(run_dir, parts.extra.get("export_name"))
+                if renamed:
+                    say(renamed)
         elif options.init:
             report = initialise_from(parts.module, parts.params, read_init_source(options.init))
             say(report.describe())
             if parts.ema is not None:
                 parts.ema = _state_copy(parts.module)
+        if main:  # after the checks of --resume: a refused resume leaves the recorded options as they were
+            write_run_options(run_dir, options)
     if start >= total:
         say(f"nothing to do: the run is at step {start} and --steps is {total}")
-        return TrainResult(run_dir, start, total, parts.best_psnr, parts.best_step, None, len(train_set))
+        earlier = export_path(run_dir)
+        return TrainResult(run_dir, start, total, parts.best_psnr, parts.best_step,
+                           earlier if earlier.is_file() else None, len(train_set), start, bicubic,
+                           str(context.device))
 
     plan = SamplePlan(n_images=len(train_set), batch=options.batch, seed=options.seed, scales=train_set.scales,
                       # a pre-upscaled input runs at net scale 1 whatever its factor: scales can mix
@@ -222,7 +242,9 @@ def _run(options: TrainOptions, context: DistContext, callbacks: TrainCallbacks)
                 if (step % options.val_every == 0 or step == total) and val_set is not None:
                     with distributed.together(context):
                         if main:
-                            _validate_and_export(parts, options, context, val_set, step, callbacks, metrics_path)
+                            assert bicubic is not None
+                            _validate_and_export(parts, options, context, val_set, bicubic, step, callbacks,
+                                                 metrics_path)
                 if step % options.save_every == 0 or step == total:
                     _save(parts, options, context, checkpoint_path, step, fingerprint)
                 if stop.requested_everywhere(context):
@@ -238,9 +260,10 @@ def _run(options: TrainOptions, context: DistContext, callbacks: TrainCallbacks)
                                           recipe=recipe.name, step=step, val_psnr=None, val_ssim=None,
                                           ema=parts.ema is not None)
     exported = parts.exported
-    if exported is None and (run_dir / EXPORT_NAME).is_file():
-        exported = run_dir / EXPORT_NAME  # a resumed run whose best model predates the resume
-    return TrainResult(run_dir, step, total, parts.best_psnr, parts.best_step, exported, len(train_set))
+    if exported is None and export_path(run_dir).is_file():
+        exported = export_path(run_dir)  # a resumed run whose best model predates the resume
+    return TrainResult(run_dir, step, total, parts.best_psnr, parts.best_step, exported, len(train_set), start, bicubic,
+                       str(context.device))
 
 
 class _StopRequest:
@@ -342,7 +365,9 @@ def _prepare_data(options: TrainOptions, context: DistContext,
                                          progress=progress("prepare training images"))
         val_set = None
         if options.val is not None:
-            val_set = prepare_validation(resolve_val_folder(options.val, options.scales, progress("download validation set")),
+            val_folder = resolve_val_folder(options.val, options.scales, options.data_dir,
+                                            progress("download validation set"))
+            val_set = prepare_validation(val_folder,
                                          options.scales, kind, cache_dir,
                                          progress("prepare validation images"))
         return train_set, val_set
@@ -571,7 +596,7 @@ def _export_state(parts: _Parts) -> dict[str, Tensor]:
 
 
 def _validate_and_export(parts: _Parts, options: TrainOptions, context: DistContext, val_set: TrainingSet,
-                         step: int, callbacks: TrainCallbacks, metrics_path: Path) -> None:
+                         bicubic: ValResult, step: int, callbacks: TrainCallbacks, metrics_path: Path) -> None:
     evaluated = parts.module
     if parts.ema is not None:
         evaluated = parts.extra.setdefault("ema_module", copy.deepcopy(parts.module))
@@ -585,7 +610,8 @@ def _validate_and_export(parts: _Parts, options: TrainOptions, context: DistCont
     finally:
         evaluated.train(was_training)
     best = parts.best_psnr is None or result.psnr > parts.best_psnr
-    record: dict[str, Any] = {"step": step, "val_psnr": result.psnr, "val_ssim": result.ssim}
+    record: dict[str, Any] = {"step": step, "val_psnr": result.psnr, "val_ssim": result.ssim,
+                              "bicubic_psnr": bicubic.psnr}
     if len(result.per_scale) > 1:
         record.update({f"val_psnr_x{s}": v[0] for s, v in result.per_scale.items()})
     _append_jsonl(metrics_path, record)
@@ -595,7 +621,7 @@ def _validate_and_export(parts: _Parts, options: TrainOptions, context: DistCont
                                       recipe=options.model, step=step, val_psnr=result.psnr, val_ssim=result.ssim,
                                       ema=parts.ema is not None)
     if callbacks.validated is not None:
-        callbacks.validated(ValInfo(step, result, best))
+        callbacks.validated(ValInfo(step, result, best, bicubic))
 
 
 def _run_record(options: TrainOptions, fingerprint: str) -> dict[str, Any]:
@@ -638,6 +664,7 @@ def _write_checkpoint(parts: _Parts, options: TrainOptions, context: DistContext
             "rng": rng_states(),
             "sampler": {"seed": options.seed, "next_step": step, "data_fingerprint": fingerprint},
             "best": {"psnr": parts.best_psnr, "step": parts.best_step},
+            "export_name": export_path(options.out).name,  # a renamed run folder finds its export again
         }
         save_checkpoint(path, payload)
     parts.last_saved_step = step
@@ -647,11 +674,12 @@ def _restore(parts: _Parts, options: TrainOptions, path: Path, fingerprint: str)
     payload = load_checkpoint_payload(path)
     saved = payload["run"]
     current = _run_record(options, fingerprint)
-    for key in _RUN_DEFINING:
-        if saved.get(key) != current[key]:
-            what = "the training data changed" if key == "data_fingerprint" else (
-                f"--{key.replace('_', '-')} was {saved.get(key)!r}, now {current[key]!r}")
-            raise TrainingError(f"{path}: cannot resume: {what}; use the run's options or start a new --out")
+    changed = [("the training data changed (names, sizes or dates of its files)" if key == "data_fingerprint"
+                else f"--{key.replace('_', '-')} was {saved.get(key)!r}, now {current[key]!r}")
+               for key in _RUN_DEFINING if saved.get(key) != current[key]]
+    if changed:  # every difference at once, not one per attempt
+        raise TrainingError(f"{path}: cannot resume: {'; '.join(changed)}; use the run's options or start a new --out")
+    parts.extra["export_name"] = payload.get("export_name")
     parts.module.load_state_dict(payload["model"], strict=True)
     parts.optimizer.load_state_dict(payload["optimizer"])
     if parts.ema is not None:

@@ -40,6 +40,7 @@ class TrainOverrides:
     data: str | None = None  # a folder of HR images or "div2k"
     out: Path | None = None
     val: str | None = None  # a benchmark name, a folder of HR images, or "none"
+    data_dir: Path | None = None  # where benchmark sets are found first (sr eval's --data-dir)
     steps: int | None = None
     batch: int | None = None
     patch: int | None = None
@@ -105,6 +106,7 @@ class TrainOptions:
     data: str  # a folder of HR images or "div2k"
     out: Path  # runs/NAME
     val: str | None  # a benchmark name (set5, set14, b100), a folder of HR images, or None
+    data_dir: Path | None  # a folder holding Set5/HR ... (EDSR benchmark layout), looked in before the cache
     steps: int | None  # None: the recipe's epochs, counted by `loop` once the patch grid is known (VDSR)
     batch: int  # global batch: split across torchrun processes
     patch: int
@@ -214,6 +216,7 @@ def resolve_options(flags: TrainOverrides, config: Path | None = None) -> TrainO
         data=given.data,
         out=given.out,
         val=None if val in ("", "none") else val,
+        data_dir=given.data_dir,
         steps=_or(given.steps, recipe.steps),
         batch=_or(given.batch, recipe.batch),
         patch=_or(given.patch, default_patch(recipe, scales[0])),
@@ -268,7 +271,7 @@ def _validate(options: TrainOptions, recipe: Recipe) -> None:
         raise UsageError(f"--clip-theta must be 0 (off) or positive, got {options.clip_theta}")
     if recipe.needs_init and options.init is None and not options.resume:
         raise UsageError(f"--model {recipe.name} starts from a stage-1 model: pass --init with an "
-                         f"esrgan-psnr checkpoint (runs/NAME/model.safetensors) or a zoo name")
+                         f"esrgan-psnr checkpoint (runs/NAME/NAME.safetensors) or a zoo name")
     if recipe.gan and recipe.hr_patch is not None and options.patch * options.scale != recipe.hr_patch:
         side = recipe.hr_patch
         raise UsageError(f"--model {recipe.name}: the discriminator sees {side}x{side} HR patches, so --patch must be "
