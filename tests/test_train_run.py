@@ -87,8 +87,8 @@ def test_resume_after_ctrl_c_is_bit_identical(images: Path, tmp_path: Path) -> N
     # metrics.jsonl: one loss record per step, no duplicates from the interrupted part.
     steps = [json.loads(line)["step"] for line in (tmp_path / "split" / "metrics.jsonl").read_text().splitlines()]
     assert steps == list(range(1, n + 1))
-    with pytest.raises(TrainingError, match="--batch was 4, now 8"):
-        train(tiny_options(images, tmp_path / "split", steps=n + 2, batch=8, ema=0.9, resume=True))
+    with pytest.raises(TrainingError, match="--batch was 4, now 8; --seed was 0, now 1;"):  # all, not the first
+        train(tiny_options(images, tmp_path / "split", steps=n + 2, batch=8, seed=1, ema=0.9, resume=True))
     with pytest.raises(UsageError, match="pass --resume"):
         train(tiny_options(images, tmp_path / "split", steps=n))
 
