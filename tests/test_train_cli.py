@@ -94,6 +94,7 @@ def test_json_lines_stream_each_validation_then_the_result(run: Run) -> None:
     assert (done["step"], done["total_steps"], done["start_step"]) == (STEPS, STEPS, 0)
     assert done["device"] == "cpu" and done["model"] == "edsr-baseline" and done["scales"] == [2]
     assert isinstance(done["seconds"], float) and done["seconds"] > 0
+    assert isinstance(done["steps_per_second"], float) and done["steps_per_second"] > 0
     assert [r["path"] is not None for r in records[:2]] == [r["best"] for r in records[:2]]
 
 
@@ -103,7 +104,8 @@ def test_off_a_terminal_a_plain_line_every_log_every_steps_and_a_summary(run: Ru
     assert steps == list(range(LOG_EVERY, STEPS + 1, LOG_EVERY))
     assert len(re.findall(r"^val @ \d+: PSNR [\d.]+ dB, bicubic [\d.]+ dB", run.stderr, re.M)) == STEPS // VAL_EVERY
     summary = run.stderr.splitlines()[-2:]
-    assert summary[0].startswith(f"trained {run.folder}: steps 1-{STEPS} of {STEPS} in ") and summary[0].endswith("on cpu")
+    assert summary[0].startswith(f"trained {run.folder}: steps 1-{STEPS} of {STEPS} in ")
+    assert re.search(r" \(training [\d.]+ it/s\), on cpu$", summary[0]), summary[0]
     done = _records(run.stdout)[-1]
     assert summary[1].startswith(f"best val PSNR {done['best_psnr']:.3f} dB at step {done['best_step']} (bicubic ")
     assert summary[1].endswith(f"exported {run.folder / 'tiny-x2.safetensors'}")
@@ -204,3 +206,22 @@ def test_help_is_grouped_and_fits_80_columns() -> None:
     for panel in ("Run", "Data and validation", "Recipe overrides", "Checkpoints and logging", "Hardware"):
         assert any(line.startswith(f"╭─ {panel} ") for line in lines), panel
     assert "--data-dir" in result.stdout and "Examples" in result.stdout
+
+
+def test_the_live_view_shows_bicubic_beside_the_model() -> None:
+    """On a terminal the same figures are drawn in place: rendered here into a recording console."""
+    from rich.console import Console
+
+    from sr_cli.cli.train_report import _LiveView
+    from sr_cli.train.loop import StepInfo, ValInfo
+    from sr_cli.train.validation import ValResult
+
+    view = _LiveView()
+    view.on_progress("prepare training images", 1, 3)
+    view.on_step(StepInfo(step=40, total=100, losses={"l1": 0.0213}, lr=1e-4, steps_per_second=2.0, eta_seconds=30))
+    view.on_val(ValInfo(40, ValResult(28.85, 0.81, {2: (28.85, 0.81)}), True, ValResult(27.01, 0.78, {2: (27.01, 0.78)})))
+    screen = Console(record=True, width=100, color_system=None)
+    screen.print(view._render())
+    text = screen.export_text()
+    assert "train" in text and "40/100" in text and "prepare training images" in text and "1/3" in text
+    assert "PSNR 28.850 dB" in text and "bicubic 27.010 (+1.840)" in text and "l1 0.0213" in text

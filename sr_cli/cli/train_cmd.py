@@ -31,8 +31,8 @@ def train_command(
     out: Annotated[Optional[Path], typer.Option(rich_help_panel=_RUN, help=(
         "Run folder, e.g. runs/edsr-x2; the model is exported as runs/edsr-x2/edsr-x2.safetensors."))] = None,
     resume: Annotated[Optional[bool], typer.Option("--resume", rich_help_panel=_RUN, help=(
-        "Continue the run in --out where its checkpoint stopped, with its recorded options "
-        "(only --steps, logging, hardware, --lr and --clip-theta may change)."))] = None,
+        "Continue the run in --out where its checkpoint stopped, with the options it recorded; "
+        "--steps, logging, hardware and --lr may change, what defines the run may not."))] = None,
     config: Annotated[Optional[Path], typer.Option(rich_help_panel=_RUN, help=(
         "TOML file with the same options (top level or a train table); flags win over it."))] = None,
     data: Annotated[Optional[str], typer.Option(rich_help_panel=_DATA, help=(

@@ -22,10 +22,11 @@ from typing import TYPE_CHECKING, Any
 
 from rich.console import Group
 from rich.live import Live
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
+from rich.progress import TaskID
 from rich.table import Table
 
 from sr_cli.cli.console import Verbosity, detail, json_line, note, result_path, shows_progress, stderr, verbosity
+from sr_cli.cli.progress import Kind, ProgressCallback, add_bar, progress_bars
 
 if TYPE_CHECKING:  # torch loads only when the command runs
     from sr_cli.train.loop import StepInfo, TrainCallbacks, TrainResult, ValInfo
@@ -77,28 +78,34 @@ def val_line(info: ValInfo, exported: Path | None) -> str:
 
 
 class _LiveView:
-    """The terminal view: one rich Live on stderr holding the data-preparation bars and the step/val rows."""
+    """The terminal view: one rich Live on stderr holding the bars of the CLI's one bar builder
+    (cli/progress.py: data preparation, downloads, and the updates with their rate and ETA) and the
+    rows of the last step (lr, losses) and the last validation."""
 
     def __init__(self) -> None:
         self.step: StepInfo | None = None
         self.val: ValInfo | None = None
         # Not started on its own: its task table is part of the one Live display (rich allows one).
-        self.bars = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                             TimeRemainingColumn(), console=stderr)
-        self._tasks: dict[str, TaskID] = {}
+        self.bars = progress_bars(transient=False)
+        self._tasks: dict[str, tuple[TaskID, ProgressCallback]] = {}
+        self._updates: tuple[TaskID, ProgressCallback] | None = None
         self.live = Live(self._render(), console=stderr, refresh_per_second=4, transient=False)
 
     def _render(self) -> Group:
         table = Table.grid(padding=(0, 2))
         if self.step is not None:
-            table.add_row(*step_cells(self.step))
+            table.add_row(f"lr {self.step.lr:.3g}", "  ".join(f"{k} {v:.4g}" for k, v in self.step.losses.items()))
         if self.val is not None:
             table.add_row(*val_cells(self.val))
-        active = [task for task in self.bars.tasks if not task.finished]
-        return Group(self.bars.make_tasks_table(active), table) if active else Group(table)
+        updates = self._updates[0] if self._updates is not None else None
+        shown = [task for task in self.bars.tasks if task.id == updates or not task.finished]
+        return Group(self.bars.make_tasks_table(shown), table) if shown else Group(table)
 
     def on_step(self, info: StepInfo) -> None:
         self.step = info
+        if self._updates is None:
+            self._updates = add_bar(self.bars, "train", unit="it", total=info.total)
+        self._updates[1](info.step, info.total)
         self.live.update(self._render())
 
     def on_val(self, info: ValInfo) -> None:
@@ -110,8 +117,10 @@ class _LiveView:
 
     def on_progress(self, what: str, done: int, total: int) -> None:
         if what not in self._tasks:
-            self._tasks[what] = self.bars.add_task(what, total=total or None)
-        self.bars.update(self._tasks[what], completed=done, total=total or None)
+            kind: Kind = "bytes" if what == "download DIV2K" else "count"  # the archive counts bytes, the rest items
+            self._tasks[what] = add_bar(self.bars, what, kind=kind, unit="" if kind == "bytes" else "img",
+                                        total=total)
+        self._tasks[what][1](done, total)
         self.live.update(self._render())
 
     def close(self) -> None:
@@ -157,11 +166,12 @@ class TrainReport:
 
     def finished(self, result: TrainResult, seconds: float) -> None:
         """The results on stdout (the exported path, or the --json record) and the summary on stderr."""
+        rate = self.last_step.steps_per_second if self.last_step is not None else None
         if self.json_out:
-            json_line(result_record(result, self.options, seconds))
+            json_line(result_record(result, self.options, seconds, rate))
         elif result.exported is not None:
             result_path(result.exported)
-        for line in summary_lines(result, seconds):
+        for line in summary_lines(result, seconds, rate):
             note(line)
 
     # --- the loop's events -----------------------------------------------------------------------------
@@ -219,14 +229,15 @@ def val_record(info: ValInfo, options: TrainOptions, exported: Path | None) -> d
     return record
 
 
-def result_record(result: TrainResult, options: TrainOptions, seconds: float) -> dict[str, Any]:
-    trained = result.step - result.start_step
+def result_record(result: TrainResult, options: TrainOptions, seconds: float, rate: float | None) -> dict[str, Any]:
+    """seconds: the whole command (data preparation and validation included); rate: updates per second
+    of the training loop."""
     return {
         "command": COMMAND, "status": "done", "run": str(result.run_dir),
         "path": str(result.exported) if result.exported is not None else None,
         "model": options.model, "scales": list(options.scales), "device": result.device,
         "step": result.step, "total_steps": result.total_steps, "start_step": result.start_step,
-        "seconds": round(seconds, 3), "steps_per_second": round(trained / seconds, 4) if seconds > 0 else None,
+        "seconds": round(seconds, 3), "steps_per_second": round(rate, 4) if rate is not None else None,
         "val": options.val,
         "best_psnr": round(result.best_psnr, 4) if result.best_psnr is not None else None,
         "best_step": result.best_step,
@@ -234,13 +245,13 @@ def result_record(result: TrainResult, options: TrainOptions, seconds: float) ->
     }
 
 
-def summary_lines(result: TrainResult, seconds: float) -> list[str]:
+def summary_lines(result: TrainResult, seconds: float, rate: float | None) -> list[str]:
     """What is left on stderr after the run: what was trained, how fast, how good, and where it went."""
     trained = result.step - result.start_step
     if trained > 0:
-        rate = f", {trained / seconds:.2f} it/s" if seconds > 0 else ""
+        speed = f" (training {rate:.2f} it/s)" if rate is not None else ""
         first = (f"trained {result.run_dir}: steps {result.start_step + 1}-{result.step} of {result.total_steps} "
-                 f"in {duration(seconds)}{rate}, on {result.device}")
+                 f"in {duration(seconds)}{speed}, on {result.device}")
     else:
         first = f"nothing trained: {result.run_dir} is at step {result.step} of {result.total_steps} (raise --steps)"
     if result.best_psnr is not None and result.best_step is not None:
