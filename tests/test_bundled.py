@@ -71,7 +71,7 @@ def test_the_small_bundled_model_runs(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_list_shows_bundled_entries_as_available(capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = run_cli(capsys, ["weights", "list", "--json"])
     assert code == 0
-    records = {r["name"]: r for r in json.loads(out)}
+    records = {r["name"]: r for r in [json.loads(line) for line in out.splitlines()]}
     for name in ("realesrgan-x4plus", "realesr-animevideov3"):
         assert records[name]["available"] and not records[name]["cached"]
         assert Path(records[name]["bundled"]).parent == bundled.bundled_dir() == Path(records[name]["file"]).parent

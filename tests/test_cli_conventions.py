@@ -37,7 +37,7 @@ ALL_COMMANDS = sorted((path for path, _ in command_tree()), key=" ".join)
 def test_the_tree_has_every_command_and_each_follows_the_conventions() -> None:
     names = {" ".join(path) for path in ALL_COMMANDS}
     assert {"", "upscale", "eval", "downscale", "blend", "train", "env", "weights", "weights list",
-            } <= names
+            "weights rm", "weights prune"} <= names
     for path, command in command_tree():
         expected = SrGroup if hasattr(command, "commands") else SrCommand
         assert isinstance(command, expected), f"sr {' '.join(path)} is registered without cls={expected.__name__}"

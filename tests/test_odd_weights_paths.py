@@ -119,7 +119,7 @@ def test_weights_list_marks_a_truncated_cached_file_as_damaged(capsys: pytest.Ca
     assert "damaged" in row and "yes" not in row, row
     assert f"{cached} is damaged (1000 bytes" in listed.stderr  # the fix, once, on stderr
     as_json = run_cli(capsys, ["weights", "list", "--json"])
-    record = next(item for item in json.loads(as_json.stdout) if item["name"] == "vdsr")
+    record = next(item for item in [json.loads(line) for line in as_json.stdout.splitlines()] if item["name"] == "vdsr")
     assert record["cached"] is False and record["damaged"] == str(cached)
-    healthy = next(item for item in json.loads(as_json.stdout) if item["name"] != "vdsr")
+    healthy = next(item for item in [json.loads(line) for line in as_json.stdout.splitlines()] if item["name"] != "vdsr")
     assert healthy["damaged"] is None

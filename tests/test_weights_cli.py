@@ -123,7 +123,7 @@ def test_inspect_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> N
 def test_list(capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = run(["weights", "list", "--json"], capsys)
     assert code == 0
-    records = json.loads(out)
+    records = [json.loads(line) for line in out.splitlines()]
     assert len(records) == 19 and not any(r["cached"] for r in records)
     vdsr = next(r for r in records if r["name"] == "vdsr")
     assert vdsr["scales"] is None and vdsr["size"] == 2680962 and vdsr["license"] == "MIT"
@@ -150,7 +150,7 @@ def test_import_path_verify(vdsr_weights: Path, tmp_path: Path, capsys: pytest.C
     code, out, _ = run(["weights", "path", "vdsr"], capsys)
     assert code == 0 and Path(out.strip()) == stored
     code, out, _ = run(["weights", "list", "--json"], capsys)
-    assert next(r for r in json.loads(out) if r["name"] == "vdsr")["cached"] is True
+    assert next(r for r in [json.loads(line) for line in out.splitlines()] if r["name"] == "vdsr")["cached"] is True
 
     code, out, _ = run(["weights", "verify"], capsys)
     assert code == 0 and out.startswith("ok\tvdsr\t")

@@ -45,6 +45,8 @@ weights.command("verify", cls=SrCommand)(weights_cmd.verify)
 weights.command("path", cls=SrCommand)(weights_cmd.cached_path)
 weights.command("inspect", cls=SrCommand)(weights_cmd.inspect_checkpoint)
 weights.command("import", cls=SrCommand)(weights_cmd.import_checkpoint)
+weights.command("rm", cls=SrCommand)(weights_cmd.remove)
+weights.command("prune", cls=SrCommand)(weights_cmd.prune)
 app.add_typer(weights, name="weights")
 
 app.command("eval", cls=SrCommand)(eval_cmd.eval_command)

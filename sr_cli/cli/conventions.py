@@ -8,9 +8,13 @@
   and `inputs...` in the panel): required as `NAME`, optional as `[NAME]`, repeatable with `...`, the
   click convention people know from other tools.
 - The help option keeps the order it is declared in (`-h, --help`), where click lists a set.
+- Docstrings are wrapped at the source's width; Typer's rich help keeps those line breaks and then wraps
+  again at the terminal's, which leaves half-empty lines. Prose paragraphs are joined into one line here;
+  a paragraph with indented lines (an `Examples:` block) is kept as written.
 """
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 from typer import _click as click  # Typer's own click (it vendors one): its Context and Parameter
@@ -23,6 +27,23 @@ def argument_label(argument: TyperArgument) -> str:
     """`INPUTS...` for a repeatable argument, `FILE` for a single one (the author's metavar when given)."""
     label = (argument.metavar or (argument.name or "arg").upper()).removesuffix("...")
     return f"{label}..." if argument.nargs != 1 else label
+
+
+def reflowed(text: str | None) -> str | None:
+    """`text` with each prose paragraph on one line (the terminal wraps it), indented blocks kept."""
+    if not text:
+        return text
+    first, *rest = [paragraph if any(line[:1].isspace() for line in paragraph.splitlines()[1:])
+                    else " ".join(line.strip() for line in paragraph.splitlines())
+                    for paragraph in inspect.cleandoc(text).split("\n\n")]
+    # Typer dedents the paragraphs after the first once more, as one text whose first line does not count,
+    # so an `Examples:` block right after the first paragraph would lose its indentation; an empty paragraph
+    # before it makes that first line an empty one (Typer drops it).
+    remaining = "\n\n".join(rest)
+    indents = [len(line) - len(line.lstrip()) for line in remaining.splitlines()[1:] if line.strip()]
+    if min(indents, default=0):
+        remaining = "\n\n" + remaining
+    return f"{first}\n\n{remaining}" if rest else first
 
 
 def _follow_conventions(parameter: click.Parameter) -> None:
@@ -50,6 +71,10 @@ def _ordered_help_names(command: click.Command, ctx: click.Context) -> list[str]
 class SrCommand(TyperCommand):
     """A Typer command that follows the conventions above."""
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:  # Typer's own signature, passed through unchanged
+        super().__init__(*args, **kwargs)
+        self.help = reflowed(self.help)
+
     def get_params(self, ctx: click.Context) -> list[click.Parameter]:
         parameters = super().get_params(ctx)
         for parameter in parameters:
@@ -68,6 +93,10 @@ class SrCommand(TyperCommand):
 
 class SrGroup(TyperGroup):
     """A Typer group (`sr`, `sr weights`) that follows the conventions above."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.help = reflowed(self.help)
 
     def get_params(self, ctx: click.Context) -> list[click.Parameter]:
         parameters = super().get_params(ctx)

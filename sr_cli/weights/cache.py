@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +36,16 @@ def weights_dir() -> Path:
 def partial_dir() -> Path:
     """Where downloads in progress live (`<filename>.<digest>.part`); never a cache entry."""
     return weights_dir() / ".partial"
+
+
+def part_path(entry: ManifestEntry) -> Path:
+    """The stable name of an in-progress download, so a later attempt (any source) can resume it."""
+    return partial_dir() / f"{entry.filename}.{entry.expected_digest}.part"
+
+
+def lock_path(part: Path) -> Path:
+    """The lock a download holds while it writes `part` (download.fetch takes it; removal checks it)."""
+    return part.with_suffix(".lock")
 
 
 def entry_path(sha256: str, filename: str) -> Path:
@@ -201,3 +212,104 @@ def _remove_if_empty(folder: Path) -> None:
         pass  # not empty (another file of the same hash) or already gone: both fine
 
 
+
+
+# --- removal: `sr weights rm` and `sr weights prune` ---------------------------------------------------
+
+TEMPORARY_MIN_AGE_S = 60.0  # a younger *.tmp may be a running sr's write in progress
+
+
+@dataclass(frozen=True)
+class Removable:
+    """A file in sr's weights cache that `rm` / `prune` would delete, and why."""
+
+    path: Path
+    size: int
+    reason: Literal["cached", "damaged", "partial download", "not in the manifest", "temporary"]
+    name: str | None  # the manifest entry it belongs to, when it belongs to one
+    shared: bool  # hard-linked from the Hugging Face cache: deleting it frees no space while that copy stays
+
+
+def files_of(entry: ManifestEntry) -> list[Removable]:
+    """Every file sr's cache holds for `entry`: its stored copies (good or damaged) and its partial download.
+    The bundled copy lives inside the package, not in the cache, so it is never among them."""
+    found = [_removable(path, "cached" if entry.size is None or path.stat().st_size == entry.size else "damaged",
+                        entry.name) for path in _candidates(entry)]
+    part = part_path(entry)
+    if part.is_file() and not _in_use(lock_path(part)):
+        found.append(_removable(part, "partial download", entry.name))
+    return found
+
+
+def prune_candidates(entries: tuple[ManifestEntry, ...], *, everything: bool) -> list[Removable]:
+    """What `sr weights prune` removes: partial downloads nobody is writing, files of the wrong size, files
+    no manifest entry names (an older sr's, an edited manifest), temporaries older than a minute left by a
+    killed process; with `everything`, every cached weight file as well. Nothing outside sr's weights folder
+    (the Hugging Face cache, datasets, the bundled files) is ever a candidate."""
+    found: list[Removable] = []
+    for item in cached_files():
+        owner = next((entry for entry in entries
+                      if entry.filename == item.filename and entry.accepts(item.sha256)), None)
+        if owner is None:
+            found.append(_removable(item.path, "not in the manifest", None))
+        elif owner.size is not None and item.size != owner.size and owner.digest_matches(item.sha256):
+            found.append(_removable(item.path, "damaged", owner.name))
+        elif everything:
+            found.append(_removable(item.path, "cached", owner.name))
+    root = weights_dir()
+    partial = partial_dir()
+    if partial.is_dir():
+        by_part = {part_path(entry).name: entry.name for entry in entries}
+        for path in sorted(partial.glob("*.part")):
+            if path.is_file() and not _in_use(lock_path(path)):
+                found.append(_removable(path, "partial download", by_part.get(path.name)))
+    if root.is_dir():
+        now = time.time()
+        for path in sorted(root.glob("*/*.tmp")):
+            if path.is_file() and now - path.stat().st_mtime > TEMPORARY_MIN_AGE_S:
+                found.append(_removable(path, "temporary", None))
+    return found
+
+
+def remove_files(items: list[Removable]) -> int:
+    """Delete `items` (and the hash folders they leave empty); returns the bytes freed on disk."""
+    freed = 0
+    for item in items:
+        try:
+            item.path.unlink()
+        except FileNotFoundError:
+            continue  # removed meanwhile (another prune): the goal is reached
+        except OSError as error:
+            raise OutputError(f"{item.path}: cannot remove it ({error.strerror}); check the folder's permissions") from error
+        freed += 0 if item.shared else item.size
+        if item.path.parent != partial_dir():
+            _remove_if_empty(item.path.parent)
+        else:
+            lock_path(item.path).unlink(missing_ok=True)
+    return freed
+
+
+def _removable(path: Path, reason: Literal["cached", "damaged", "partial download", "not in the manifest", "temporary"],
+               name: str | None) -> Removable:
+    info = path.stat()
+    return Removable(path=path, size=info.st_size, reason=reason, name=name, shared=info.st_nlink > 1)
+
+
+def _in_use(lock: Path) -> bool:
+    """Is a download writing the part file of this lock right now? (It holds the lock: try it, do not wait.)"""
+    try:
+        import fcntl
+    except ImportError:  # Windows: no flock; a partial file is only removed on request there anyway
+        return False
+    if not lock.exists():
+        return False
+    try:
+        with lock.open("a") as handle:
+            try:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                return True
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+    except OSError:
+        return False
+    return False

@@ -26,7 +26,7 @@ from sr_cli.files.http import (
     offline_mode,
 )
 from sr_cli.weights.bundled import verified_bundled_file
-from sr_cli.weights.cache import find_cached, find_damaged, partial_dir, store_verified
+from sr_cli.weights.cache import find_cached, find_damaged, lock_path, part_path, store_verified
 from sr_cli.weights.hub import HubUnavailable, evict_from_hub_cache, fetch_from_hub, hub_endpoint
 from sr_cli.weights.manifest import HubSource, ManifestEntry, Source, UrlSource
 
@@ -72,7 +72,7 @@ def fetch(entry: ManifestEntry, *, progress: Progress | None = None, offline: bo
         raise DownloadError(not_downloadable_message(entry))
     if offline_mode() if offline is None else offline:
         return _from_hub_cache_only(entry)
-    with download_lock(part_path(entry).with_suffix(".lock")):
+    with download_lock(lock_path(part_path(entry))):
         cached = find_cached(entry)  # another process may have finished it while we waited
         if cached is not None:
             return cached
@@ -148,11 +148,6 @@ def _keep_hub_file(entry: ManifestEntry, path: Path) -> Path:
 
 
 # --- plain HTTP(S): the shared verified stream (sr_cli.files.http) into the cache's .partial folder ----------
-
-
-def part_path(entry: ManifestEntry) -> Path:
-    """The stable name of an in-progress download, so a later attempt (any source) can resume it."""
-    return partial_dir() / f"{entry.filename}.{entry.expected_digest}.part"
 
 
 def _from_url(entry: ManifestEntry, url: str, progress: Progress | None, timeout: float) -> Path:
