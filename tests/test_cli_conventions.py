@@ -105,6 +105,18 @@ def test_a_missing_argument_is_named_as_the_usage_line_names_it(capsys: pytest.C
     assert code == 2 and "INPUTS" in err
 
 
+@pytest.mark.parametrize("word", ["true", "False", "1", "yes"])
+def test_a_value_after_a_flag_is_refused_as_such(word: str, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    code, _, err = run_cli(capsys, ["upscale", "photo.png", "--ensemble", word])
+    assert code == 2
+    assert "--ensemble is a flag and takes no value" in err and f"not `--ensemble {word}`" in err
+    (tmp_path / word).write_bytes(b"not an image")  # a file of that name: it is an input after all
+    code, _, err = run_cli(capsys, ["upscale", word, "--ensemble", word])
+    assert "is a flag" not in err and code == 3
+
+
 def test_version_names_sr_torch_and_the_devices(capsys: pytest.CaptureFixture[str]) -> None:
     import torch
 
@@ -188,3 +200,17 @@ def test_env_reports_versions_devices_caches_and_the_variables_set(capsys: pytes
     assert rows["offline"].startswith("yes")
     assert rows["weights"] == f"{isolated_caches / 'sr' / 'weights'} (0.0 MB)"
     assert "SR_OFFLINE=1" in rows["variables"]
+
+
+def test_help_prose_is_wrapped_by_the_terminal_and_example_blocks_keep_their_indentation(
+        capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("COLUMNS", "400")
+    out = run_cli(capsys, ["weights", "prune", "-h"]).stdout
+    lines = [line.strip() for line in out.splitlines()]
+    # the docstring's second paragraph is 4 source lines; at 400 columns it is one
+    assert any(line.startswith("Partial downloads") and line.endswith("per file.") for line in lines)
+    for path in (["env"], ["weights", "prune"]):  # Examples right after the first line, and after prose
+        out = run_cli(capsys, [*path, "-h"]).stdout
+        example = next(line for line in out.splitlines() if line.strip() == f"sr {' '.join(path)}")
+        heading = next(line for line in out.splitlines() if line.strip() == "Examples:")
+        assert len(example) - len(example.lstrip()) > len(heading) - len(heading.lstrip())

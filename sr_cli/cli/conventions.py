@@ -8,6 +8,8 @@
   and `inputs...` in the panel): required as `NAME`, optional as `[NAME]`, repeatable with `...`, the
   click convention people know from other tools.
 - The help option keeps the order it is declared in (`-h, --help`), where click lists a set.
+- `--ensemble true` is refused as such ("--ensemble is a flag and takes no value") rather than read as an
+  input named `true` (unless a file of that name exists).
 - Docstrings are wrapped at the source's width; Typer's rich help keeps those line breaks and then wraps
   again at the terminal's, which leaves half-empty lines. Prose paragraphs are joined into one line here;
   a paragraph with indented lines (an `Examples:` block) is kept as written.
@@ -15,9 +17,11 @@
 from __future__ import annotations
 
 import inspect
+import os
 from typing import Any
 
 from typer import _click as click  # Typer's own click (it vendors one): its Context and Parameter
+from typer._click.exceptions import UsageError
 from typer.core import TyperArgument, TyperCommand, TyperGroup, TyperOption
 
 CONTEXT_SETTINGS: dict[str, Any] = {"help_option_names": ["-h", "--help"]}
@@ -63,6 +67,21 @@ def _usage_piece(parameter: click.Parameter, ctx: click.Context) -> list[str]:
     return [f"[{name}]..." if parameter.nargs != 1 else f"[{name}]"]
 
 
+BOOLEAN_WORDS = frozenset({"true", "false", "yes", "no", "on", "off", "1", "0"})
+
+
+def refuse_values_after_flags(command: click.Command, ctx: click.Context, args: list[str]) -> None:
+    """A UsageError for `--flag true`: the word would otherwise become a positional argument."""
+    flags = {name for parameter in command.params if isinstance(parameter, TyperOption) and parameter.is_flag
+             for name in (*parameter.opts, *parameter.secondary_opts)}
+    for flag, value in zip(args, args[1:], strict=False):
+        if flag == "--":
+            return
+        if flag in flags and value.lower() in BOOLEAN_WORDS and not os.path.lexists(value):
+            raise UsageError(f"{flag} is a flag and takes no value: write `{flag}` alone to turn it on, "
+                                   f"leave it out for off (not `{flag} {value}`)", ctx=ctx)
+
+
 def _ordered_help_names(command: click.Command, ctx: click.Context) -> list[str]:
     taken = {name for parameter in command.params for name in (*parameter.opts, *parameter.secondary_opts)}
     return [name for name in ctx.help_option_names if name not in taken]
@@ -83,6 +102,11 @@ class SrCommand(TyperCommand):
 
     def get_help_option_names(self, ctx: click.Context) -> list[str]:
         return _ordered_help_names(self, ctx)
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if not ctx.resilient_parsing:  # completion parses half-typed lines: never refuse those
+            refuse_values_after_flags(self, ctx, args)
+        return super().parse_args(ctx, args)
 
     def collect_usage_pieces(self, ctx: click.Context) -> list[str]:
         pieces = [self.options_metavar] if self.options_metavar else []
