@@ -34,6 +34,7 @@ from sr_cli.engine import (
 )
 from sr_cli.engine.memory import MIN_TILE
 from sr_cli.engine.precision import Precision
+from sr_cli.engine.progress import ForwardProfile, profile_forward
 from sr_cli.errors import InputError, ModelOutputError, UsageError
 from sr_cli.imageio.budget import PixelBudget, check_output_factor, check_output_size, pixel_budget
 from sr_cli.resize import imresize
@@ -144,6 +145,7 @@ class Upscaler:
         if self._channels_last:
             self._net.to(memory_format=torch.channels_last)  # type: ignore[call-overload]  # missing from torch's stubs
         self._cost_per_pixel: float | None = None
+        self._profile: ForwardProfile | None = None  # conv calls and MACs of one forward, measured once
 
     # --- public entry points ------------------------------------------------------------------------
 
@@ -229,6 +231,27 @@ class Upscaler:
         out_height, out_width = self.output_size(height, width)
         check_output_size(source, out_width, out_height, self.output_scale, self.budget)
 
+    # --- what a job costs (for the estimate before a long run) ----------------------------------------
+
+    @property
+    def runs_at_output_size(self) -> bool:
+        """True when the network runs on the upscaled image (VDSR): its work grows with the output size."""
+        return self._refines_upscaled_y
+
+    def forward_profile(self) -> ForwardProfile:
+        """Conv calls and MACs per network-input pixel of one forward (measured once, on a tiny probe)."""
+        if self._profile is None:
+            self._profile = profile_forward(self._net, in_channels=self._net.in_channels,
+                                            size_multiple=self._net.size_multiple, device=self.device)
+        return self._profile
+
+    def work_macs(self, height: int, width: int, *, has_alpha: bool = False) -> float:
+        """Multiply-accumulates to upscale one height x width image (ensemble views and an alpha pass
+        included; tile overlap not: it adds a few percent where the image is tiled)."""
+        net_h, net_w = self.output_size(height, width) if self._refines_upscaled_y else (height, width)
+        views = 8 if self.options.ensemble else 1
+        return self.forward_profile().macs_per_pixel * net_h * net_w * views * (2 if has_alpha else 1)
+
     # --- the pipeline -------------------------------------------------------------------------------
 
     def _upscale_rgb(self, rgb: np.ndarray, progress: Progress | None) -> np.ndarray:
@@ -276,6 +299,7 @@ class Upscaler:
                 self._net, x, scale=self._net.scale, tile=options.tile, overlap=self.overlap,
                 size_multiple=self._net.size_multiple, ensemble=options.ensemble, device=self.device,
                 precision=self.precision, progress=progress, cost_per_pixel=self._cost_per_pixel,
+                profile=self.forward_profile() if progress is not None else None,
                 channels_last=self._channels_last,
             )
         except ModelOutputError as error:  # the engine knows no names: say which model it was

@@ -216,7 +216,8 @@ def test_tensor_entry_point_single_and_batch() -> None:
     expected = direct(batch[1].permute(1, 2, 0).numpy())
     assert np.abs(result[1].permute(1, 2, 0).numpy() - expected).max() < 1e-5
     assert torch.equal(UP.upscale_tensor(batch[0]), result[0])
-    assert calls[-1] == (2, 2)
+    assert calls[0] == (0, calls[-1][1]) and calls[-1][0] == calls[-1][1] > 2  # both images, in conv layers
+    assert [done for done, _ in calls] == sorted(done for done, _ in calls)
 
 
 def test_vdsr_pipeline_beats_bicubic_on_set5(vdsr_weights, datasets_dir, cached_zoo) -> None:  # noqa: ANN001

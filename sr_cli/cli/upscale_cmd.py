@@ -17,6 +17,7 @@ from rich.markup import escape
 from rich.progress import TaskID
 
 from sr_cli.cli.console import note, stderr, warn
+from sr_cli.cli.estimate import LongRunCheck
 from sr_cli.cli.options import Device, MaxPixels, Overwrite, ResScale
 from sr_cli.cli.progress import add_bar, progress_bars
 from sr_cli.defaults import DEFAULT_MODEL
@@ -130,13 +131,15 @@ def upscale(
             if any(not job.skip for job in jobs):
                 upscaler = _load(chosen, scale, res_scale, alpha, denoise, outscale, options, renderer, session)
                 renderer.weights_used(upscaler)
+            # a long CPU run is said once, from the first image's first seconds
+            long_run = LongRunCheck(upscaler, [job.source for job in jobs if not job.skip])
             run_jobs(
                 jobs,
                 upscaler.upscale if upscaler is not None else _never_called,
                 RunSettings(bit_depth=bit_depth, quality=quality, overwrite=policy is ExistingPolicy.OVERWRITE,
                             budget=budget, check_output=upscaler.check_output_size if upscaler is not None else None),
-                on_file_start=renderer.file_started,
-                on_tiles=renderer.tiles,
+                on_file_start=long_run.file_started(renderer.file_started),
+                on_tiles=long_run.progress(renderer.tiles),
                 on_result=renderer.result,
             )
         except KeyboardInterrupt:

@@ -6,6 +6,7 @@ batch) travels to the device. A tile is pasted only after its forward pass succe
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass
 
 import torch
@@ -15,6 +16,7 @@ from sr_cli.engine.blending import feather_radius, tile_weights
 from sr_cli.engine.ensemble import ensemble_forward
 from sr_cli.engine.memory import MIN_TILE, auto_tile_size, is_out_of_memory, memory_budget
 from sr_cli.engine.precision import Precision, run_at_precision
+from sr_cli.engine.progress import ForwardProfile, WorkMeter, counting_convs, profile_forward
 from sr_cli.engine.tiling import Span, Tile, crop, halve, make_tile, pad_to_multiple, tile_grid
 from sr_cli.errors import DeviceError, ModelOutputError
 
@@ -44,6 +46,7 @@ def upscale_tensor(
     device: torch.device,
     precision: Precision,
     progress: Progress | None = None,
+    profile: ForwardProfile | None = None,
     cost_per_pixel: float | None = None,
     channels_last: bool = False,
     stats: TileStats | None = None,
@@ -54,6 +57,8 @@ def upscale_tensor(
     overlap: input pixels of real context every output pixel is guaranteed (reflection only at the true
     border); windows extend overlap + feather_radius(overlap) past their core, the cross-fade spans the feather;
     size_multiple: the model needs h, w divisible by it (the image is reflect-padded, the output cropped).
+    progress: called with (done, total) in units of conv layer x view x tile (engine/progress.py), the
+    total fixed before the first forward; profile: the model's `profile_forward` (measured here if None).
     Returns the unclamped [C',H*scale,W*scale] float32 result on the CPU.
     """
     _check_arguments(image, scale=scale, tile=tile, overlap=overlap, size_multiple=size_multiple)
@@ -75,18 +80,23 @@ def upscale_tensor(
         return ensemble_forward(model, x) if ensemble else model(x)
 
     pending: list[Tile] = list(reversed(tile_grid(padded_h, padded_w, tile, reach, size_multiple)))
-    total = len(pending)
+    if progress is not None and profile is None:
+        profile = profile_forward(model, in_channels=image.shape[0], size_multiple=size_multiple, device=device)
+    meter = WorkMeter(progress, tiles=len(pending), views=views, conv_calls=profile.conv_calls if profile else 0,
+                      area=padded_h * padded_w)
     max_core = (padded_h, padded_w)  # lowered after an out-of-memory error, so later tiles start smaller
     canvas: Tensor | None = None
-    with torch.inference_mode():
+    counting = counting_convs(model, meter.on_conv) if progress is not None else nullcontext()
+    with torch.inference_mode(), counting:
+        meter.begin()
         while pending:
             current = pending.pop()
             if current.rows.length > max_core[0] or current.cols.length > max_core[1]:
                 parts = _split(current, max_core, reach, padded_h, padded_w, size_multiple)
-                total += len(parts) - 1
                 pending.extend(reversed(parts))
                 continue
             window = crop(padded, current.window_rows, current.window_cols).unsqueeze(0)
+            meter.start_tile(current.rows.length * current.cols.length)
             try:
                 output = _forward_tile(compute, window, device, precision, channels_last, stats)
             except Exception as error:  # noqa: BLE001 -- only out-of-memory is handled, the rest re-raised
@@ -104,7 +114,6 @@ def upscale_tensor(
                     ) from None
                 max_core = (min(max_core[0], halved[0]), min(max_core[1], halved[1]))
                 stats.oom_splits += 1
-                total += len(parts) - 1
                 pending.extend(reversed(parts))
                 continue
             output = output[0]
@@ -123,8 +132,7 @@ def upscale_tensor(
                             current.window_cols.start * scale:current.window_cols.stop * scale]
             target.addcmul_(output, weights)  # in place: no tile-sized temporary
             stats.tiles_pasted += 1
-            if progress is not None:
-                progress(stats.tiles_pasted, total)
+            meter.finish_tile()
     assert canvas is not None
     return canvas[:, :height * scale, :width * scale].contiguous()
 

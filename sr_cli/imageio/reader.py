@@ -90,6 +90,21 @@ def open_image(path: str | Path, *, budget: PixelBudget | None = None,
         yield opened
 
 
+def peek_header(path: str | Path) -> tuple[int, int, bool] | None:
+    """(width, height, has_alpha) from the file's header alone (nothing decoded, the rest not read), or
+    None for anything that is not a plain readable image: an estimate's input, never a check --
+    `read_image` judges the file when its turn comes."""
+    path = Path(path)
+    try:
+        if not path.is_file():  # a FIFO would block the open
+            return None
+        with warnings_as_notes([]), _pillow_limit(None), PILImage.open(path) as opened:
+            has_alpha = opened.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in opened.info
+            return opened.width, opened.height, has_alpha
+    except (OSError, SyntaxError, ValueError, EOFError, UnidentifiedImageError, PILImage.DecompressionBombError):
+        return None
+
+
 def _read_bounded(path: Path, budget: PixelBudget) -> bytes:
     return read_regular(path, "an image", max_bytes=budget.input * MAX_BYTES_PER_PIXEL + METADATA_ALLOWANCE)
 
