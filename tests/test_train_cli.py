@@ -24,7 +24,7 @@ from sr_cli.metrics import psnr, y_channel
 from sr_cli.resize import downscale_like_benchmark, imresize
 from sr_cli.train.export import adopt_earlier_export, export_path
 from sr_cli.train.options import TrainOverrides
-from sr_cli.train.run_options import read_run_options, resolve_run_options, write_run_options
+from sr_cli.train.run_options import read_run_options, recorded_values, resolve_run_options, write_run_options
 from sr_cli.train.validation import resolve_val_folder
 
 STEPS, LOG_EVERY, VAL_EVERY = 6, 2, 3
@@ -130,6 +130,11 @@ def test_resume_needs_only_the_run_folder_and_records_the_new_length(
     done = _records(result.stdout)[-1]
     assert (done["status"], done["start_step"], done["step"], done["total_steps"]) == ("done", STEPS, 8, 8)
     assert done["path"] == str(folder / "tiny-x2.safetensors")
+    verbose = run_cli(capsys, ["train", "--resume", "--out", str(folder), "--steps", "8", "-v", "--val", "SET5"])
+    assert verbose.returncode == 0, verbose.stderr  # at step 8 already: nothing to train, the export is kept
+    assert f"resuming with the options recorded in {folder / 'options.toml'}" in verbose.stderr
+    assert "options: model=edsr-baseline, scale=2," in verbose.stderr  # -v: the resolved options
+    assert verbose.stdout == f"{folder / 'tiny-x2.safetensors'}\n"
     recorded = read_run_options(folder)
     assert recorded is not None and recorded.steps == 8 and recorded.batch == 2 and recorded.val == "set5"
 
@@ -152,6 +157,9 @@ def test_every_option_that_defines_the_run_is_listed_in_one_error(tmp_path: Path
     # Spelled differently, the same values are no change.
     same = resolve_run_options(TrainOverrides(out=out, resume=True, val="Set5", data=str(tmp_path / "elsewhere")))
     assert same.batch == 4 and same.val == "Set5" and same.data == str(tmp_path / "elsewhere")
+    recorded = recorded_values(resolve_run_options(TrainOverrides(model="edsr-baseline", scale=2, data="div2k",
+                                                                  val="Set5", out=out)))
+    assert (recorded["data"], recorded["val"]) == ("div2k", "set5")  # the DIV2K training set, not div2k-val
 
 
 def test_resume_without_a_recorded_run_says_what_to_do(tmp_path: Path) -> None:
@@ -225,3 +233,40 @@ def test_the_live_view_shows_bicubic_beside_the_model() -> None:
     text = screen.export_text()
     assert "train" in text and "40/100" in text and "prepare training images" in text and "1/3" in text
     assert "PSNR 28.850 dB" in text and "bicubic 27.010 (+1.840)" in text and "l1 0.0213" in text
+
+
+def test_ctrl_c_ends_the_json_stream_with_an_interrupted_record(
+        run: Run, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    from sr_cli.train import loop
+
+    original = loop._after_update
+
+    def interrupt_after_step_2(*args: object) -> None:
+        original(*args)  # type: ignore[arg-type]  # the loop's own arguments, passed through
+        if args[3] == 2:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(loop, "_after_update", interrupt_after_step_2)
+    out = tmp_path / "stopped"
+    result = run_cli(capsys, ["train", "--model", "edsr-baseline", "--scale", "2", "--data", str(run.data),
+                              "--val", "none", "--out", str(out), "--steps", "5", "--batch", "2", "--patch", "8",
+                              "--blocks", "2", "--features", "8", "--device", "cpu", "--json"])
+    assert result.returncode == 130
+    last = _records(result.stdout)[-1]
+    assert (last["status"], last["step"], last["checkpoint"]) == ("interrupted", 2, str(out / "last.pt"))
+
+
+def test_vdsr_bicubic_is_its_own_input_scored_like_its_output(tmp_path: Path) -> None:
+    """VDSR validates on Y; its input is the bicubic-upscaled Y, so bicubic's figure is that input's."""
+    from sr_cli.color import rgb_to_ycbcr_uint8
+    from sr_cli.resize import modcrop
+    from sr_cli.train.validation import bicubic_baseline, prepare_validation
+
+    folder = write_images(tmp_path / "val", count=2, size=(25, 31), seed=3)
+    data = prepare_validation(folder, (2,), "y-upscaled", tmp_path / "cache")
+    values = []
+    for path in sorted(folder.glob("*.png")):
+        y = modcrop(rgb_to_ycbcr_uint8(np.asarray(Image.open(path).convert("RGB")))[..., 0].astype(np.float64) / 255, 2)
+        up = imresize(imresize(y, 0.5), output_shape=y.shape)
+        values.append(psnr(np.clip(up, 0, 1) * 255, y * 255, border=2))
+    assert abs(bicubic_baseline(data).psnr - float(np.mean(values))) < 1e-3  # the cache stores float32

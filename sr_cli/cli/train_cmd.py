@@ -13,6 +13,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from sr_cli.cli.console import note
 from sr_cli.cli.options import Json, Quiet, TrainDevice, Verbose
 from sr_cli.cli.train_report import TrainReport
 
@@ -95,7 +96,7 @@ def train_command(
     """
     from sr_cli.train.loop import train
     from sr_cli.train.options import TrainOverrides
-    from sr_cli.train.run_options import resolve_run_options
+    from sr_cli.train.run_options import resolve_run_options, resume_changes
 
     flags = TrainOverrides(
         model=model, scale=scale, data=data, out=out, val=val, data_dir=data_dir, steps=steps, batch=batch,
@@ -107,6 +108,10 @@ def train_command(
     if int(os.environ.get("RANK", "0")) != 0:
         train(options)
         return
+    if options.resume:
+        recorded = resume_changes(options)
+        if recorded is not None:
+            note(f"resuming with the options recorded in {recorded}")
     report = TrainReport(options, json_out=json_out)
     started = time.monotonic()
     with report.running():

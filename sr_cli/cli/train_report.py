@@ -250,7 +250,8 @@ def summary_lines(result: TrainResult, seconds: float, rate: float | None) -> li
     trained = result.step - result.start_step
     if trained > 0:
         speed = f" (training {rate:.2f} it/s)" if rate is not None else ""
-        first = (f"trained {result.run_dir}: steps {result.start_step + 1}-{result.step} of {result.total_steps} "
+        steps = f"steps {result.start_step + 1}-{result.step}" if trained > 1 else f"step {result.step}"
+        first = (f"trained {result.run_dir}: {steps} of {result.total_steps} "
                  f"in {duration(seconds)}{speed}, on {result.device}")
     else:
         first = f"nothing trained: {result.run_dir} is at step {result.step} of {result.total_steps} (raise --steps)"

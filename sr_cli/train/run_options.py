@@ -61,6 +61,19 @@ def resolve_run_options(flags: TrainOverrides, config: Path | None = None) -> Tr
     return now
 
 
+def resume_changes(options: TrainOptions) -> str | None:
+    """For the note of a --resume: 'runs/x/options.toml, with --steps 6 -> 9' (the RESUMABLE options given
+    with another value than the recorded one); None when the run recorded no options."""
+    recorded = read_run_options(options.out)
+    if recorded is None:
+        return None
+    saved = recorded_values(resolve_options(replace(recorded, out=options.out, resume=True)))
+    now = recorded_values(options)
+    changed = [f"--{key.replace('_', '-')} {saved.get(key, 'none')} -> {now.get(key, 'none')}"
+               for key in RESUMABLE if saved.get(key) != now.get(key)]
+    return f"{run_options_path(options.out)}" + (f", with {', '.join(changed)}" if changed else "")
+
+
 def run_options_path(run_dir: Path) -> Path:
     return run_dir / RUN_OPTIONS_NAME
 
@@ -105,7 +118,7 @@ def recorded_values(options: TrainOptions) -> dict[str, str | int | float | bool
             continue
         value = getattr(options, key)
         if key in ("data", "val", "init"):
-            value = _absolute_if_folder_or_file(value)
+            value = _absolute_if_folder_or_file(value, benchmark=key == "val")
         if key == "val" and value is None:
             value = "none"
         if isinstance(value, Path):
@@ -115,14 +128,17 @@ def recorded_values(options: TrainOptions) -> dict[str, str | int | float | bool
     return values
 
 
-def _absolute_if_folder_or_file(value: str | None) -> str | None:
-    """A value naming an existing path (a data folder, an --init file) as an absolute path; a name ('div2k',
-    'set5', a zoo model) as it is."""
+def _absolute_if_folder_or_file(value: str | None, *, benchmark: bool = False) -> str | None:
+    """A value naming an existing path (a data folder, an --init file) as an absolute path; a benchmark set
+    by its key ('Set5' -> 'set5'); any other name ('div2k', a zoo model) as it is."""
     if value is None:
         return None
     from sr_cli.data.benchmarks import dataset_key
 
-    if value.lower() == "div2k" or dataset_key(value) is not None or not Path(value).exists():
+    known = dataset_key(value) if benchmark else None  # (--data div2k is the training set, not div2k-val)
+    if known is not None:
+        return known  # the set's own key: Set5 and set5 are recorded alike
+    if value.lower() == "div2k" or not Path(value).exists():
         return value
     return str(Path(value).absolute())
 
@@ -149,9 +165,7 @@ def resume_mismatches(saved: TrainOptions, now: TrainOptions) -> list[str]:
 def _comparable(key: str, value: object) -> object:
     """The same set or file however it was spelled: Set5 = set5, hr/ = /abs/hr."""
     if key in ("val", "init") and isinstance(value, str):
-        from sr_cli.data.benchmarks import dataset_key
-
-        return (dataset_key(value) if key == "val" else None) or _absolute_if_folder_or_file(value)
+        return _absolute_if_folder_or_file(value, benchmark=key == "val")
     return value
 
 
