@@ -168,21 +168,24 @@ def test_a_model_without_convs_counts_tile_views() -> None:
     assert calls == [(i, 6) for i in range(0, 7)]
 
 
+CONV, ONE_VIEW = nn.Conv2d(1, 1, 1), torch.zeros(1, 1, 1, 1)
+
+
 def test_meter_never_goes_back_and_ends_at_the_total() -> None:
     calls: list[tuple[int, int]] = []
     meter = WorkMeter(lambda d, t: calls.append((d, t)), tiles=2, views=1, conv_calls=4, area=100)
     meter.begin()
     meter.start_tile(50)
     for _ in range(3):
-        meter.on_conv(1, 0.0)
+        meter.on_conv(CONV, ONE_VIEW)
     meter.start_tile(25)  # the tile failed after 3 convs and is redone in two halves
-    meter.on_conv(1, 0.0)
+    meter.on_conv(CONV, ONE_VIEW)
     meter.finish_tile()
     meter.start_tile(25)
     meter.finish_tile()
     meter.start_tile(50)
     for _ in range(6):  # more calls than planned (a half-precision tile redone in fp32) cap at the tile
-        meter.on_conv(1, 0.0)
+        meter.on_conv(CONV, ONE_VIEW)
     meter.finish_tile()
     assert calls[0] == (0, 8) and calls[-1] == (8, 8)
     done = [d for d, _ in calls]

@@ -65,7 +65,7 @@ def test_bytes_and_percent_tasks() -> None:
     work = a_task(clock, total=400, kind="percent")
     clock.now += 3
     work.completed = 100
-    assert text(progress.AmountColumn(), work).strip() == "25%"
+    assert text(progress.AmountColumn(), work).strip() == "25.0%"
     assert text(progress.RateColumn(), work) == ""  # engine units mean nothing to a person
     assert text(progress.EtaColumn(), work) == "eta 0:09"
 
