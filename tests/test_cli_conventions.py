@@ -153,7 +153,8 @@ def test_the_completion_script_completes_commands_and_options(capsys: pytest.Cap
     assert run_cli(capsys, []).stdout.split() == ["--ensemble"]
 
 
-def test_the_epilog_lists_every_exit_code_and_every_variable_sr_reads(capsys: pytest.CaptureFixture[str]) -> None:
+def test_the_epilog_lists_every_exit_code_and_every_variable_sr_reads(capsys: pytest.CaptureFixture[str],
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     out = run_cli(capsys, ["--help"]).stdout
     listed = {code for codes, _ in EXIT_CODES for code in codes.split("/")}
     classes = [cls for cls in vars(errors).values() if isinstance(cls, type) and issubclass(cls, errors.SRError)]
@@ -161,6 +162,11 @@ def test_the_epilog_lists_every_exit_code_and_every_variable_sr_reads(capsys: py
     assert {"0", "1", "130", "143"} <= listed
     for names, _ in ENVIRONMENT:
         assert names in out
+    monkeypatch.setenv("COLUMNS", "80")
+    narrow = run_cli(capsys, ["--help"]).stdout
+    for rows in (EXIT_CODES, ENVIRONMENT):  # each row on one line at 80 columns
+        for key, text in rows:
+            assert any(line.strip().startswith(key) and line.rstrip().endswith(text) for line in narrow.splitlines()), key
     # the variables the code reads, found in its source (SR_LAYOUT is a safetensors metadata key, not a variable)
     source = "\n".join(path.read_text() for path in (REPO_ROOT / "sr_cli").rglob("*.py")
                        if path.name != "conventions.py")

@@ -150,9 +150,9 @@ EXIT_CODES: tuple[tuple[str, str], ...] = (
 ENVIRONMENT: tuple[tuple[str, str], ...] = (
     ("SR_OFFLINE=1", "no network: use the cache and bundled files only"),
     ("HF_HUB_OFFLINE=1", "the same, Hugging Face's name for it"),
-    ("SR_CACHE_DIR", "weights/datasets cache (default $XDG_CACHE_HOME/sr, ~/.cache/sr)"),
+    ("SR_CACHE_DIR", "sr's cache (else $XDG_CACHE_HOME/sr, ~/.cache/sr)"),
     ("XDG_CACHE_HOME", "the base of the default cache folder"),
-    ("HF_ENDPOINT", "Hugging Face hub or mirror (default https://huggingface.co)"),
+    ("HF_ENDPOINT", "hub or mirror URL (default https://huggingface.co)"),
     ("HF_HOME, HF_HUB_CACHE", "the Hugging Face cache (hub downloads land there)"),
     ("SR_MAX_PIXELS", "largest image read or made, e.g. 800M (--max-pixels)"),
     ("SR_BENCHMARK_BASE_URL", "mirror of the benchmark sets (sr eval)"),

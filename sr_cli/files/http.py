@@ -92,7 +92,8 @@ def check_reachable(url: str, timeout: float) -> None:
     answer is left to the real request, which has its own timeout."""
     parts = urllib.parse.urlsplit(url)
     target = url
-    proxy = urllib.request.getproxies().get(parts.scheme)
+    proxies = urllib.request.getproxies()  # the *_proxy variables, as urllib and httpx read them
+    proxy = proxies.get(parts.scheme) or proxies.get("all")
     if proxy and not urllib.request.proxy_bypass(parts.hostname or ""):
         target = proxy if "://" in proxy else f"http://{proxy}"
     host = host_of(target)
