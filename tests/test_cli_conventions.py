@@ -220,3 +220,23 @@ def test_help_prose_is_wrapped_by_the_terminal_and_example_blocks_keep_their_ind
         example = next(line for line in out.splitlines() if line.strip() == f"sr {' '.join(path)}")
         heading = next(line for line in out.splitlines() if line.strip() == "Examples:")
         assert len(example) - len(example.lstrip()) > len(heading) - len(heading.lstrip())
+
+
+def test_version_and_env_describe_cuda_devices(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    # no GPU here: torch's answers are stood in for, to check what sr makes of them
+    import types
+
+    import torch
+
+    gpu = types.SimpleNamespace(name="NVIDIA H200", total_memory=150 * 2**30)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.setattr(torch.cuda, "get_device_properties", lambda index: gpu)
+    monkeypatch.setattr(torch.version, "cuda", "12.8")
+    code, out, _ = run_cli(capsys, ["-V"])
+    assert code == 0
+    assert out.splitlines()[1:] == [f"torch {torch.__version__} (CUDA 12.8 build)",
+                                    "devices: cuda:0 NVIDIA H200 (150.0 GiB), cuda:1 NVIDIA H200 (150.0 GiB), cpu"]
+    record = json.loads(run_cli(capsys, ["env", "--json"]).stdout)
+    assert record["torch_cuda_build"] == "12.8"
+    assert record["cuda_devices"] == [{"index": i, "name": "NVIDIA H200", "memory_bytes": 150 * 2**30} for i in (0, 1)]
