@@ -182,6 +182,7 @@ def test_env_reports_versions_devices_caches_and_the_variables_set(capsys: pytes
     stored.write_bytes(b"x" * 12345)
     monkeypatch.setenv("SR_OFFLINE", "1")
     monkeypatch.setenv("SR_NOT_A_VARIABLE_OF_OURS", "secret")
+    monkeypatch.setenv("SR_BENCHMARK_BASE_URL", "https://me:hunter2@mirror.example/sets")
     code, out, _ = run_cli(capsys, ["env", "--json"])
     assert code == 0 and len(out.splitlines()) == 1
     record = json.loads(out)
@@ -198,6 +199,7 @@ def test_env_reports_versions_devices_caches_and_the_variables_set(capsys: pytes
     assert record["hf_hub_cache"] == str(isolated_caches / "hf" / "hub")
     assert record["variables"]["SR_OFFLINE"] == "1" and "SR_CACHE_DIR" in record["variables"]
     assert "SR_NOT_A_VARIABLE_OF_OURS" not in record["variables"]
+    assert record["variables"]["SR_BENCHMARK_BASE_URL"] == "https://me:***@mirror.example/sets"
 
     code, text, _ = run_cli(capsys, ["env"])
     assert code == 0

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import platform
+import re
 import sys
 from importlib import metadata
 from pathlib import Path
@@ -115,6 +116,11 @@ CACHE_LABELS = {"sr_cache": "sr cache", "weights_cache": "  weights", "datasets_
                 "train_cache": "  training data", "hf_hub_cache": "hf hub cache"}
 
 
+def without_password(value: str) -> str:
+    """A mirror URL may carry `user:password@`: a bug report must not."""
+    return re.sub(r"(://[^/@:]*):[^/@]*@", r"\1:***@", value)
+
+
 def environment_report() -> dict[str, Any]:
     """Every field of `sr env`, flat where it can be."""
     from sr_cli.files.http import offline_mode
@@ -135,7 +141,7 @@ def environment_report() -> dict[str, Any]:
     record["offline"] = offline_mode()
     record["hf_endpoint"] = hub_endpoint()
     record.update(caches())
-    record["variables"] = {name: os.environ[name] for name in VARIABLE_NAMES if name in os.environ}
+    record["variables"] = {name: without_password(os.environ[name]) for name in VARIABLE_NAMES if name in os.environ}
     return record
 
 
