@@ -129,7 +129,8 @@ def download(
     scale: Annotated[Optional[float], typer.Option("--scale", "-s", help="Picks the entry for aliases such as `edsr`.",
                                                    rich_help_panel=SELECT)] = None,
     timeout: Annotated[float, typer.Option("--timeout", min=0.1, help="Seconds a silent server gets before the next source is tried "
-                                                              "(hub mirrors: huggingface_hub retries once with 60 s).")] = 30.0,
+                                                              "(hub mirrors: huggingface_hub retries once with 60 s).",
+                                                         rich_help_panel="Network")] = 30.0,
     as_json: Json = False,
     quiet: Quiet = False,
     verbose: Verbose = False,
