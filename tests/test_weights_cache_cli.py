@@ -194,3 +194,26 @@ def test_prune_all_needs_confirmation_and_never_touches_bundled_files(capsys: py
     assert bundled_state() == before
     code, out, _ = run_cli(capsys, ["weights", "list", "--json"])
     assert not any(json.loads(line)["status"] == "cached" for line in out.splitlines())
+
+
+def test_every_weights_command_speaks_json_lines(vdsr_weights: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    def records(argv: list[str]) -> list[dict[str, object]]:
+        code, out, err = run_cli(capsys, ["weights", *argv, "--json"])
+        assert code == 0, err
+        lines = [json.loads(line) for line in out.splitlines()]
+        assert lines and all(record["command"] == f"weights {argv[0]}" for record in lines)
+        return lines
+
+    (imported,) = records(["import", "vdsr", str(vdsr_weights)])
+    stored = Path(str(imported["path"]))
+    assert imported["status"] == "ok" and stored.read_bytes() == vdsr_weights.read_bytes()
+    assert records(["path", "vdsr"]) == [{"command": "weights path", "status": "ok", "name": "vdsr",
+                                          "path": str(stored), "source": "cached"}]
+    (checked,) = records(["verify"])
+    assert checked["status"] == "ok" and checked["sha256"] == entry("vdsr").sha256
+    (fetched,) = records(["download", "vdsr"])  # in the cache: no network needed
+    assert fetched["status"] == "ok" and fetched["path"] == str(stored) and fetched["size"] == entry("vdsr").size
+    (inspected,) = records(["inspect", str(stored)])
+    assert inspected["status"] == "ok" and inspected["family"] == "vdsr" and inspected["manifest_name"] == "vdsr"
+    code, out, err = run_cli(capsys, ["weights", "download", "vdsr", "-q"])
+    assert code == 0 and out == f"vdsr\t{stored}\n" and err == ""
