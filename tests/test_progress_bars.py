@@ -59,7 +59,9 @@ def test_bytes_and_percent_tasks() -> None:
     download = a_task(clock, total=80_000_000, kind="bytes")
     clock.now += 2
     download.completed = 8_000_000
-    assert text(progress.AmountColumn(), download) == "8.0 MB/80.0 MB"
+    assert text(progress.AmountColumn(), download) == "8.0/80.0 MB"
+    assert progress.byte_amount(900_000, 1_200_000) == "900.0 kB/1.2 MB"
+    assert progress.byte_amount(5, None) == "5 bytes"
     assert text(progress.RateColumn(), download) == "4.0 MB/s"
     assert progress.eta_seconds(download) == pytest.approx(18.0)
     work = a_task(clock, total=400, kind="percent")
@@ -119,3 +121,28 @@ def test_no_bars_when_stderr_is_not_a_terminal(monkeypatch: pytest.MonkeyPatch) 
     with progress.progress_bar("weights.pth", kind="bytes", total=10) as update:
         update(5, 10)
     assert buffer.getvalue() == ""
+
+
+def test_a_line_fits_80_columns_and_no_figure_is_cut() -> None:
+    bars = progress.progress_bars()
+    clock = FakeClock()
+    bars.get_time = clock
+    lines = {}
+    for label, kind, unit, total, done in [
+        ("files", "count", "file", 12, 3),
+        ("a_really_long_photo_name_from_a_camera_2026_12_01.png", "percent", "", 4000, 1234),
+        ("download", "bytes", "", 67_000_000, 12_000_000),
+    ]:
+        task, update = progress.add_bar(bars, label, kind=kind, unit=unit, total=total)  # type: ignore[arg-type]
+        lines[task] = done
+    clock.now += 3725  # over an hour: the longest clocks
+    for task, done in lines.items():
+        bars.update(task, completed=done)
+    out = Console(width=80, color_system=None, record=True, file=io.StringIO())
+    out.print(bars.make_tasks_table(bars.tasks))
+    rendered = out.export_text().splitlines()
+    assert len(rendered) == 3 and all(len(line) <= 80 for line in rendered)
+    # 3 files in 3725 s: 1242 s a file, 9 left
+    assert "3/12" in rendered[0] and "21 min/file" in rendered[0] and "eta 3:06:15" in rendered[0]
+    assert rendered[1].startswith("a_really_long_photo_nam…") and "30.9%" in rendered[1]
+    assert "12.0/67.0 MB" in rendered[2]

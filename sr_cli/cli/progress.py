@@ -4,8 +4,11 @@ Every command draws its bars with `progress_bars()` (several tasks in one displa
 (one bar, as a context manager yielding the `(done, total)` callback the library calls). A task says
 what it counts with its `kind`:
 
-  count    "3/12"              rate "2.5 img/s" (or "40 s/img" when slower than one a second)
+  count    "3/12"              rate "2.5 img/s" (or "40 s/img", "21 min/img" when slower than one a second)
   bytes    "12.3/80.0 MB"      rate "4.1 MB/s"
+
+Figures are never wrapped; a description longer than DESCRIPTION_WIDTH is cut with an ellipsis and the
+bar takes the width left, so a line fits 80 columns.
   percent  "37.4%"             no rate (the units are the engine's, not something a person counts)
 
 The ETA is (total - done) / rate, with the rate taken over the last minute, or since the start when the
@@ -23,6 +26,7 @@ from rich.console import Console
 from rich.filesize import decimal
 from rich.markup import escape
 from rich.progress import BarColumn, Progress, ProgressColumn, Task, TaskID, TextColumn, TimeElapsedColumn
+from rich.table import Column
 from rich.text import Text
 
 from sr_cli.cli.console import shows_progress, stderr
@@ -30,14 +34,23 @@ from sr_cli.cli.console import shows_progress, stderr
 Kind = Literal["count", "bytes", "percent"]
 ProgressCallback = Callable[[int, int], None]  # (done, total); total 0 = not known yet
 SPEED_WINDOW_SECONDS = 60.0
+DESCRIPTION_WIDTH = 24  # columns; a longer file name is cut with an ellipsis, so the line fits 80 columns
+MIN_BAR_WIDTH = 6
 
 
 def progress_bars(*, transient: bool = True, console: Console | None = None) -> Progress:
     """A rich Progress with our columns, disabled unless `shows_progress()`. Start it (or use it as a
     context manager), then `add_bar` for each thing that advances. transient: the bars vanish when it
     stops (the command's summary says what happened)."""
+    def fixed() -> Column:  # figures are never cut or wrapped; the bar and a long description give way
+        return Column(no_wrap=True)
+
     return Progress(
-        TextColumn("{task.description}"), BarColumn(), AmountColumn(), RateColumn(), TimeElapsedColumn(), EtaColumn(),
+        TextColumn("{task.description}", table_column=Column(no_wrap=True, overflow="ellipsis",
+                                                             max_width=DESCRIPTION_WIDTH)),
+        BarColumn(bar_width=None, table_column=Column(ratio=1, min_width=MIN_BAR_WIDTH)),
+        AmountColumn(table_column=fixed()), RateColumn(table_column=fixed()),
+        TimeElapsedColumn(table_column=fixed()), EtaColumn(table_column=fixed()),
         console=console or stderr, transient=transient, disable=not shows_progress(),
         speed_estimate_period=SPEED_WINDOW_SECONDS,
     )
@@ -95,14 +108,25 @@ def clock(seconds: float) -> str:
     return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
 
 
+def byte_amount(done: int, total: int | None) -> str:
+    """12.0/67.0 MB (one unit when both share it), 900 kB/1.2 MB, or 12.0 MB while the total is unknown."""
+    done_text = decimal(done)
+    if total is None:
+        return done_text
+    total_text = decimal(total)
+    done_number, _, done_unit = done_text.partition(" ")
+    total_number, _, total_unit = total_text.partition(" ")
+    return f"{done_number}/{total_text}" if done_unit == total_unit else f"{done_text}/{total_text}"
+
+
 class AmountColumn(ProgressColumn):
     """3/12, 12.3/80.0 MB or 37.4% (kind of the task); '?' for a total not known yet."""
 
     def render(self, task: Task) -> Text:
         kind = task.fields.get("kind", "count")
         if kind == "bytes":
-            done = decimal(int(task.completed))
-            return Text(f"{done}/{decimal(int(task.total))}" if task.total else done, style="progress.download")
+            return Text(byte_amount(int(task.completed), int(task.total) if task.total else None),
+                        style="progress.download")
         if kind == "percent":
             # one decimal: on a 40-minute image 0.1 % is 2.4 s, so the figure moves every few seconds
             return Text(f"{task.percentage:5.1f}%" if task.total else "", style="progress.percentage")
@@ -111,7 +135,7 @@ class AmountColumn(ProgressColumn):
 
 
 class RateColumn(ProgressColumn):
-    """2.5 img/s, 40 s/img, 4.1 MB/s; empty while unknown and for percent tasks."""
+    """2.5 img/s, 40 s/img, 21 min/img, 4.1 MB/s; empty while unknown and for percent tasks."""
 
     def render(self, task: Task) -> Text:
         kind = task.fields.get("kind", "count")
@@ -121,7 +145,9 @@ class RateColumn(ProgressColumn):
         if kind == "bytes":
             return Text(f"{decimal(int(rate))}/s", style="progress.data.speed")
         unit = task.fields.get("unit", "") or "it"
-        text = f"{rate:.1f} {unit}/s" if rate >= 1 else f"{1 / rate:.0f} s/{unit}"
+        seconds_each = 1 / rate
+        text = (f"{rate:.1f} {unit}/s" if rate >= 1 else f"{seconds_each:.0f} s/{unit}" if seconds_each < 120
+                else f"{seconds_each / 60:.0f} min/{unit}")
         return Text(text, style="progress.data.speed")
 
 
@@ -135,4 +161,4 @@ class EtaColumn(ProgressColumn):
         return Text(f"eta {clock(left)}", style="progress.remaining")
 
 
-__all__ = ["Kind", "ProgressCallback", "progress_bars", "add_bar", "progress_bar", "rate_of", "eta_seconds", "clock"]
+__all__ = ["Kind", "ProgressCallback", "progress_bars", "add_bar", "progress_bar", "rate_of", "eta_seconds", "clock", "byte_amount"]
