@@ -136,7 +136,10 @@ def model_panel(model: str, pixels: np.ndarray, region: Region, factor: float, o
     out = upscaler.upscale(region.padded(pixels), progress)
     seconds = time.perf_counter() - started
     weights = upscaler.weights_file
-    return Panel(upscaler.name, model, region.inner(out, factor), seconds,
+    from sr_cli import zoo
+
+    label = Path(model).stem if zoo.looks_like_path(model) else upscaler.name  # a file: its stem (design.md)
+    return Panel(label, model, region.inner(out, factor), seconds,
                  str(weights) if weights is not None else None, upscaler.weights_sha256)
 
 

@@ -56,7 +56,8 @@ def test_panels_are_each_models_output_on_the_region_with_its_context(
     record = json.loads(stdout)
     assert (record["command"], record["status"], record["output"]) == ("compare", "done", str(sheet_path))
     assert (record["crop"], record["scale"], record["zoom"]) == ([20, 10, 12, 8], 2.0, 3)
-    assert [p["label"] for p in record["panels"]] == ["bicubic", str(a), str(b)]
+    assert [p["label"] for p in record["panels"]] == ["bicubic", "a", "b"]  # a file by its stem
+    assert [p["model"] for p in record["panels"]] == ["bicubic", str(a), str(b)]
     # the region 20,10,12,8 with 16 px of context where the image has them: rows 0..34, columns 4..48;
     # its output x2, less the context's 2 * (10, 16) pixels at the top and left
     padded = pixels[0:34, 4:48]
@@ -72,7 +73,7 @@ def test_panels_are_each_models_output_on_the_region_with_its_context(
     boxes = [p["box"] for p in record["panels"]]
     assert len({box[1] for box in boxes}) == 1 and boxes == sorted(boxes)  # one row, left to right
     title = "photo.png x2, region 20,10,12,8, shown x3"
-    made = contact_sheet(expected, ["bicubic", str(a), str(b)], columns=3, zoom=3, title=title).pixels
+    made = contact_sheet(expected, ["bicubic", "a", "b"], columns=3, zoom=3, title=title).pixels
     assert np.array_equal(sheet, made)  # the one sheet maker, labels and title included
 
 
@@ -105,13 +106,14 @@ def test_small_image_whole_and_a_bundled_model_at_its_own_scale(tmp_path: Path, 
     (["--models", "{a}", "--crop", "1,2,0,4"], "must lie inside"),
     (["--models", "{a}", "--scale", "-2"], "positive factor"),
     (["--models", "{a}", "--zoom", "0"], "--zoom"),
+    (["--models", "{a}", "-o", "{a}.missing/sheet.png"], "does not exist"),
 ])
 def test_bad_options_are_refused_and_nothing_is_written(scene: tuple[Path, np.ndarray, Path, Path], tmp_path: Path,
                                                         capsys: pytest.CaptureFixture[str], args: list[str],
                                                         message: str) -> None:
     image, _, a, _ = scene
     out = tmp_path / "sheet.png"
-    code, stdout, err = run(["compare", str(image), *[arg.format(a=a) for arg in args], "-o", str(out)], capsys)
+    code, stdout, err = run(["compare", str(image), "-o", str(out), *[arg.format(a=a) for arg in args]], capsys)
     assert code == 2 and message in err, err
     assert stdout == "" and not out.exists()
 

@@ -71,6 +71,8 @@ def compare(
         raise UsageError(f"{output}: the sheet is an image; name it .png, .jpg, .webp or .tiff")
     if output.exists() and not overwrite:
         raise UsageError(f"{output} exists; pass --overwrite to replace it or choose another -o")
+    if not output.absolute().parent.is_dir():
+        raise UsageError(f"{output}: the folder {output.parent} does not exist; create it or choose another -o")
     if scale is not None and not (scale > 0 and scale < 1e6):
         raise UsageError(f"--scale {scale:g} must be a positive factor")
     comparing.check_models_exist(names)
