@@ -22,7 +22,7 @@ from torch import Tensor, nn
 
 Progress = Callable[[int, int], None]
 CONV_TYPES: tuple[type[nn.Module], ...] = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose2d)
-PROBE_SIDE = 8  # px: conv calls do not depend on the size, MACs scale with the pixels
+PROBE_SIDE = 4  # px: conv calls do not depend on the size, MACs scale with the pixels; 4 keeps RRDB's probe at 0.3 GMAC
 
 
 @dataclass(frozen=True)
