@@ -196,5 +196,5 @@ def test_conv_macs_of_a_grouped_and_a_transposed_conv() -> None:
     grouped = nn.Conv2d(8, 4, 3, groups=2)
     assert conv_macs(grouped, torch.zeros(1, 4, 5, 5)) == 4 * 25 * (8 // 2) * 9
     transposed = nn.ConvTranspose2d(6, 4, 2, stride=2, groups=2)
-    # each output value sums in_channels/groups inputs x kernel positions that touch it (here 1 of 4)
-    assert conv_macs(transposed, torch.zeros(1, 4, 10, 10)) == 4 * 100 * (6 // 2) * 4
+    # counted from the input side: each of the 6 x 5 x 5 inputs meets out_channels/groups x kernel weights
+    assert conv_macs(transposed, torch.zeros(1, 4, 10, 10)) == 6 * 25 * (4 // 2) * 4

@@ -41,8 +41,9 @@ def conv_macs(module: nn.Module, output: Tensor) -> float:
     """Multiply-accumulates of one conv call, from its output shape and its kernel."""
     weight = module.weight  # [out, in/groups, *kernel] (transposed: [in, out/groups, *kernel])
     assert isinstance(weight, Tensor)
-    if isinstance(module, nn.ConvTranspose2d):
-        per_output = weight.shape[0] / module.groups * weight[0, 0].numel()
+    if isinstance(module, nn.ConvTranspose2d):  # an output value gathers (kernel / stride) taps of each input
+        stride = module.stride[0] * module.stride[1]
+        per_output = weight.shape[0] / module.groups * weight[0, 0].numel() / stride
     else:
         per_output = weight[0].numel()
     return float(output.numel()) * float(per_output)
