@@ -35,6 +35,8 @@ def test_work_is_macs_per_pixel_x_pixels_x_views_x_passes() -> None:
     assert upscaler.work_macs(10, 20, has_alpha=True) == pytest.approx(per_pixel * 200 * 8 * 2)
     run = estimate.estimate_run(upscaler, [(20, 10, False), (5, 4, False)], macs_per_second=per_pixel)
     assert run.images == 2 and run.seconds == pytest.approx((200 + 20) * 8)
+    many = estimate.estimate_run(upscaler, [(20, 10, False), (5, 4, False)], macs_per_second=per_pixel, images=10)
+    assert many.images == 10 and many.seconds == pytest.approx(5 * run.seconds)  # the sample stands for the rest
 
 
 def test_slow_rate_says_so_once_with_the_faster_choices() -> None:

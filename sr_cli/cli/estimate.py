@@ -33,6 +33,7 @@ CALIBRATION_SECONDS = 3.0  # of the first image's work before the rate is taken 
 # SRVGG compact (realesr-general-x4v3: 32 convs of 64 features), MACs per input pixel: a model this cheap
 # is already the fast choice (tests check the figure against the engine's count).
 COMPACT_MACS_PER_PIXEL = 1.21e6
+MAX_HEADERS_READ = 1000  # headers read for the estimate (a few ms each), once
 SMALLER_MODEL = "a smaller model (--model realesr-general-x4v3; offline: the bundled realesr-animevideov3, for drawings)"
 
 
@@ -52,15 +53,20 @@ class RunEstimate:
 
 
 def estimate_run(upscaler: Upscaler, sizes: Iterable[tuple[int, int, bool]], *,
-                 macs_per_second: float) -> RunEstimate:
-    """The estimate for images of (width, height, has_alpha) at a rate of `macs_per_second`."""
+                 macs_per_second: float, images: int | None = None) -> RunEstimate:
+    """The estimate for images of (width, height, has_alpha) at a rate of `macs_per_second`; `images`
+    (more than the sizes given) extrapolates from those sizes to that many images."""
     macs = 0.0
     pixels = 0
-    images = 0
+    sampled = 0
     for width, height, has_alpha in sizes:
         macs += upscaler.work_macs(height, width, has_alpha=has_alpha)
         pixels += width * height
-        images += 1
+        sampled += 1
+    if images is not None and images > sampled > 0:
+        macs *= images / sampled
+    else:
+        images = sampled
     return RunEstimate(images=images, macs=macs, macs_per_second=macs_per_second, on_cpu=upscaler.device.type == "cpu",
                        ensemble=bool(upscaler.options.ensemble), macs_per_input_pixel=macs / max(pixels, 1),
                        runs_at_output_size=upscaler.runs_at_output_size)
@@ -153,8 +159,10 @@ class LongRunCheck:
             return
         width, height, has_alpha = current
         rate = fraction * self._upscaler.work_macs(height, width, has_alpha=has_alpha) / elapsed
-        sizes = [size for size in (peek_header(source) for source in self._sources) if size is not None]
-        self.message = long_run_message(estimate_run(self._upscaler, sizes, macs_per_second=rate))
+        sample = self._sources[:MAX_HEADERS_READ]  # a huge batch: the first ones stand for the rest
+        sizes = [size for size in (peek_header(source) for source in sample) if size is not None]
+        images = round(len(sizes) * len(self._sources) / len(sample))
+        self.message = long_run_message(estimate_run(self._upscaler, sizes, macs_per_second=rate, images=images))
         if self.message is not None:
             note(self.message)
 
