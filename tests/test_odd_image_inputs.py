@@ -13,12 +13,13 @@ import struct
 import subprocess
 import sys
 import warnings
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+import odd_paths
 import pytest
 from cli_support import run_cli
+from odd_paths import ODD_PATHS
 from PIL import Image
 
 from sr_cli.imageio import read_image
@@ -26,31 +27,12 @@ from sr_cli.imageio import read_image
 REPO = Path(__file__).resolve().parents[1]
 
 
-def _fifo(tmp: Path) -> Path:
-    os.mkfifo(tmp / "photo.png")
-    return tmp / "photo.png"
-
-
-def _dev_zero(tmp: Path) -> Path:
-    (tmp / "photo.png").symlink_to("/dev/zero")
-    return tmp / "photo.png"
-
-
-def _folder(tmp: Path) -> Path:
-    (tmp / "photo.png").mkdir()
-    return tmp / "photo.png"
-
-
-def _loop(tmp: Path) -> Path:
-    (tmp / "photo.png").symlink_to(tmp / "photo.png")
-    return tmp / "photo.png"
-
-
-ODD: dict[str, tuple[Callable[[Path], Path], str]] = {
-    "fifo": (_fifo, "is a named pipe (FIFO), not an image"),
-    "dev_zero_link": (_dev_zero, "is a character device (/dev/zero, through a link), not an image"),
-    "folder": (_folder, "is a folder, not an image"),
-    "symlink_loop": (_loop, "a symbolic link loop"),
+# what each odd path must be called (tests/odd_paths.py builds them)
+ODD: dict[str, str] = {
+    "fifo": "is a named pipe (FIFO), not an image",
+    "dev_zero_link": "is a character device (/dev/zero, through a link), not an image",
+    "folder": "is a folder, not an image",
+    "symlink_loop": "a symbolic link loop",
 }
 
 _CHILD = """
@@ -67,8 +49,8 @@ except BaseException as error:
 
 @pytest.mark.parametrize("case", sorted(ODD))
 def test_a_path_that_is_no_regular_file_is_refused_unopened(tmp_path: Path, case: str) -> None:
-    make, expected = ODD[case]
-    path = make(tmp_path)
+    expected = ODD[case]
+    path = ODD_PATHS[case](tmp_path, "photo.png")
     try:
         child = subprocess.run([sys.executable, "-c", _CHILD, str(path)], capture_output=True, text=True,
                                timeout=60, env={**os.environ, "PYTHONPATH": str(REPO)})
@@ -80,7 +62,7 @@ def test_a_path_that_is_no_regular_file_is_refused_unopened(tmp_path: Path, case
 
 @pytest.mark.timeout(60)
 def test_downscale_of_a_fifo_says_so_and_does_not_hang(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    fifo = _fifo(tmp_path)
+    fifo = odd_paths.fifo(tmp_path, "photo.png")
     result = run_cli(capsys, ["downscale", str(fifo), "--scale", "2", "-o", str(tmp_path / "lr")])
     assert result.returncode == 3 and "is a named pipe (FIFO)" in result.stderr
 
@@ -156,7 +138,7 @@ def test_benchmark_images_are_opened_like_any_input_and_decoded_as_before(tmp_pa
     from sr_cli.errors import InputError
 
     with pytest.raises(InputError, match=r"is a character device \(/dev/zero, through a link\)"):
-        read_rgb_or_gray(_dev_zero(tmp_path))
+        read_rgb_or_gray(odd_paths.dev_zero_link(tmp_path, "photo.png"))
     path = tmp_path / "damaged_exif.jpg"
     path.write_bytes(_jpeg_with_damaged_exif())
     with warnings.catch_warnings(record=True) as escaped:

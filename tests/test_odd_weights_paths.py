@@ -3,13 +3,12 @@ saying what the path really is, and the exit code of its kind of problem, withou
 reading a device."""
 from __future__ import annotations
 
-import os
 import re
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from cli_support import run_cli
+from odd_paths import ODD_PATHS
 
 from sr_cli.weights.cache import entry_path
 from sr_cli.weights.manifest import load_manifest
@@ -17,47 +16,22 @@ from sr_cli.weights.manifest import load_manifest
 pytestmark = pytest.mark.timeout(120)  # a FIFO opened by mistake would block forever
 
 
-def _folder(tmp: Path) -> Path:
-    (tmp / "weights.pth").mkdir()
-    return tmp / "weights.pth"
-
-
-def _fifo(tmp: Path) -> Path:
-    os.mkfifo(tmp / "weights.pth")
-    return tmp / "weights.pth"
-
-
-def _dev_zero(tmp: Path) -> Path:
-    (tmp / "weights.pth").symlink_to("/dev/zero")
-    return tmp / "weights.pth"
-
-
-def _loop(tmp: Path) -> Path:
-    (tmp / "weights.pth").symlink_to(tmp / "other.pth")
-    (tmp / "other.pth").symlink_to(tmp / "weights.pth")
-    return tmp / "weights.pth"
-
-
-def _dangling(tmp: Path) -> Path:
-    (tmp / "weights.pth").symlink_to(tmp / "gone.pth")
-    return tmp / "weights.pth"
-
-
-ODD_PATHS: dict[str, tuple[Callable[[Path], Path], str]] = {
-    "folder": (_folder, "is a folder, not a weights file"),
-    "fifo": (_fifo, r"is a named pipe \(FIFO\)"),
-    "dev_zero_link": (_dev_zero, r"is a character device \(/dev/zero, through a link\)"),
-    "symlink_loop": (_loop, "a symbolic link loop"),
-    "dangling_link": (_dangling, r"a symbolic link to .*gone\.pth, which does not exist"),
+# what each odd path must be called (tests/odd_paths.py builds them)
+EXPECTED: dict[str, str] = {
+    "folder": "is a folder, not a weights file",
+    "fifo": r"is a named pipe \(FIFO\)",
+    "dev_zero_link": r"is a character device \(/dev/zero, through a link\)",
+    "symlink_loop": "a symbolic link loop",
+    "dangling_link": r"a symbolic link to .*gone-weights\.pth, which does not exist",
 }
 
 
-@pytest.mark.parametrize("case", sorted(ODD_PATHS))
+@pytest.mark.parametrize("case", sorted(EXPECTED))
 @pytest.mark.parametrize("command", ["upscale", "inspect"])
 def test_an_odd_weights_path_is_named_for_what_it_is(tmp_path: Path, capsys: pytest.CaptureFixture[str],
                                                      case: str, command: str) -> None:
-    make, expected = ODD_PATHS[case]
-    weights = make(tmp_path)
+    expected = EXPECTED[case]
+    weights = ODD_PATHS[case](tmp_path, "weights.pth")
     image = tmp_path / "in.png"
     image.write_bytes(b"")  # never read: the weights are refused first
     argv = (["upscale", str(image), "--weights", str(weights), "--scale", "2", "-o", str(tmp_path / "out")]
