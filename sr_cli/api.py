@@ -76,6 +76,10 @@ class UpscaleOptions:
     device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
     precision: str = "auto"  # auto | fp32 | bf16 | fp16
     max_pixels: int | None = None  # largest output (width x height); None = SR_MAX_PIXELS or sr_cli.imageio.budget's default
+    # The measurement mode (`sr eval`'s paper protocols): fp32, the whole image, the plain NCHW layout, so a
+    # score depends on nothing but the device's arithmetic (no tile plan from free memory, no half precision,
+    # no channels_last kernels chosen for speed). A tile or a half precision beside it is a contradiction.
+    exact: bool = False
 
     def __post_init__(self) -> None:
         if self.tile is not None and not _is_count(self.tile):
@@ -87,6 +91,12 @@ class UpscaleOptions:
             raise UsageError(f"--overlap {self.overlap!r} must be a whole number >= 0")
         if not isinstance(self.ensemble, bool):
             raise UsageError(f"ensemble must be True or False, got {self.ensemble!r}")
+        if not isinstance(self.exact, bool):
+            raise UsageError(f"exact must be True or False, got {self.exact!r}")
+        if self.exact and self.tile:
+            raise UsageError(f"--tile {self.tile}: exact runs use the whole image; drop --tile or use 0")
+        if self.exact and self.precision.strip().lower() not in ("auto", "fp32"):
+            raise UsageError(f"--precision {self.precision}: exact runs compute in fp32; drop --precision or use fp32")
 
     @cached_property
     def runtime(self) -> Runtime:
@@ -95,7 +105,12 @@ class UpscaleOptions:
         `load_model` asks before any download, and every Upscaler made with these options reuses the answer.
         """
         device = resolve_device(self.device)
-        return Runtime(device, resolve_precision(self.precision, device))
+        return Runtime(device, resolve_precision("fp32" if self.exact else self.precision, device))
+
+    @property
+    def tile_plan(self) -> int | None:
+        """The tile the engine is given: 0 (the whole image) for exact runs, else `tile`."""
+        return 0 if self.exact else self.tile
 
 
 def _is_count(value: object) -> bool:
@@ -138,12 +153,14 @@ class Upscaler:
         self.output_scale = float(output_scale)
         self.overlap = srnet.min_overlap if options.overlap is None else options.overlap
         # The net is moved (and, where faster, switched to channels_last) in place: the caller's SRNet is it.
-        self._channels_last = self.device.type == "cpu" and srnet.descriptor.channels_last_on_cpu
+        self._channels_last = self.device.type == "cpu" and srnet.descriptor.channels_last_on_cpu and not options.exact
         # "y-upscaled" nets (VDSR) refine the Y of a bicubic-upscaled image; the others enlarge RGB themselves
         self._refines_upscaled_y = srnet.input_kind == "y-upscaled"
         self._net = srnet.eval().to(self.device)
         if self._channels_last:
             self._net.to(memory_format=torch.channels_last)  # type: ignore[call-overload]  # missing from torch's stubs
+        elif options.exact:  # an earlier Upscaler of the same (shared) module may have switched it
+            self._net.to(memory_format=torch.contiguous_format)  # type: ignore[call-overload]  # as above
         self._cost_per_pixel: float | None = None
         self._profile: ForwardProfile | None = None  # conv calls and MACs of one forward, measured once
 
@@ -220,6 +237,24 @@ class Upscaler:
         stacked = torch.stack(results)
         return stacked[0] if image.ndim == 3 else stacked
 
+    def network_output(self, x: Tensor, progress: Progress | None = None) -> Tensor:
+        """The network alone on the whole of ``x``, float in, float out, for measurements (`sr eval`).
+
+        x: [C,H,W] float in the network's own input space: the RGB image in [0, 1] for RGB models; for
+        "y-upscaled" models (VDSR) a Y plane already at the output size. Returns [C', H*model_scale,
+        W*model_scale] float32 on the CPU, neither clamped nor rounded. The same engine as `upscale`
+        (padding to the size multiple, ensemble, device, precision, tiles) without the image pipeline around
+        it (no dtype or colour conversion, gray fold, alpha or --outscale resize). With
+        `UpscaleOptions(exact=True)` it is fp32 on the whole image.
+        """
+        if x.ndim != 3 or not x.is_floating_point() or x.shape[0] != self._net.in_channels:
+            raise InputError(f"{self.name}: network_output expects a float [{self._net.in_channels},H,W] tensor, "
+                             f"got {x.dtype} {tuple(x.shape)}")
+        height, width = x.shape[-2:]
+        check_output_size(f"a {width}x{height} input", width * self.model_scale, height * self.model_scale,
+                          self.model_scale, self.budget)
+        return self._run_engine(x.float(), progress)
+
     def output_size(self, height: int, width: int) -> tuple[int, int]:
         """(height, width) of the result for an input of height x width."""
         return _scaled(height, self.output_scale), _scaled(width, self.output_scale)
@@ -291,12 +326,13 @@ class Upscaler:
 
     def _run_engine(self, x: Tensor, progress: Progress | None) -> Tensor:
         options = self.options
-        if options.tile is None and self._cost_per_pixel is None:
+        tile = options.tile_plan
+        if tile is None and self._cost_per_pixel is None:
             self._cost_per_pixel = estimate_cost_per_pixel(
                 self._net, in_channels=self._net.in_channels, size_multiple=self._net.size_multiple, device=self.device)
         try:
             return upscale_tensor(
-                self._net, x, scale=self._net.scale, tile=options.tile, overlap=self.overlap,
+                self._net, x, scale=self._net.scale, tile=tile, overlap=self.overlap,
                 size_multiple=self._net.size_multiple, ensemble=options.ensemble, device=self.device,
                 precision=self.precision, progress=progress, cost_per_pixel=self._cost_per_pixel,
                 profile=self.forward_profile() if progress is not None else None,

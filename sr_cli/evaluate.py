@@ -44,7 +44,7 @@ from sr_cli.metrics import psnr, ssim, y_channel
 from sr_cli.resize import imresize
 
 if TYPE_CHECKING:  # sr_cli.api (same layer) loads only when a model runs through it
-    from sr_cli.api import Upscaler
+    from sr_cli.api import UpscaleOptions, Upscaler
     from sr_cli.weights.manifest import Metric
     from sr_cli.zoo import ModelSession
 
@@ -138,13 +138,12 @@ def _json_float(value: float) -> float | str:
 
 @dataclass(frozen=True)
 class _Model:
-    """What `evaluate` needs of a model: its kind and how to run it."""
+    """What `evaluate` needs of a model: its kind and its published figures (it runs through `_upscaler`)."""
 
     arg: str
     family: str  # "bicubic" | an SRNet family
     srnet: SRNet | None  # None for bicubic
     entry_name: str | None  # manifest name when loaded by name
-    device: torch.device = torch.device("cpu")
     manifest_metrics: tuple[Metric, ...] = ()  # published figures the manifest entry carries
 
 
@@ -152,29 +151,37 @@ def _load_model(model: str, scale: int, options: EvalOptions, session: ModelSess
     if model.lower() == BICUBIC:
         return _Model(arg=model, family=BICUBIC, srnet=None, entry_name=None)
     from sr_cli import zoo
-    from sr_cli.engine.device import resolve_device
 
     if not zoo.looks_like_path(model) and not zoo.is_known(model):  # the message must offer bicubic too
         raise UnknownModelError(zoo.unknown_model_message(model, also=(BICUBIC,)))
-    device = resolve_device(options.device)
+    _ = _upscale_options(options, exact=True).runtime  # an absent --device is refused before anything is read
     session = session if session is not None else zoo.ModelSession()
     loaded = session.load(model, scale, res_scale=options.res_scale)  # a manifest name or a weights file
     entry_name = loaded.entry.name if loaded.entry else None
     metrics = loaded.entry.published_metrics if loaded.entry else ()
-    return _Model(arg=model, family=loaded.srnet.family, srnet=loaded.srnet.eval().to(device), entry_name=entry_name,
-                  device=device, manifest_metrics=tuple(metrics))
+    return _Model(arg=model, family=loaded.srnet.family, srnet=loaded.srnet, entry_name=entry_name,
+                  manifest_metrics=tuple(metrics))
 
 
-def _upscaler(model: _Model, scale: int, options: EvalOptions) -> Upscaler:
-    """The object `sr upscale` runs (what `sr_cli.api.load_model` returns for this model and scale)."""
-    from sr_cli.api import UpscaleOptions, Upscaler
+def _upscale_options(options: EvalOptions, *, exact: bool) -> UpscaleOptions:
+    from sr_cli.api import UpscaleOptions
 
-    assert model.srnet is not None
     # tile=0, the whole image: an automatic tile follows the free memory, so the score would depend on the
     # machine (tiles agree with the whole image only within 1/255, which moves a PSNR in the 2nd decimal).
+    return UpscaleOptions(tile=EVAL_TILE, exact=exact, ensemble=options.ensemble, device=options.device,
+                          max_pixels=options.budget.output if options.budget else None)
+
+
+def _upscaler(model: _Model, scale: int, options: EvalOptions, *, exact: bool) -> Upscaler:
+    """The object `sr upscale` runs (what `sr_cli.api.load_model` returns for this model and scale).
+
+    exact: the paper protocols score the network's float output (`Upscaler.network_output`) in fp32 on the
+    whole image; rgb-lr (exact=False) runs `Upscaler.upscale` as `sr upscale` would, on the whole image."""
+    from sr_cli.api import Upscaler
+
+    assert model.srnet is not None
     return Upscaler(model.srnet, name=model.arg, output_scale=float(scale),
-                    options=UpscaleOptions(tile=EVAL_TILE, ensemble=options.ensemble, device=options.device,
-                                           max_pixels=options.budget.output if options.budget else None))
+                    options=_upscale_options(options, exact=exact))
 
 
 # The manifest entry (and its file name) of twtygqyy/pytorch-vdsr's weights, whose own published figures exist.
@@ -217,36 +224,24 @@ def _published(label: str, model: _Model, dataset: Dataset, scale: int, options:
 # --- running -----------------------------------------------------------------------------------------
 
 
-def _to_tensor(image: np.ndarray, device: torch.device) -> torch.Tensor:
-    """uint8 HxWxC -> float32 [1,C,H,W] in [0,1]."""
-    return torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))).to(device=device, dtype=torch.float32).div_(255.0)[None]
-
-
-def _forward(srnet: SRNet, x: torch.Tensor, ensemble: bool) -> torch.Tensor:
-    from sr_cli.engine.ensemble import ensemble_forward
-    from sr_cli.engine.tiling import pad_to_multiple
-
-    height, width = x.shape[-2:]
-    padded = pad_to_multiple(x[0], srnet.size_multiple)[None]
-    with torch.inference_mode():
-        out = ensemble_forward(srnet, padded) if ensemble else srnet(padded).float()
-    return out[..., : height * srnet.scale, : width * srnet.scale]
+def _to_tensor(image: np.ndarray) -> torch.Tensor:
+    """uint8 HxWxC -> float32 [C,H,W] in [0,1] (divided on the CPU: a GPU divides by a multiplication)."""
+    return torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))).to(dtype=torch.float32).div_(255.0)
 
 
 def _to_uint8(out: torch.Tensor) -> np.ndarray:
-    """float [1,C,H,W] in [0,1] -> uint8 HxWxC: clamp, scale, round half up (MATLAB uint8())."""
+    """float [C,H,W] in [0,1] -> uint8 HxWxC: clamp, scale, round half up (MATLAB uint8())."""
     levels = torch.floor(out.clamp(0.0, 1.0) * 255.0 + 0.5)
-    return levels[0].permute(1, 2, 0).to("cpu", torch.uint8).numpy()
+    return levels.permute(1, 2, 0).to("cpu", torch.uint8).numpy()
 
 
-def _run_rgb_model(model: _Model, lr: np.ndarray, options: EvalOptions) -> np.ndarray:
-    """The network on the whole LR image (no tiling), 8-bit output; gray in -> gray out."""
-    assert model.srnet is not None
+def _run_rgb_model(upscaler: Upscaler, lr: np.ndarray) -> np.ndarray:
+    """The network on the whole LR image (exact: fp32, no tiling), 8-bit output; gray in -> gray out."""
     gray = lr.ndim == 2
     rgb = np.repeat(lr[..., None], 3, axis=2) if gray else lr
-    out = _forward(model.srnet, _to_tensor(rgb, model.device), options.ensemble)
+    out = upscaler.network_output(_to_tensor(rgb))
     if gray:
-        folded = (out[0].permute(1, 2, 0).cpu().numpy() @ GRAY_FROM_RGB)[None, None]
+        folded = (out.permute(1, 2, 0).numpy() @ GRAY_FROM_RGB)[None]
         return _to_uint8(torch.from_numpy(folded))[..., 0]
     return _to_uint8(out)
 
@@ -266,16 +261,16 @@ def _y_recipe_input(hr: np.ndarray, rounded_y: bool) -> np.ndarray:
     return rgb_to_y(hr.astype(np.float64) / 255.0) * 255.0
 
 
-def _paper_y_model(model: _Model, pair: ImagePair, scale: int, options: EvalOptions) -> tuple[np.ndarray, np.ndarray]:
-    """(reference Y, SR Y) on 0..255 for bicubic / VDSR, per the MATLAB recipes in the module docstring."""
-    is_bicubic = model.family == BICUBIC
+def _paper_y_model(upscaler: Upscaler | None, pair: ImagePair, scale: int) -> tuple[np.ndarray, np.ndarray]:
+    """(reference Y, SR Y) on 0..255 for bicubic (no upscaler) / VDSR, per the MATLAB recipes in the module
+    docstring; VDSR's float output is kept unrounded (its published figures were measured so)."""
+    is_bicubic = upscaler is None
     reference = _y_recipe_input(pair.hr, rounded_y=is_bicubic)
     upscaled = imresize(imresize(reference / 255.0, 1.0 / scale), float(scale))
-    if is_bicubic:
+    if upscaler is None:
         return reference, np.clip(np.floor(upscaled * 255.0 + 0.5), 0.0, 255.0)
-    assert model.srnet is not None
-    x = torch.from_numpy(upscaled).to(device=model.device, dtype=torch.float32)[None, None]
-    out = _forward(model.srnet, x, options.ensemble)[0, 0].double().cpu().numpy()
+    x = torch.from_numpy(upscaled).to(dtype=torch.float32)[None]
+    out = upscaler.network_output(x)[0].double().numpy()
     return reference, np.clip(out * 255.0, 0.0, 255.0)
 
 
@@ -341,7 +336,7 @@ def evaluate(
         raise UsageError("--ensemble has no meaning for bicubic; drop it or choose a network")
     paper_y_path = options.protocol == "paper" and y_model and not options.rgb
     via_api = options.protocol == "rgb-lr" or (y_model and not paper_y_path)
-    upscaler = _upscaler(loaded, scale, options) if via_api and loaded.srnet is not None else None
+    upscaler = _upscaler(loaded, scale, options, exact=not via_api) if loaded.srnet is not None else None
     label = model_label(model, loaded.family, ensemble=options.ensemble)
     images = dataset.images(scale)
     scores: list[ImageScore] = []
@@ -349,14 +344,15 @@ def evaluate(
         pair = load_pair(image, scale, options.budget)
         sources = tuple(p for p in (image.hr_path, image.lr_path) if p is not None)
         if paper_y_path:
-            reference, sr_y = _paper_y_model(loaded, pair, scale, options)
+            reference, sr_y = _paper_y_model(upscaler, pair, scale)
             scores.append(_score_y(reference, sr_y, scale, options, image.name, str(image.hr_path)))
             saved = np.clip(np.floor(sr_y + 0.5), 0, 255).astype(np.uint8)
         else:
             if via_api:
                 sr = _run_via_api(upscaler, pair.lr, scale)
             else:
-                sr = _run_rgb_model(loaded, pair.lr, options)
+                assert upscaler is not None  # bicubic always goes through the api path or the paper Y path
+                sr = _run_rgb_model(upscaler, pair.lr)
             scores.append(_score_8bit(sr, pair.hr, scale, options, dataset, image.name, str(image.hr_path)))
             saved = sr
         if options.save_dir is not None:
