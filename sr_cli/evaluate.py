@@ -21,12 +21,18 @@ In every protocol the border is ``scale`` pixels (``--crop N`` overrides it); ``
 RGB channels (SSIM: mean over channels) with a border of scale + 6, as the EDSR authors do on DIV2K.
 Grayscale images (Set14 ``bridge``) are scored on their single channel: RGB models get the gray image
 replicated to RGB and their output is folded back with BT.601 luma weights (as ``sr upscale`` does).
+
+Every network runs through `sr_cli.api.Upscaler`, the one place that pads, ensembles and picks device and
+precision: the ``paper``/``edsr-pytorch``/``basicsr`` recipes take its float output
+(`Upscaler.network_output` with ``UpscaleOptions(exact=True)``: fp32, the whole image, NCHW) and round or
+not as their paper did; ``rgb-lr`` takes `Upscaler.upscale`, as ``sr upscale`` does, on the whole image.
 """
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -54,7 +60,11 @@ __all__ = [
     "EvalOptions",
     "ImageScore",
     "EvalResult",
+    "EvalJob",
+    "plan_jobs",
+    "image_count",
     "evaluate",
+    "evaluate_jobs",
     "model_label",
 ]
 
@@ -107,26 +117,39 @@ class EvalResult:
     published_psnr: float | None
     published_ssim: float | None
     published_source: str | None
+    device: str | None = None  # where the network ran; None for bicubic
+    weights_file: str | None = None  # the file that ran and its sha256 (None for bicubic)
+    weights_sha256: str | None = None
+    seconds: float = 0.0  # wall time of the evaluation, loading included
 
-    def to_record(self, *, per_image: bool) -> dict[str, object]:
-        """The `--json` record (JSON-safe: inf PSNR becomes the string "inf")."""
-        record: dict[str, object] = {
+    def to_record(self) -> dict[str, object]:
+        """The result as one flat, JSON-safe record (inf PSNR becomes the string "inf"): `--json`, `--csv`."""
+        return {
             "dataset": self.dataset,
             "model": self.label,
             "model_arg": self.model,
             "scale": self.scale,
             "protocol": self.protocol,
             "ensemble": self.ensemble,
+            "image": None,  # the whole set (per-image records name theirs)
             "psnr": _json_float(self.psnr),
             "ssim": self.ssim,
             "n_images": self.n_images,
             "published_psnr": self.published_psnr,
             "published_ssim": self.published_ssim,
             "published_source": self.published_source,
+            "device": self.device,
+            "weights_file": self.weights_file,
+            "weights_sha256": self.weights_sha256,
+            "seconds": round(self.seconds, 3),
         }
-        if per_image:
-            record["per_image"] = [{**asdict(s), "psnr": _json_float(s.psnr)} for s in self.per_image]
-        return record
+
+    def image_records(self) -> list[dict[str, object]]:
+        """One flat record per image (`--per-image --json`), keyed like `to_record` where they mean the same."""
+        common = {"dataset": self.dataset, "model": self.label, "model_arg": self.model, "scale": self.scale,
+                  "protocol": self.protocol, "ensemble": self.ensemble}
+        return [{**common, "image": score.name, "psnr": _json_float(score.psnr), "ssim": score.ssim}
+                for score in self.per_image]
 
 
 def _json_float(value: float) -> float | str:
@@ -145,6 +168,8 @@ class _Model:
     srnet: SRNet | None  # None for bicubic
     entry_name: str | None  # manifest name when loaded by name
     manifest_metrics: tuple[Metric, ...] = ()  # published figures the manifest entry carries
+    weights_file: Path | None = None  # the file read (None for bicubic)
+    weights_sha256: str | None = None
 
 
 def _load_model(model: str, scale: int, options: EvalOptions, session: ModelSession | None) -> _Model:
@@ -160,7 +185,8 @@ def _load_model(model: str, scale: int, options: EvalOptions, session: ModelSess
     entry_name = loaded.entry.name if loaded.entry else None
     metrics = loaded.entry.published_metrics if loaded.entry else ()
     return _Model(arg=model, family=loaded.srnet.family, srnet=loaded.srnet, entry_name=entry_name,
-                  manifest_metrics=tuple(metrics))
+                  manifest_metrics=tuple(metrics), weights_file=loaded.checkpoint.path,
+                  weights_sha256=loaded.checkpoint.sha256)
 
 
 def _upscale_options(options: EvalOptions, *, exact: bool) -> UpscaleOptions:
@@ -330,6 +356,7 @@ def evaluate(
     (not once per dataset x scale)."""
     if scale < 2 or int(scale) != scale:
         raise UsageError(f"--scale {scale}: benchmark evaluation needs an integer scale of 2 or more")
+    started = time.perf_counter()
     loaded = _load_model(model, scale, options, session)
     y_model = loaded.family == BICUBIC or (loaded.srnet is not None and loaded.srnet.input_kind == "y-upscaled")
     if options.ensemble and loaded.family == BICUBIC:
@@ -375,4 +402,65 @@ def evaluate(
         published_psnr=published_psnr,
         published_ssim=published_ssim,
         published_source=source,
+        device=str(upscaler.device) if upscaler is not None else None,
+        weights_file=str(loaded.weights_file) if loaded.weights_file is not None else None,
+        weights_sha256=loaded.weights_sha256,
+        seconds=time.perf_counter() - started,
     )
+
+
+# --- a run: several datasets x scales x models ----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class EvalJob:
+    """One row of a run: ``model`` on ``dataset`` at x``scale``."""
+
+    dataset: Dataset
+    model: str
+    scale: int
+
+
+def plan_jobs(datasets: Sequence[Dataset], models: Sequence[str], scales: Sequence[int]) -> list[EvalJob]:
+    """The rows of a run in the order they are measured and shown: per dataset, per scale, per model."""
+    return [EvalJob(dataset, model, scale) for dataset in datasets for scale in scales for model in models]
+
+
+def image_count(jobs: Sequence[EvalJob]) -> int:
+    """How many images the run scores in all (the total of its progress), known before any model loads."""
+    return sum(len(job.dataset.images(job.scale)) for job in jobs)
+
+
+def evaluate_jobs(
+    jobs: Sequence[EvalJob],
+    options: EvalOptions = EvalOptions(),
+    progress: Progress | None = None,
+    *,
+    on_start: Callable[[EvalJob], None] | None = None,
+    session: ModelSession | None = None,
+) -> Iterator[EvalResult]:
+    """`evaluate` each job in turn, yielding each result as soon as it is measured.
+
+    progress(done, total) counts images over the whole run (total = `image_count(jobs)` from the first
+    call), so a bar can show the run's rate and ETA; on_start(job) is called before each job loads its
+    model. ``session``: one `zoo.ModelSession` for the run (made here when None), so each weights file is
+    read once."""
+    if session is None:
+        from sr_cli.zoo import ModelSession
+
+        session = ModelSession()
+    total = image_count(jobs)
+    done = 0
+    for job in jobs:
+        if on_start is not None:
+            on_start(job)
+        if progress is not None:
+            progress(done, total)
+
+        def on_image(index: int, _count: int, base: int = done) -> None:
+            if progress is not None:
+                progress(base + index, total)
+
+        result = evaluate(job.dataset, job.model, job.scale, options, on_image, session=session)
+        done += result.n_images
+        yield result

@@ -115,11 +115,14 @@ def test_save_dir_writes_outputs_and_json_record(hr_folder: Path, tmp_path: Path
     written = sorted(p.name for p in (save / "mine" / "x2" / "Bicubic").iterdir())
     assert written == ["a.png", "b.png", "gray.png"]
     assert not list(save.rglob("*.tmp"))
-    record = result.to_record(per_image=True)
-    for key in ("dataset", "model", "scale", "protocol", "ensemble", "psnr", "ssim", "n_images", "published_psnr", "published_ssim", "per_image"):
+    record = result.to_record()
+    for key in ("dataset", "model", "scale", "protocol", "ensemble", "psnr", "ssim", "n_images", "published_psnr", "published_ssim"):
         assert key in record
+    assert not any(isinstance(value, (list, dict)) for value in record.values())  # flat: one JSON line per row
     json.dumps(record)
-    assert "per_image" not in result.to_record(per_image=False)
+    images = result.image_records()
+    assert [r["image"] for r in images] == ["a", "b", "gray"] and record["image"] is None
+    assert [r["psnr"] for r in images] == [s.psnr for s in result.per_image]
 
 
 def test_save_dir_never_overwrites_inputs(tmp_path: Path) -> None:
@@ -178,7 +181,8 @@ def test_psnr_inf_survives_json(hr_folder: Path) -> None:
     result = EvalResult(dataset="x", dataset_label="x", model="m", label="m", scale=2, protocol="paper", ensemble=False,
                         psnr=math.inf, ssim=1.0, n_images=1, per_image=(ImageScore("a", math.inf, 1.0),),
                         published_psnr=None, published_ssim=None, published_source=None)
-    assert json.loads(json.dumps(result.to_record(per_image=True)))["psnr"] == "inf"
+    assert json.loads(json.dumps(result.to_record()))["psnr"] == "inf"
+    assert json.loads(json.dumps(result.image_records()[0]))["psnr"] == "inf"
     with pytest.raises(InputError):
         from sr_cli.metrics import psnr
 
@@ -238,3 +242,85 @@ def test_rgb_lr_scores_do_not_depend_on_free_memory(hr_folder: Path, tmp_path: P
     scarce = evaluate(dataset, str(weights), 2, options)
     assert pasted and set(pasted) == {1}
     assert [(s.psnr, s.ssim) for s in scarce.per_image] == [(s.psnr, s.ssim) for s in plenty.per_image]
+
+
+def _odd_sized_folder(tmp_path: Path) -> Path:
+    """HR images whose x2 LR is odd-sized (37x41, 23x30): RRDB x2 needs multiples of 2, so they are padded."""
+    rng = np.random.default_rng(5)
+    folder = tmp_path / "odd"
+    folder.mkdir()
+    Image.fromarray(smooth_image(rng, 74, 82)).save(folder / "a.png")
+    Image.fromarray(smooth_image(rng, 46, 60)).save(folder / "b.png")
+    return folder
+
+
+@pytest.mark.parametrize("ensemble", [False, True])
+def test_paper_protocol_scores_the_networks_own_whole_image_output(tmp_path: Path, ensemble: bool) -> None:
+    """`sr eval` runs networks through sr_cli.api (UpscaleOptions(exact=True), Upscaler.network_output). Its
+    scores must be those of the network's own output on the whole image, bit for bit: fp32, reflect-padded
+    to the size multiple and cropped back, the 8-view ensemble, clamped and rounded half up -- the recipe
+    sr eval ran by hand before it went through the api (computed here from the engine's primitives)."""
+    from sr_cli.archs.rrdb import RRDBNet, RRDBParams
+    from sr_cli.archs.runtime import SRNet
+    from sr_cli.data.benchmarks import load_pair
+    from sr_cli.engine.ensemble import ensemble_forward
+    from sr_cli.engine.tiling import pad_to_multiple
+    from sr_cli.metrics import psnr, ssim, y_channel
+
+    torch.manual_seed(0)
+    module = RRDBNet(RRDBParams(num_feat=8, num_block=1, num_grow_ch=4, scale=2)).eval()
+    weights = tmp_path / "tiny_rrdb_x2.pt"
+    torch.save(module.state_dict(), weights)
+    net = SRNet(module)
+    dataset = resolve_dataset(str(_odd_sized_folder(tmp_path)), scales=(2,))
+    result = evaluate(dataset, str(weights), 2, EvalOptions(ensemble=ensemble, device="cpu"))
+    for image, score in zip(dataset.images(2), result.per_image, strict=True):
+        pair = load_pair(image, 2)
+        height, width = pair.lr.shape[:2]
+        assert height % 2 == 1  # the padding is exercised
+        x = pad_to_multiple(torch.from_numpy(pair.lr.transpose(2, 0, 1).copy()).float().div_(255.0), 2)[None]
+        with torch.inference_mode():
+            out = (ensemble_forward(net, x) if ensemble else net(x))[0, :, :2 * height, :2 * width]
+        sr = torch.floor(out.clamp(0.0, 1.0) * 255.0 + 0.5).permute(1, 2, 0).to(torch.uint8).numpy()
+        a, b = y_channel(sr, rounded=True), y_channel(pair.hr, rounded=True)
+        assert (score.psnr, score.ssim) == (psnr(a, b, border=2, name="x"), ssim(a, b, border=2, name="x"))
+
+
+def test_exact_options_run_fp32_on_the_whole_image_in_nchw() -> None:
+    from sr_cli.api import UpscaleOptions, Upscaler
+    from sr_cli.archs.runtime import SRNet
+
+    with pytest.raises(UsageError, match="--tile 64"):
+        UpscaleOptions(exact=True, tile=64)
+    with pytest.raises(UsageError, match="--precision bf16"):
+        UpscaleOptions(exact=True, precision="bf16")
+    assert UpscaleOptions(exact=True, device="cpu").runtime.precision == "fp32"
+    torch.manual_seed(0)
+    net = SRNet(EDSR(EDSRParams(n_resblocks=1, n_feats=8, scale=2)).eval())
+    kernel = next(p for p in net.parameters() if p.ndim == 4 and p.shape[1] > 3 and p.shape[-1] == 3)
+    Upscaler(net, name="fast", output_scale=2, options=UpscaleOptions(device="cpu"))  # EDSR: channels_last on CPU
+    assert not kernel.is_contiguous()
+    exact = Upscaler(net, name="exact", output_scale=2, options=UpscaleOptions(exact=True, device="cpu"))
+    assert kernel.is_contiguous()  # the shared module is back in the layout the published figures used
+    x = torch.rand(3, 9, 7)
+    with torch.inference_mode():
+        direct = net(x[None])[0]
+    assert torch.equal(exact.network_output(x), direct)  # float, unclamped, unrounded
+    with pytest.raises(InputError, match="exact: network_output expects a float \\[3,H,W\\]"):
+        exact.network_output(torch.rand(1, 9, 7))
+
+
+def test_a_run_counts_every_image_of_every_row_from_the_start(hr_folder: Path) -> None:
+    from sr_cli.evaluate import evaluate_jobs, image_count, plan_jobs
+
+    dataset = resolve_dataset(str(hr_folder), scales=(2, 3))
+    jobs = plan_jobs([dataset], ["bicubic"], [2, 3])
+    assert [(job.scale, job.model) for job in jobs] == [(2, "bicubic"), (3, "bicubic")]
+    assert image_count(jobs) == 6
+    calls: list[tuple[int, int]] = []
+    started: list[int] = []
+    results = list(evaluate_jobs(jobs, progress=lambda done, total: calls.append((done, total)),
+                                 on_start=lambda job: started.append(job.scale)))
+    assert [r.scale for r in results] == [2, 3] and started == [2, 3]
+    assert {total for _, total in calls} == {6}  # the total is known before the first image
+    assert [done for done, _ in calls] == sorted(done for done, _ in calls) and calls[-1] == (6, 6)

@@ -11,6 +11,7 @@ and a `"status"` key). A command prints one or the other, never both: with `--js
 from __future__ import annotations
 
 import enum
+import io
 import json
 import sys
 from collections.abc import Mapping
@@ -82,11 +83,13 @@ def json_line(record: Mapping[str, object]) -> None:
 
 
 def print_table(table: Table) -> None:
-    """A table on stdout at its natural width: rich would otherwise cut cells to fit 80 columns (the
+    """A table on stdout with every cell whole: rich would otherwise cut cells to fit 80 columns (the
     width it assumes when stdout is a pipe), and a cut number ("28.…") is a wrong number. A table wider
-    than the terminal wraps there instead, which loses nothing."""
+    than the terminal is printed at the terminal's width when rich can make it fit by folding its text
+    columns (those declared `overflow="fold"`, such as a long model name) and cuts nothing, else at its
+    natural width, which the terminal wraps and which loses nothing either."""
     needed = Measurement.get(stdout, stdout.options.update_width(10_000), table).maximum
-    if needed <= stdout.width:
+    if needed <= stdout.width or _cut_marks(table, stdout.width) == _cut_marks(table, needed):
         stdout.print(table)
         return
     width = stdout.width
@@ -95,3 +98,10 @@ def print_table(table: Table) -> None:
         stdout.print(table)
     finally:
         stdout.width = width
+
+
+def _cut_marks(table: Table, width: int) -> int:
+    """How many cells rich cuts (it marks each with "…") when it renders `table` at `width` columns."""
+    text = io.StringIO()
+    Console(file=text, width=width, color_system=None, highlight=False, soft_wrap=False).print(table)
+    return text.getvalue().count("…")

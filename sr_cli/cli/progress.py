@@ -18,6 +18,7 @@ watches (`console.shows_progress()`: a terminal, not -q); elsewhere every call i
 """
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Literal
@@ -53,7 +54,18 @@ def progress_bars(*, transient: bool = True, console: Console | None = None) -> 
         TimeElapsedColumn(table_column=fixed()), EtaColumn(table_column=fixed()),
         console=console or stderr, transient=transient, disable=not shows_progress(),
         speed_estimate_period=SPEED_WINDOW_SECONDS,
+        # rich would send what the command prints on stdout while bars run to the bars' console (stderr),
+        # so `sr eval --json | jq` lost its records to the terminal: only a terminal's stdout is redirected
+        # (its lines then print above the bars, on the same screen).
+        redirect_stdout=_stdout_is_terminal(),
     )
+
+
+def _stdout_is_terminal() -> bool:
+    try:
+        return sys.stdout.isatty()
+    except (AttributeError, ValueError):  # replaced by an object without isatty, or closed
+        return False
 
 
 def add_bar(bars: Progress, label: str, *, kind: Kind = "count", unit: str = "", total: int | None = None,
