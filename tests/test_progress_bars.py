@@ -146,3 +146,15 @@ def test_a_line_fits_80_columns_and_no_figure_is_cut() -> None:
     assert "3/12" in rendered[0] and "21 min/file" in rendered[0] and "eta 3:06:15" in rendered[0]
     assert rendered[1].startswith("a_really_long_photo_nam…") and "30.9%" in rendered[1]
     assert "12.0/67.0 MB" in rendered[2]
+
+
+def test_a_piped_stdout_keeps_its_lines_while_bars_run(terminal: io.StringIO, capsys: pytest.CaptureFixture[str]) -> None:
+    """rich sent what was printed on stdout while bars ran to the bars' console (stderr): `sr eval --json | jq`
+    on a terminal lost its records to the screen. A stdout that is no terminal is left alone."""
+    console.set_verbosity(Verbosity.NORMAL)
+    capsys.readouterr()
+    with progress.progress_bar("eval", total=2) as update:
+        update(1, 2)
+        console.json_line({"command": "eval", "status": "ok"})
+    assert capsys.readouterr().out == '{"command": "eval", "status": "ok"}\n'
+    assert "status" not in terminal.getvalue() and "eval" in terminal.getvalue()
