@@ -187,31 +187,31 @@ def json_record(record: dict[str, object]) -> dict[str, object]:
 
 
 def eval_command(
-    dataset: Annotated[str, typer.Option("--dataset", "-d", metavar="SETS", rich_help_panel=_DATA, show_default=False, help=(
+    dataset: Annotated[str, typer.Option("--dataset", "-d", rich_help_panel=_DATA, show_default=False, help=(
         "set5 | set14 | b100 | urban100 | div2k-val (comma-separated for several), or a folder of HR "
         "images / EDSR layout."))],
-    data_dir: Annotated[Optional[Path], typer.Option("--data-dir", metavar="DIR", rich_help_panel=_DATA, help=(
+    data_dir: Annotated[Optional[Path], typer.Option("--data-dir", rich_help_panel=_DATA, help=(
         "Folder holding <Set>/HR and <Set>/LR_bicubic/X<s> (EDSR benchmark layout); without it, the cache "
         "or a download."))] = None,
-    model: Annotated[Optional[str], typer.Option("--model", "-m", metavar="MODELS", rich_help_panel=_MODELS, help=(
+    model: Annotated[Optional[str], typer.Option("--model", "-m", rich_help_panel=_MODELS, help=(
         "Model names or weights files, comma-separated; 'bicubic' is built in. "
         f"Default: {','.join(DEFAULT_EVAL_MODELS)}."))] = None,
-    scale: Annotated[Optional[str], typer.Option("--scale", "-s", metavar="SCALES", rich_help_panel=_MODELS, help=(
+    scale: Annotated[Optional[str], typer.Option("--scale", "-s", rich_help_panel=_MODELS, help=(
         f"Scales, comma-separated, e.g. 2,3,4. Default: {DEFAULT_EVAL_SCALE}; "
         f"without --model, the scales {DEFAULT_MODEL} serves."))] = None,
     ensemble: Annotated[bool, typer.Option("--ensemble", rich_help_panel=_MODELS, help=(
         "Geometric self-ensemble (reported as EDSR+ / VDSR+; 8x slower)."))] = False,
-    protocol: Annotated[str, typer.Option("--protocol", metavar="NAME", rich_help_panel=_MEASURE, help=(
+    protocol: Annotated[str, typer.Option("--protocol", rich_help_panel=_MEASURE, help=(
         "paper | rgb-lr | edsr-pytorch | basicsr (docs/eval.md)."))] = "paper",
-    crop: Annotated[Optional[int], typer.Option("--crop", metavar="N", rich_help_panel=_MEASURE, help=(
+    crop: Annotated[Optional[int], typer.Option("--crop", rich_help_panel=_MEASURE, help=(
         "Border pixels ignored on each side (default: the scale)."))] = None,
     rgb: Annotated[bool, typer.Option("--rgb", rich_help_panel=_MEASURE, help=(
         "Score RGB instead of Y, border scale+6 (the EDSR DIV2K convention)."))] = False,
-    csv_file: Annotated[Optional[Path], typer.Option("--csv", metavar="FILE", rich_help_panel=_OUTPUT, help=(
+    csv_file: Annotated[Optional[Path], typer.Option("--csv", rich_help_panel=_OUTPUT, help=(
         "Also write the results as CSV to this file (rewritten each run)."))] = None,
     per_image: Annotated[bool, typer.Option("--per-image", rich_help_panel=_OUTPUT, help=(
         "Show (and give as --json records) the score of every image."))] = False,
-    save_dir: Annotated[Optional[Path], typer.Option("--save-dir", metavar="DIR", rich_help_panel=_OUTPUT, help=(
+    save_dir: Annotated[Optional[Path], typer.Option("--save-dir", rich_help_panel=_OUTPUT, help=(
         "Write the SR outputs here (<set>/x<s>/<model>/<image>.png)."))] = None,
     json_out: Json = False,
     device: Device = "auto",
