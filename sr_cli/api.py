@@ -27,6 +27,8 @@ from sr_cli.archs.families import FAMILIES
 from sr_cli.archs.runtime import SRNet
 from sr_cli.color import GRAY_FROM_RGB, rgb_to_ycbcr, ycbcr_to_rgb
 from sr_cli.engine import (
+    TileStats,
+    describe_device,
     estimate_cost_per_pixel,
     resolve_device,
     resolve_precision,
@@ -42,11 +44,11 @@ from sr_cli.resize import imresize
 if TYPE_CHECKING:
     from PIL import Image
 
-    from sr_cli.zoo import LoadedModel, ModelSession
+    from sr_cli.zoo import LoadedModel, ModelSession, WeightsSource
 
 Progress = Callable[[int, int], None]
 
-__all__ = ["UpscaleOptions", "Runtime", "Upscaler", "load_model", "CANDIDATE_SCALES", "CHANNELS_LAST_ON_CPU"]
+__all__ = ["UpscaleOptions", "Runtime", "RunReport", "Upscaler", "load_model", "CANDIDATE_SCALES", "CHANNELS_LAST_ON_CPU"]
 
 # Model scales tried, in order of preference, when only --outscale is given (see `_scale_order`).
 CANDIDATE_SCALES: tuple[int, ...] = (1, 2, 3, 4, 8)
@@ -113,6 +115,22 @@ class UpscaleOptions:
         return 0 if self.exact else self.tile
 
 
+@dataclass(frozen=True)
+class RunReport:
+    """How one image actually ran, as the engine resolved it (not as the options asked): what
+    `sr upscale` reports in its closing summary and --json records."""
+
+    device: str  # the torch device, e.g. "cpu", "cuda:0"
+    precision: Precision  # the precision run; tiles that overflowed in half precision: fp32_redos
+    tile: int  # the tile core side (input pixels) the grid started with; 0 = the whole image at once
+    ensemble: bool
+    tiles: int  # forward passes pasted, every pass of the image (colour, then alpha) counted
+    oom_splits: int  # tiles halved after an out-of-memory error (the tile then shrank below `tile`)
+    fp32_redos: int  # half-precision tiles recomputed in fp32 because of NaN/Inf
+    memory_budget: int | None  # bytes the auto tile was sized for; None when the tile was given
+    cost_per_pixel: float | None  # peak bytes per input pixel the auto tile assumed; None when the tile was given
+
+
 def _is_count(value: object) -> bool:
     """A whole number >= 0 (and not a bool, which Python counts as an int)."""
     return isinstance(value, int) and not isinstance(value, bool) and value >= 0
@@ -145,9 +163,11 @@ class Upscaler:
         self.precision: Precision = options.runtime.precision
         self.options = options
         self.name = name
-        # the weights file that ran and its sha256 (set by load_model; None for an SRNet built in code)
+        # the weights file that ran, its sha256 and where it came from (set by load_model; None for an
+        # SRNet built in code)
         self.weights_file: Path | None = None
         self.weights_sha256: str | None = None
+        self.weights_source: WeightsSource | None = None
         self.family = srnet.family
         self.model_scale = int(srnet.scale)
         self.output_scale = float(output_scale)
@@ -164,6 +184,11 @@ class Upscaler:
         self._cost_per_pixel: float | None = None
         self._profile: ForwardProfile | None = None  # conv calls and MACs of one forward, measured once
 
+    @property
+    def device_description(self) -> str:
+        """The device it runs on, with the GPU's name: `cuda:0 (NVIDIA H200)`, `cpu`."""
+        return describe_device(self.device)
+
     # --- public entry points ------------------------------------------------------------------------
 
     def upscale(self, image: np.ndarray, progress: Progress | None = None) -> np.ndarray:
@@ -174,6 +199,11 @@ class Upscaler:
         transparent pixels is replaced first (`fill_transparent`), the alpha is upscaled by the same model
         (`_upscale_alpha`) and re-attached.
         """
+        return self.upscale_with_report(image, progress)[0]
+
+    def upscale_with_report(self, image: np.ndarray, progress: Progress | None = None) -> tuple[np.ndarray, RunReport]:
+        """`upscale`, plus how it ran: the device, precision and tile the engine actually used."""
+        stats = TileStats()
         if isinstance(image, np.ndarray) and image.ndim in (2, 3):
             self.check_output_size(f"a {image.shape[1]}x{image.shape[0]} image", image.shape[0], image.shape[1])
         array = _as_float(image)
@@ -186,11 +216,19 @@ class Upscaler:
         if alpha is not None:
             rgb = fill_transparent(rgb, alpha)
         color_progress, alpha_progress = _two_passes(progress) if alpha is not None else (progress, None)
-        out_rgb = np.clip(self._upscale_rgb(rgb, color_progress), 0.0, 1.0)
+        out_rgb = np.clip(self._upscale_rgb(rgb, color_progress, stats), 0.0, 1.0)
         out = (out_rgb @ GRAY_FROM_RGB)[:, :, None] if color.shape[2] == 1 else out_rgb
         if alpha is not None:
-            out = np.concatenate([out, self._upscale_alpha(alpha, alpha_progress)[:, :, None]], axis=2)
-        return _to_dtype(out[:, :, 0] if squeeze else out, image.dtype)
+            out = np.concatenate([out, self._upscale_alpha(alpha, alpha_progress, stats)[:, :, None]], axis=2)
+        return _to_dtype(out[:, :, 0] if squeeze else out, image.dtype), self._report(stats)
+
+    def _report(self, stats: TileStats) -> RunReport:
+        planned = stats.memory_budget is not None
+        return RunReport(
+            device=str(self.device), precision=self.precision, tile=stats.tile_size, ensemble=self.options.ensemble,
+            tiles=stats.tiles_pasted, oom_splits=stats.oom_splits, fp32_redos=stats.fp32_redos,
+            memory_budget=stats.memory_budget, cost_per_pixel=self._cost_per_pixel if planned else None,
+        )
 
     def upscale_pil(self, image: Image.Image, progress: Progress | None = None) -> Image.Image:
         """Modes L, LA, RGB, RGBA, I;16 / I;16B / I (16-bit gray) in; the same mode out.
@@ -289,26 +327,27 @@ class Upscaler:
 
     # --- the pipeline -------------------------------------------------------------------------------
 
-    def _upscale_rgb(self, rgb: np.ndarray, progress: Progress | None) -> np.ndarray:
+    def _upscale_rgb(self, rgb: np.ndarray, progress: Progress | None, stats: TileStats) -> np.ndarray:
         """HxWx3 float32 in [0, 1] -> (round(H*s), round(W*s), 3) float32, not clipped."""
         target = self.output_size(*rgb.shape[:2])
         if self._refines_upscaled_y:
             # VDSR (Kim et al. 2016): MATLAB-bicubic YCbCr to the target size, the net refines Y only.
             ycbcr = imresize(rgb_to_ycbcr(rgb), output_shape=target)
-            ycbcr[:, :, 0] = self._refine_y(ycbcr[:, :, 0], progress)
+            ycbcr[:, :, 0] = self._refine_y(ycbcr[:, :, 0], progress, stats)
             return ycbcr_to_rgb(ycbcr)
         x = torch.from_numpy(np.ascontiguousarray(rgb.transpose(2, 0, 1)))
-        out = self._run_engine(x, progress).permute(1, 2, 0).numpy()
+        out = self._run_engine(x, progress, stats).permute(1, 2, 0).numpy()
         if out.shape[:2] != target:
             # --outscale: MATLAB bicubic (antialiased when shrinking) from sr_cli.resize, float, no rounding.
             out = imresize(np.ascontiguousarray(out), output_shape=target)
         return out
 
-    def _refine_y(self, y: np.ndarray, progress: Progress | None) -> np.ndarray:
+    def _refine_y(self, y: np.ndarray, progress: Progress | None, stats: TileStats) -> np.ndarray:
         """VDSR on an already upscaled HxW Y plane (net scale 1)."""
-        return self._run_engine(torch.from_numpy(np.ascontiguousarray(y, dtype=np.float32))[None], progress)[0].numpy()
+        plane = torch.from_numpy(np.ascontiguousarray(y, dtype=np.float32))[None]
+        return self._run_engine(plane, progress, stats)[0].numpy()
 
-    def _upscale_alpha(self, alpha: np.ndarray, progress: Progress | None) -> np.ndarray:
+    def _upscale_alpha(self, alpha: np.ndarray, progress: Progress | None, stats: TileStats) -> np.ndarray:
         """Alpha through the same model (RGB models: replicated into 3 channels, the mean taken; VDSR: as
         its Y plane), then clipped to [0, 1].
 
@@ -320,11 +359,12 @@ class Upscaler:
         if self._refines_upscaled_y:
             # VDSR was trained on Y in [16/255, 235/255]: map alpha onto that range and back.
             y = imresize(_Y_LOW + _Y_SPAN * alpha, output_shape=self.output_size(*alpha.shape))
-            return np.clip((self._refine_y(y, progress) - _Y_LOW) / _Y_SPAN, 0.0, 1.0)
+            return np.clip((self._refine_y(y, progress, stats) - _Y_LOW) / _Y_SPAN, 0.0, 1.0)
         rgb = np.repeat(alpha[:, :, None], 3, axis=2)
-        return np.clip(self._upscale_rgb(rgb, progress).mean(axis=2), 0.0, 1.0)
+        return np.clip(self._upscale_rgb(rgb, progress, stats).mean(axis=2), 0.0, 1.0)
 
-    def _run_engine(self, x: Tensor, progress: Progress | None) -> Tensor:
+    def _run_engine(self, x: Tensor, progress: Progress | None, stats: TileStats) -> Tensor:
+        """One engine pass; `stats` (one per image, shared by its passes) records the tile plan it ran."""
         options = self.options
         tile = options.tile_plan
         if tile is None and self._cost_per_pixel is None:
@@ -336,7 +376,7 @@ class Upscaler:
                 size_multiple=self._net.size_multiple, ensemble=options.ensemble, device=self.device,
                 precision=self.precision, progress=progress, cost_per_pixel=self._cost_per_pixel,
                 profile=self.forward_profile() if progress is not None else None,
-                channels_last=self._channels_last,
+                channels_last=self._channels_last, stats=stats,
             )
         except ModelOutputError as error:  # the engine knows no names: say which model it was
             raise ModelOutputError(f"{self.name}: {error}") from None
@@ -401,6 +441,7 @@ def load_model(
     upscaler = Upscaler(srnet, name=loaded.name, output_scale=output_scale, options=options)
     if loaded.checkpoint is not None:
         upscaler.weights_file, upscaler.weights_sha256 = loaded.checkpoint.path, loaded.checkpoint.sha256
+        upscaler.weights_source = loaded.source
     return upscaler
 
 

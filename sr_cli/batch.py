@@ -8,8 +8,10 @@ Pure functions over paths (the filesystem is only listed, never written), so eve
   or a broken link named directly is an InputError (nothing is ever opened to find out), one found in
   a folder is `Ignored` with the reason. A folder that cannot be listed is an InputError when named,
   an `Ignored` marked as a failure when found under --recursive (the run reports it and fails).
-- An output is named `<stem>_x<factor>[_<model>].<ext>`, beside its input, in `-o DIR` (mirroring the
-  tree under each folder argument with `recursive`), or exactly `-o FILE` for a single input.
+- An output is named `<stem>_x<factor>[_<model>].<ext>`, or `<stem>_<suffix>.<ext>` with a suffix
+  (`<stem>.<ext>` with an empty one), beside its input, in `-o DIR` (mirroring the tree under each
+  folder argument with `recursive`), or exactly `-o FILE` for a single input (no suffix then). A
+  suffix with a path separator, or an empty one that names an input itself, is a UsageError.
 - Two inputs never get the same output and an output never lands on an input: every input of a
   colliding group gets `-<tag>`, 8 hex digits of a hash of its own resolved path. The names are
   therefore a function of the input set, never of argument order, and --skip-existing cannot take
@@ -207,6 +209,17 @@ def output_is_single_file(output: Path | None, is_dir: Callable[[Path], bool] = 
     return output is not None and not is_dir(output) and format_for_write_suffix(output.suffix) is not None
 
 
+def name_ending(factor: float, model: str | None, suffix: str | None) -> str:
+    """What follows the input's stem in an output name: `_x4_edsr` by default, `_<suffix>` with a suffix,
+    nothing with an empty one. UsageError for a suffix that is not part of a file name."""
+    if suffix is None:
+        return f"_{scale_label(factor)}" + (f"_{model_label(model)}" if model else "")
+    bad = [character for character in suffix if character in "/\\" or not character.isprintable()]
+    if bad:
+        raise UsageError(f"--suffix {suffix!r}: {bad[0]!r} cannot be part of a file name; use letters, digits, . _ + -")
+    return f"_{suffix}" if suffix else ""
+
+
 def plan_jobs(
     inputs: Sequence[InputFile],
     *,
@@ -216,31 +229,39 @@ def plan_jobs(
     out_format: str | None,
     existing: ExistingPolicy,
     recursive: bool,
+    suffix: str | None = None,
     exists: Callable[[Path], bool] = Path.exists,
     is_dir: Callable[[Path], bool] = Path.is_dir,
 ) -> tuple[list[Job], list[Ignored]]:
     """Decide every output path. Returns the jobs (input order) and inputs dropped because they are
-    outputs of this run. Raises UsageError for a contradictory -o/--format, OutputError when outputs
-    exist under ExistingPolicy.ERROR (all of them counted, a few named)."""
+    outputs of this run. ``suffix``: names are `<stem>_<suffix>.<ext>` (`<stem>.<ext>` when empty)
+    instead of `<stem>_x<factor>[_<model>].<ext>`. Raises UsageError for a contradictory
+    -o/--format/--suffix or an empty suffix that names an input, OutputError when outputs exist under
+    ExistingPolicy.ERROR (all of them counted, a few named)."""
     chosen_format = normalize_format(out_format) if out_format else None
+    ending = name_ending(factor, model, suffix)
     if output is not None and not is_dir(output) and output.suffix and format_for_write_suffix(output.suffix) is None and is_readable_suffix(output.suffix):
         raise UsageError(f"-o {output}: cannot write {output.suffix} files; use .png, .jpg, .webp or .tiff")
     if output is not None and exists(output) and not is_dir(output) and not output_is_single_file(output, is_dir):
         raise UsageError(f"-o {output} exists and is not a folder or an image file name; give a folder or a .png/.jpg/.webp/.tiff name")
     if output_is_single_file(output, is_dir):
         assert output is not None
+        if suffix is not None:
+            raise UsageError(f"-o {output} names the output file itself; --suffix names outputs sr makes up: drop one of them")
         return [_single_file_job(inputs, output, chosen_format, existing, exists)], []
 
-    label = scale_label(factor) + (f"_{model_label(model)}" if model else "")
     dropped: list[Ignored] = []
     kept = list(inputs)
     while True:  # dropping an input can change the names of the others: repeat until nothing drops
-        naming = _final_names(kept, [_primary_output(item, output, label, chosen_format, recursive) for item in kept])
+        primaries = [_primary_output(item, output, ending, chosen_format, recursive) for item in kept]
+        naming = _final_names(kept, primaries)
         own_output = _find_own_outputs(kept, naming)
         if not own_output:
             break
         dropped += [Ignored(kept[index].path, f"it is this run's output for {kept[owner].path}") for index, owner in own_output.items()]
         kept = [item for index, item in enumerate(kept) if index not in own_output]
+    if not ending:
+        _refuse_outputs_onto_inputs(kept, primaries)
 
     jobs: list[Job] = []
     existing_outputs: list[Path] = []
@@ -265,13 +286,13 @@ class _Primary:
 
     folder: Path
     base: str  # the input's stem
-    label: str  # x4_model
+    ending: str  # `_x4_model`, `_<suffix>`, or empty
     suffix: str
     format: str
 
     @property
     def stem(self) -> str:
-        return f"{self.base}_{self.label}"
+        return f"{self.base}{self.ending}"
 
 
 @dataclass(frozen=True)
@@ -324,7 +345,7 @@ def _fits(name: str) -> bool:
 def _tagged(primary: _Primary, tag: str) -> str:
     """`<stem>_<label>-<tag><suffix>`, the input's stem cut at a character boundary where needed to
     fit NAME_MAX_BYTES (and the label too, when it alone leaves no room)."""
-    for head, tail in ((primary.base, f"_{primary.label}-{tag}{primary.suffix}"), (primary.stem, f"-{tag}{primary.suffix}")):
+    for head, tail in ((primary.base, f"{primary.ending}-{tag}{primary.suffix}"), (primary.stem, f"-{tag}{primary.suffix}")):
         room = NAME_MAX_BYTES - len(tail.encode("utf-8", "surrogateescape"))
         if room > 0:
             return head.encode("utf-8", "surrogateescape")[:room].decode("utf-8", "ignore") + tail
@@ -355,7 +376,17 @@ def _single_file_job(inputs: Sequence[InputFile], output: Path, chosen_format: s
     return Job(inputs[0].path, output, suffix_format, skip)
 
 
-def _primary_output(item: InputFile, output: Path | None, label: str, chosen_format: str | None, recursive: bool) -> _Primary:
+def _refuse_outputs_onto_inputs(items: Sequence[InputFile], primaries: Sequence[_Primary]) -> None:
+    """An empty --suffix keeps the input's name: refuse it where the output would be that very input
+    (beside it, same format), which the usual tagging would otherwise turn into a name nobody asked for."""
+    for item, primary in zip(items, primaries, strict=True):
+        target = primary.folder / (primary.stem + primary.suffix)
+        if _key(target) == _key(item.path):
+            raise UsageError(f"--suffix '': the output for {item.path} would be {target}, the input itself; inputs are "
+                             f"never overwritten: give -o DIR (another folder), a non-empty --suffix, or another --format")
+
+
+def _primary_output(item: InputFile, output: Path | None, ending: str, chosen_format: str | None, recursive: bool) -> _Primary:
     """The output's folder, stem, suffix and format before collisions are resolved."""
     if output is None:
         folder = item.path.parent
@@ -368,7 +399,7 @@ def _primary_output(item: InputFile, output: Path | None, label: str, chosen_for
     else:
         same = format_for_write_suffix(item.path.suffix)
         fmt, suffix = (same, item.path.suffix.lower()) if same else ("png", ".png")  # e.g. GIF in, PNG out
-    return _Primary(folder, item.path.stem, label, suffix, fmt)
+    return _Primary(folder, item.path.stem, ending, suffix, fmt)
 
 
 def _find_own_outputs(items: Sequence[InputFile], naming: Sequence[_Name]) -> dict[int, int]:
@@ -378,9 +409,11 @@ def _find_own_outputs(items: Sequence[InputFile], naming: Sequence[_Name]) -> di
     patterns: dict[str, list[tuple[re.Pattern[str], int]]] = {}
     for owner, name in enumerate(naming):
         plain = name.plain
+        # `-N` counters were added to the default names only; `photo-2.png` beside `photo.png` is no output
+        counter = f"({LEGACY_COUNTER})?" if plain.ending else ""
         pattern = re.compile("|".join((
             re.escape(name.target.name),
-            re.escape(plain.stem) + f"({LEGACY_COUNTER})?" + re.escape(plain.suffix),
+            re.escape(plain.stem) + counter + re.escape(plain.suffix),
         )), re.IGNORECASE)
         patterns.setdefault(_key(plain.folder), []).append((pattern, owner))
     own: dict[int, int] = {}

@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
@@ -29,8 +29,12 @@ from sr_cli.files.atomic import TEMPORARY_SUFFIX
 from sr_cli.imageio import FORMATS_WITH_ALPHA, Image, read_image, write_image
 from sr_cli.imageio.budget import PixelBudget
 
+if TYPE_CHECKING:  # the api imports torch; this module is used before (and without) it
+    from sr_cli.api import RunReport
+
 Progress = Callable[[int, int], None]
-UpscaleFunction = Callable[[np.ndarray, Progress | None], np.ndarray]
+# Upscaler.upscale_with_report: the pixels, and how the engine ran them (device, precision, tile).
+UpscaleFunction = Callable[[np.ndarray, Progress | None], "tuple[np.ndarray, RunReport]"]
 Status = Literal["done", "skipped", "failed"]
 QUEUE_DEPTH = 2
 POLL_SECONDS = 0.1
@@ -57,6 +61,7 @@ class FileResult:
     bit_depth: int | None = None
     format: str | None = None
     seconds: float | None = None
+    run: RunReport | None = None  # how the engine ran it; None when it did not (skipped, failed before or in the model)
 
 
 @dataclass(frozen=True)
@@ -77,6 +82,7 @@ class _Computed:
     bit_depth: int
     notes: list[str]
     started: float
+    run: RunReport
 
 
 _END = object()
@@ -197,21 +203,22 @@ def _compute(job: Job, image: Image, upscale: UpscaleFunction, settings: RunSett
     if settings.check_output is not None:  # before the model allocates the result
         settings.check_output(job.source, *image.pixels.shape[:2])
     depth, note = output_bit_depth(settings.bit_depth, image.metadata.bit_depth, job.format)
-    pixels = upscale_at_bit_depth(upscale, image.pixels, depth, on_tiles)
-    return _Computed(job, image, pixels, depth, list(image.notes) + ([note] if note else []), started)
+    pixels, run = upscale_at_bit_depth(upscale, image.pixels, depth, on_tiles)
+    return _Computed(job, image, pixels, depth, list(image.notes) + ([note] if note else []), started, run)
 
 
-def upscale_at_bit_depth(upscale: UpscaleFunction, pixels: np.ndarray, bit_depth: int, progress: Progress | None) -> np.ndarray:
-    """Run the model and return uint8/uint16 at ``bit_depth``. When it differs from the input's, the
-    model runs on float [0, 1] so 8-bit input gains real 16-bit precision (and 16-bit input is
-    rounded once, at the end)."""
+def upscale_at_bit_depth(upscale: UpscaleFunction, pixels: np.ndarray, bit_depth: int,
+                         progress: Progress | None) -> tuple[np.ndarray, RunReport]:
+    """Run the model and return uint8/uint16 at ``bit_depth`` (and the engine's report). When it differs
+    from the input's, the model runs on float [0, 1] so 8-bit input gains real 16-bit precision (and
+    16-bit input is rounded once, at the end)."""
     source_depth = 16 if pixels.dtype == np.uint16 else 8
     if source_depth == bit_depth:
         return upscale(pixels, progress)
     source_max = 65535.0 if source_depth == 16 else 255.0
-    result = upscale(pixels.astype(np.float32) / np.float32(source_max), progress)
+    result, run = upscale(pixels.astype(np.float32) / np.float32(source_max), progress)
     target_max, target_type = (65535.0, np.uint16) if bit_depth == 16 else (255.0, np.uint8)
-    return np.rint(np.clip(result, 0.0, 1.0) * target_max).astype(target_type)
+    return np.rint(np.clip(result, 0.0, 1.0) * target_max).astype(target_type), run
 
 
 def _write_all(computed: queue.Queue[object], settings: RunSettings, report: Callable[[FileResult], None], stop: threading.Event) -> None:
@@ -241,6 +248,7 @@ def _write_all(computed: queue.Queue[object], settings: RunSettings, report: Cal
             bit_depth=item.bit_depth,
             format=item.job.format,
             seconds=round(time.perf_counter() - item.started, 3),
+            run=item.run,
         ))
 
 

@@ -22,6 +22,7 @@ import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 from sr_cli.archs.runtime import SRNet
 from sr_cli.defaults import DEFAULT_MODEL as DEFAULT_MODEL  # re-exported: the name used without --model
@@ -36,7 +37,7 @@ from sr_cli.errors import (
 )
 from sr_cli.files.digest import sha256_of
 from sr_cli.files.regular import check_regular
-from sr_cli.weights.bundled import bundled_file
+from sr_cli.weights.bundled import bundled_dir, bundled_file
 from sr_cli.weights.cache import CachedFile, find_cached, find_damaged
 from sr_cli.weights.detect import DetectedCheckpoint, detect
 from sr_cli.weights.download import fetch
@@ -46,6 +47,8 @@ from sr_cli.weights.ncnn import NCNN_BIN_SHA256, NCNN_PARAM_SHA256
 from sr_cli.weights.reading import WEIGHTS_FILE, read_checkpoint
 
 _WEIGHT_SUFFIXES = (".pt", ".pth", ".ckpt", ".bin", ".safetensors", ".param")
+# Where the file that runs came from: shipped inside the package, sr's (or Hugging Face's) cache, a path given.
+WeightsSource = Literal["bundled", "cache", "file"]
 
 
 @dataclass(frozen=True)
@@ -54,6 +57,12 @@ class LoadedModel:
     entry: ManifestEntry | None  # None for a file given by path
     srnet: SRNet
     checkpoint: LoadedCheckpoint
+
+    @property
+    def source(self) -> WeightsSource:
+        if self.entry is None:
+            return "file"
+        return "bundled" if self.checkpoint.path.resolve().is_relative_to(bundled_dir().resolve()) else "cache"
 
 
 def model_names() -> list[str]:

@@ -8,15 +8,13 @@ import time
 from collections.abc import Callable
 
 import numpy as np
+from run_support import StandInUpscaler
 
 import sr_cli.api
 
 
-class SlowNearestX2:
-    name, family, model_scale, output_scale = "slow", "test", 2, 2.0
-
-    def check_output_size(self, source: object, height: int, width: int) -> None:  # tiny images: always fits
-        return None
+class SlowNearestX2(StandInUpscaler):
+    name = "slow"
 
     def upscale(self, image: np.ndarray, progress: Callable[[int, int], None] | None = None) -> np.ndarray:
         deadline = time.monotonic() + float(os.environ.get("SLOW_SECONDS", "0.5"))

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from run_support import with_report
 
 from sr_cli.batch import Job
 from sr_cli.batch_run import RunSettings, run_jobs
@@ -60,7 +61,7 @@ def test_a_file_that_appears_after_planning_fails_that_job_and_is_kept(tmp_path:
             intruder.write_bytes(b"another program's file")
         return np.repeat(np.repeat(image, 2, axis=0), 2, axis=1)
 
-    results = {result.output: result for result in run_jobs(jobs, upscale_while_someone_writes, RunSettings())}
+    results = {result.output: result for result in run_jobs(jobs, with_report(upscale_while_someone_writes), RunSettings())}
     lost = results[str(intruder)]
     assert lost.status == "failed" and lost.exit_code == OutputError.exit_code
     assert "exists" in (lost.reason or "") and "--overwrite" in (lost.reason or "")
@@ -68,7 +69,7 @@ def test_a_file_that_appears_after_planning_fails_that_job_and_is_kept(tmp_path:
     assert [results[str(job.output)].status for job in (jobs[0], jobs[2])] == ["done", "done"]
     assert _leftovers(tmp_path) == []
 
-    replaced = run_jobs([jobs[1]], upscale_while_someone_writes, RunSettings(overwrite=True))
+    replaced = run_jobs([jobs[1]], with_report(upscale_while_someone_writes), RunSettings(overwrite=True))
     assert replaced[0].status == "done" and intruder.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 

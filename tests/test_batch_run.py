@@ -5,6 +5,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from run_support import with_report
 
 from sr_cli.batch import Job
 from sr_cli.batch_run import FileResult, RunSettings, run_jobs, upscale_at_bit_depth
@@ -34,7 +35,7 @@ def test_every_job_gets_one_result_and_skips_are_not_computed(tmp_path: Path) ->
         computed.append(image.shape)
         return doubled(image)
 
-    results = run_jobs(jobs, counting, RunSettings())
+    results = run_jobs(jobs, with_report(counting), RunSettings())
     assert sorted(result.input for result in results) == sorted(str(job.source) for job in jobs)
     assert len(computed) == 4
     assert {result.status for result in results if result.input == str(jobs[1].source)} == {"skipped"}
@@ -53,7 +54,7 @@ def test_a_model_error_fails_that_file_only(tmp_path: Path) -> None:
             raise RuntimeError("CUDA error: an illegal memory access")
         return doubled(image)
 
-    results = {result.input: result for result in run_jobs(jobs, flaky, RunSettings())}
+    results = {result.input: result for result in run_jobs(jobs, with_report(flaky), RunSettings())}
     failed = [result for result in results.values() if result.status == "failed"]
     assert len(failed) == 1 and failed[0].exit_code == 1
     assert "RuntimeError: CUDA error" in (failed[0].reason or "") and failed[0].input in (failed[0].reason or "")
@@ -68,7 +69,7 @@ def test_a_crashing_result_callback_stops_the_run_instead_of_hanging(tmp_path: P
         raise BrokenPipeError("stdout closed")
 
     with pytest.raises(BrokenPipeError):
-        run_jobs(jobs, doubled, RunSettings(), on_result=broken_pipe)
+        run_jobs(jobs, with_report(doubled), RunSettings(), on_result=broken_pipe)
     assert not any(path.suffix == ".tmp" for path in tmp_path.iterdir())
 
 
@@ -80,10 +81,10 @@ def test_upscale_at_bit_depth_runs_in_float_when_depths_differ() -> None:
         return image
 
     pixels8 = np.array([[[0, 1, 128, 255]]], dtype=np.uint8)
-    np.testing.assert_array_equal(upscale_at_bit_depth(identity, pixels8, 16, None), pixels8.astype(np.uint16) * 257)
+    np.testing.assert_array_equal(upscale_at_bit_depth(with_report(identity), pixels8, 16, None)[0], pixels8.astype(np.uint16) * 257)
     pixels16 = np.array([[[0, 128, 129, 385, 65535]]], dtype=np.uint16)
-    np.testing.assert_array_equal(upscale_at_bit_depth(identity, pixels16, 8, None), np.array([[[0, 0, 1, 1, 255]]], np.uint8))
-    assert upscale_at_bit_depth(identity, pixels8, 8, None).dtype == np.uint8
+    np.testing.assert_array_equal(upscale_at_bit_depth(with_report(identity), pixels16, 8, None)[0], np.array([[[0, 0, 1, 1, 255]]], np.uint8))
+    assert upscale_at_bit_depth(with_report(identity), pixels8, 8, None)[0].dtype == np.uint8
     assert seen == [np.float32, np.float32, np.uint8]
 
 
@@ -98,6 +99,7 @@ def test_progress_callbacks_reach_the_caller(tmp_path: Path) -> None:
         progress(2, 2)
         return doubled(image)
 
-    run_jobs(jobs, with_progress, RunSettings(), on_file_start=lambda job, index: started.append(job.source.name), on_tiles=lambda d, t: ticks.append((d, t)))
+    run_jobs(jobs, with_report(with_progress), RunSettings(),
+             on_file_start=lambda job, index: started.append(job.source.name), on_tiles=lambda d, t: ticks.append((d, t)))
     assert started == ["in0.png", "in1.png"] and ticks == [(1, 2), (2, 2)] * 2
     np.testing.assert_array_equal(read_image(jobs[0].output).pixels, doubled(read_image(jobs[0].source).pixels))

@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 from cli_support import CliResult, run_cli
 from PIL import Image as PILImage
+from run_support import StandInUpscaler
 
 import sr_cli.api
 from sr_cli.imageio import read_image, write_image
@@ -23,10 +24,10 @@ from sr_cli.imageio import read_image, write_image
 RNG = np.random.default_rng(7)
 
 
-class NearestX2:
+class NearestX2(StandInUpscaler):
     """Stands in for an Upscaler: nearest-neighbour x2 in the input's dtype, reports 3 tiles."""
 
-    name, family, model_scale, output_scale = "nearest", "test", 2, 2.0
+    name = "nearest"
 
     def __init__(self, interrupt_on_call: int | None = None) -> None:
         self.calls = 0
@@ -40,9 +41,6 @@ class NearestX2:
             if progress is not None:
                 progress(done, 3)
         return nearest_x2(image)
-
-    def check_output_size(self, source: object, height: int, width: int) -> None:
-        """The pixel budget is Upscaler's (tests/test_pixel_budget.py); these images are all far below it."""
 
 
 def nearest_x2(image: np.ndarray) -> np.ndarray:

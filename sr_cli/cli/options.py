@@ -5,9 +5,11 @@ Options that mean something different per command (`--scale`, `--json`, `--outpu
 """
 from __future__ import annotations
 
-from typing import Annotated, Optional
+import copy
+from typing import Annotated, Optional, get_args
 
 import typer
+from typer.models import OptionInfo
 
 from sr_cli.cli.console import Verbosity, set_verbosity
 
@@ -47,3 +49,14 @@ Quiet = Annotated[bool, typer.Option("--quiet", "-q", callback=_quiet, help="Err
 Verbose = Annotated[bool, typer.Option("--verbose", "-v", callback=_verbose, help="Also say what was resolved: weights source, tile plan, memory budget.")]
 # --json on every command: JSON lines on stdout, one record per result (sr_cli.cli.console.json_line).
 Json = Annotated[bool, typer.Option("--json", help="JSON lines on stdout: one record per result.")]
+
+
+def in_panel(option: object, panel: str, *, metavar: str | None = None) -> OptionInfo:
+    """A shared option above (`Device`, `Quiet`, ...) shown in one command's rich help panel (and with
+    `metavar` in its help), declared nowhere else: `device: Annotated[str, in_panel(Device, "Speed")] = "auto"`."""
+    info = next(item for item in get_args(option) if isinstance(item, OptionInfo))
+    placed = copy.copy(info)
+    placed.rich_help_panel = panel
+    if metavar is not None:
+        placed.metavar = metavar
+    return placed

@@ -1,13 +1,13 @@
 """`sr upscale`: parse options, plan the outputs, load the model once, run the batch, render results.
 
 Planning (sr_cli.batch) happens before the model loads, so a typo or an existing output costs nothing.
-Progress and warnings go to stderr; with --json, stdout carries one JSON record per file.
+Results on stdout: each written path on its own line, or with --json one JSON record per file. Progress,
+warnings, failures and the closing summary (what ran, as the engine reported it) go to stderr.
 """
 from __future__ import annotations
 
-import json
-import sys
 import threading
+import time
 from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Optional
@@ -16,9 +16,9 @@ import typer
 from rich.markup import escape
 from rich.progress import TaskID
 
-from sr_cli.cli.console import note, stderr, warn
+from sr_cli.cli.console import detail, error_line, json_line, note, result_path, warn
 from sr_cli.cli.estimate import LongRunCheck
-from sr_cli.cli.options import Device, MaxPixels, Overwrite, ResScale
+from sr_cli.cli.options import Device, Json, MaxPixels, Overwrite, Quiet, ResScale, Verbose, in_panel
 from sr_cli.cli.progress import add_bar, progress_bars
 from sr_cli.defaults import DEFAULT_MODEL
 from sr_cli.errors import UsageError
@@ -26,12 +26,13 @@ from sr_cli.errors import UsageError
 if TYPE_CHECKING:  # numpy, cv2, the api and torch load only when the command runs
     import numpy as np
 
-    from sr_cli.api import UpscaleOptions, Upscaler
+    from sr_cli.api import RunReport, UpscaleOptions, Upscaler
     from sr_cli.batch import ExistingPolicy, Ignored, Job
     from sr_cli.batch_run import FileResult
     from sr_cli.zoo import ModelSession
 
 MAX_FAILURES_LISTED = 20
+MAX_TILES_LISTED = 5  # files named when the tile differed between files (--json has every one)
 
 
 def parse_tile(value: str) -> int | None:
@@ -52,39 +53,72 @@ def existing_policy(overwrite: bool, skip_existing: bool) -> ExistingPolicy:
     return ExistingPolicy.OVERWRITE if overwrite else ExistingPolicy.SKIP if skip_existing else ExistingPolicy.ERROR
 
 
+INPUT_OUTPUT, MODEL, SPEED, REPORTING = "Input/Output", "Model", "Speed & memory", "Reporting"
+
+
 def upscale(
-    inputs: Annotated[list[str], typer.Argument(help="Image files, folders or glob patterns.", show_default=False)],
-    output: Annotated[Optional[Path], typer.Option("--output", "-o", help=(
+    inputs: Annotated[list[str], typer.Argument(
+        metavar="INPUTS", help="Image files, folders or glob patterns.", show_default=False)],
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", metavar="PATH", rich_help_panel=INPUT_OUTPUT, help=(
         "Output file (one input) or folder (created if missing). Default: beside each input."))] = None,
-    model: Annotated[Optional[str], typer.Option("--model", "-m", help=(
+    suffix: Annotated[Optional[str], typer.Option("--suffix", metavar="TEXT", rich_help_panel=INPUT_OUTPUT, help=(
+        "Output names <stem>_TEXT.<ext> instead of <stem>_x<scale>_<model>.<ext>; '' keeps <stem>."))] = None,
+    out_format: Annotated[Optional[str], typer.Option("--format", "-f", metavar="FORMAT", rich_help_panel=INPUT_OUTPUT, help=(
+        "png | jpg | webp | tiff (default: the input's)."))] = None,
+    quality: Annotated[Optional[int], typer.Option("--quality", min=1, max=100, metavar="Q", rich_help_panel=INPUT_OUTPUT, help=(
+        "JPEG/WebP quality (default 95; WebP 100 = lossless)."))] = None,
+    bit_depth: Annotated[Optional[int], typer.Option("--bit-depth", metavar="8|16", rich_help_panel=INPUT_OUTPUT, help=(
+        "8 or 16 bits per channel (default: the input's)."))] = None,
+    recursive: Annotated[bool, typer.Option("--recursive", "-r", rich_help_panel=INPUT_OUTPUT, help=(
+        "Enter sub-folders; with -o DIR the tree is mirrored."))] = False,
+    overwrite: Annotated[bool, in_panel(Overwrite, INPUT_OUTPUT)] = False,
+    skip_existing: Annotated[bool, typer.Option("--skip-existing", rich_help_panel=INPUT_OUTPUT, help=(
+        "Keep outputs that exist (resume a stopped run)."))] = False,
+    max_pixels: Annotated[Optional[str], in_panel(MaxPixels, INPUT_OUTPUT, metavar="N")] = None,
+    model: Annotated[Optional[str], typer.Option("--model", "-m", metavar="NAME", rich_help_panel=MODEL, help=(
         f"Model name from the manifest (sr weights list). Default: {DEFAULT_MODEL}, shipped with sr (works offline)."
     ))] = None,
-    weights: Annotated[Optional[Path], typer.Option("--weights", "-w", help="A checkpoint file instead of --model (family detected).")] = None,
-    scale: Annotated[Optional[float], typer.Option("--scale", "-s", help=(
+    weights: Annotated[Optional[Path], typer.Option("--weights", "-w", metavar="FILE", rich_help_panel=MODEL, help=(
+        "A checkpoint file instead of --model (family detected)."))] = None,
+    scale: Annotated[Optional[float], typer.Option("--scale", "-s", metavar="S", rich_help_panel=MODEL, help=(
         "Model scale (default: the only one the model serves; MDSR: 2, 3 or 4; VDSR: any factor > 1)."))] = None,
-    outscale: Annotated[Optional[float], typer.Option("--outscale", help="Final factor, e.g. 3.5: run the model, then resize to exactly this.")] = None,
-    tile: Annotated[str, typer.Option("--tile", help="Input tile side in pixels, 0 = whole image, auto = from free memory.")] = "auto",
-    overlap: Annotated[Optional[int], typer.Option("--overlap", min=0, help="Context pixels around each tile (default: the model's minimum).")] = None,
-    ensemble: Annotated[bool, typer.Option("--ensemble", help="Geometric self-ensemble (8 flips/rotations averaged; 8x slower).")] = False,
-    device: Device = "auto",
-    precision: Annotated[str, typer.Option("--precision", help="auto | fp32 | bf16 | fp16")] = "auto",
-    bit_depth: Annotated[Optional[int], typer.Option("--bit-depth", help="8 or 16 bits per channel (default: the input's).")] = None,
-    out_format: Annotated[Optional[str], typer.Option("--format", "-f", help="png | jpg | webp | tiff (default: the input's).")] = None,
-    quality: Annotated[Optional[int], typer.Option("--quality", min=1, max=100, help="JPEG/WebP quality (default 95; WebP 100 = lossless).")] = None,
-    recursive: Annotated[bool, typer.Option("--recursive", "-r", help="Enter sub-folders; with -o DIR the tree is mirrored.")] = False,
-    overwrite: Overwrite = False,
-    skip_existing: Annotated[bool, typer.Option("--skip-existing", help="Keep outputs that exist (resume a stopped run).")] = False,
-    alpha: Annotated[Optional[float], typer.Option("--alpha", min=0.0, max=1.0, help="Network interpolation PSNR (0) .. GAN (1), ESRGAN pairs.")] = None,
-    denoise: Annotated[Optional[float], typer.Option("--denoise", help=(
+    outscale: Annotated[Optional[float], typer.Option("--outscale", metavar="F", rich_help_panel=MODEL, help=(
+        "Final factor, e.g. 3.5: run the model, then resize to exactly this."))] = None,
+    alpha: Annotated[Optional[float], typer.Option("--alpha", min=0.0, max=1.0, metavar="A", rich_help_panel=MODEL, help=(
+        "Network interpolation PSNR (0) .. GAN (1), ESRGAN pairs."))] = None,
+    denoise: Annotated[Optional[float], typer.Option("--denoise", metavar="S", rich_help_panel=MODEL, help=(
         "Denoise strength S, 0..1 (Real-ESRGAN's -dn; realesr-general): 1 = strong, 0 = keep noise."))] = None,
-    res_scale: ResScale = None,
-    json_records: Annotated[bool, typer.Option("--json", help="One JSON record per file on stdout.")] = False,
-    max_pixels: MaxPixels = None,
+    res_scale: Annotated[Optional[float], in_panel(ResScale, MODEL, metavar="X")] = None,
+    tile: Annotated[str, typer.Option("--tile", metavar="N|0|auto", rich_help_panel=SPEED, help=(
+        "Input tile side in pixels, 0 = whole image, auto = from free memory."))] = "auto",
+    overlap: Annotated[Optional[int], typer.Option("--overlap", min=0, metavar="N", rich_help_panel=SPEED, help=(
+        "Context pixels around each tile (default: the model's minimum)."))] = None,
+    ensemble: Annotated[bool, typer.Option("--ensemble", rich_help_panel=SPEED, help=(
+        "Geometric self-ensemble (8 flips/rotations averaged; 8x slower)."))] = False,
+    device: Annotated[str, in_panel(Device, SPEED, metavar="DEVICE")] = "auto",
+    precision: Annotated[str, typer.Option("--precision", metavar="PRECISION", rich_help_panel=SPEED, help="auto | fp32 | bf16 | fp16")] = "auto",
+    json_records: Annotated[bool, in_panel(Json, REPORTING)] = False,
+    quiet: Annotated[bool, in_panel(Quiet, REPORTING)] = False,
+    verbose: Annotated[bool, in_panel(Verbose, REPORTING)] = False,
 ) -> None:
-    """Upscale images with a super-resolution model."""
+    """Upscale images with a super-resolution model.
+
+    Written paths go to stdout, one per line (pipe them to xargs). Progress,
+    warnings and a closing summary go to stderr: counts, time, model, weights
+    file, device, precision, tile, ensemble.
+
+    Examples:
+
+      sr upscale photo.png
+
+      sr upscale shots/ -o big/ --suffix sr -q | xargs ls -l
+
+      sr upscale shots/ -o big/ --skip-existing --json > report.jsonl
+    """
     from sr_cli.batch import ExistingPolicy, expand_inputs, output_bit_depth, plan_jobs
     from sr_cli.batch_run import RunSettings, remove_stale_temporaries, run_jobs
 
+    started = time.perf_counter()
     if model is not None and weights is not None:
         raise UsageError("give one of --model NAME or --weights FILE, not both")
     chosen: str | Path = model if model is not None else weights if weights is not None else DEFAULT_MODEL
@@ -105,7 +139,7 @@ def upscale(
     files, ignored = expand_inputs(inputs, recursive=recursive)
     jobs, own_outputs = plan_jobs(
         files, output=output, factor=factor, model=str(chosen),
-        out_format=out_format, existing=policy, recursive=recursive,
+        out_format=out_format, existing=policy, recursive=recursive, suffix=suffix,
     )
     for job in jobs:  # an explicit --bit-depth 16 into JPEG/WebP is a usage error, caught before loading
         output_bit_depth(bit_depth, 8, job.format)
@@ -120,22 +154,24 @@ def upscale(
             warn(f"{item.path}: skipped, {item.reason}")
     for item in own_outputs:
         note(f"{item.path}: not an input, {item.reason}")
+    detail(f"pixel budget: {budget.input:,} px read, {budget.output:,} px made; "
+           f"{len(jobs)} file(s) planned, {sum(job.skip for job in jobs)} kept (--skip-existing)")
 
-    renderer = _Renderer(json_records, total=len(jobs))
+    renderer = _Renderer(json_records, total=len(jobs), out_format=out_format)
     with renderer:
         for item in ignored:
             if item.failed:  # e.g. a sub-folder it could not list: the run reports it and fails
                 renderer.result(_folder_failure(item))
-        upscaler = None
         try:
             if any(not job.skip for job in jobs):
-                upscaler = _load(chosen, scale, res_scale, alpha, denoise, outscale, options, renderer, session)
-                renderer.weights_used(upscaler)
+                renderer.weights_used(_load(chosen, scale, res_scale, alpha, denoise, outscale, options, renderer,
+                                            session))
+            upscaler = renderer.upscaler
             # a long CPU run is said once, from the first image's first seconds
             long_run = LongRunCheck(upscaler, [job.source for job in jobs if not job.skip])
             run_jobs(
                 jobs,
-                upscaler.upscale if upscaler is not None else _never_called,
+                upscaler.upscale_with_report if upscaler is not None else _never_called,
                 RunSettings(bit_depth=bit_depth, quality=quality, overwrite=policy is ExistingPolicy.OVERWRITE,
                             budget=budget, check_output=upscaler.check_output_size if upscaler is not None else None),
                 on_file_start=long_run.file_started(renderer.file_started),
@@ -146,7 +182,8 @@ def upscale(
             renderer.stop()
             _summarize(renderer.results, total=len(jobs), interrupted=True)
             raise
-    code = _summarize(renderer.results, total=len(jobs))
+    code = _summarize(renderer.results, total=len(jobs), seconds=time.perf_counter() - started,
+                      upscaler=renderer.upscaler, ensemble=ensemble)
     if code:
         raise typer.Exit(code)
 
@@ -182,31 +219,36 @@ def _folder_failure(item: Ignored) -> FileResult:
     return FileResult(str(item.path), "", "failed", f"{item.path}: {item.reason}", InputError.exit_code)
 
 
-def _never_called(pixels: np.ndarray, progress: object) -> np.ndarray:  # every job was a skip: no model loaded
+def _never_called(pixels: np.ndarray, progress: object) -> tuple[np.ndarray, RunReport]:  # every job was a skip
     raise AssertionError("no model loaded, yet a job ran")
 
 
 class _Renderer:
-    """Rich bars on stderr (files, tiles, downloads) and the --json lines on stdout; thread-safe."""
+    """Rich bars on stderr (files, tiles, downloads); each result as it comes: its path on stdout (or its
+    --json record), its warnings and failure on stderr, the -v details of how it ran. Thread-safe."""
 
-    def __init__(self, json_records: bool, total: int) -> None:
+    def __init__(self, json_records: bool, total: int, out_format: str | None = None) -> None:
         self._json = json_records
+        self._out_format = out_format
         self._lock = threading.Lock()
         self._progress = progress_bars()
         self._files, _ = add_bar(self._progress, "files", unit="file", total=total)
         # one file's work in the engine's units (conv layers x ensemble views x tiles): a percentage
         self._tiles, self._on_tiles = add_bar(self._progress, "", kind="percent", visible=False)
         self._download: TaskID | None = None
-        self._weights: dict[str, str | None] = {}
+        self.upscaler: Upscaler | None = None
         self.results: list[FileResult] = []  # every result so far, in completion order
 
     def weights_used(self, upscaler: Upscaler) -> None:
-        """Say which file runs (a bundled copy, the cache, a --weights file): on stderr and in every --json record."""
-        file, digest = getattr(upscaler, "weights_file", None), getattr(upscaler, "weights_sha256", None)
-        path = str(file) if file is not None else None
-        self._weights = {"model": getattr(upscaler, "name", None), "weights_file": path, "weights_sha256": digest}
-        if path is not None:
-            note(f"{upscaler.name}: weights {path}")
+        """Remember which model and file run (for the summary and every --json record); -v says it now,
+        with how the device, precision and tile were resolved."""
+        self.upscaler = upscaler
+        options = upscaler.options
+        if upscaler.weights_file is not None:
+            detail(f"weights: {upscaler.weights_source} {upscaler.weights_file} (sha256 {upscaler.weights_sha256})")
+        detail(f"model: {upscaler.name} ({upscaler.family}, net x{upscaler.model_scale}, output x{upscaler.output_scale:g})")
+        detail(f"device: {options.device} -> {upscaler.device_description}; precision: {options.precision} -> {upscaler.precision}")
+        detail(f"tile: {_tile_request(options.tile)}; overlap {upscaler.overlap} px; ensemble {_on_off(options.ensemble)}")
 
     def __enter__(self) -> _Renderer:
         self._progress.start()
@@ -238,15 +280,93 @@ class _Renderer:
             for message in result.notes:
                 warn(f"{result.input}: {message}")
             if result.status == "failed":
-                stderr.print(f"[red]failed:[/] {escape(result.reason or '')}", markup=True, highlight=False)
+                error_line(result.reason or "")
+            if result.run is not None:
+                detail(f"{result.input}: {_plan_text(result.run)}, {result.seconds:.2f} s")
             if self._json:
-                record = {**asdict(result), **self._weights}
-                sys.stdout.write(json.dumps(record, ensure_ascii=False) + "\n")
-                sys.stdout.flush()
+                json_line(self._record(result))
+            elif result.status == "done":
+                result_path(result.output)
+
+    def _record(self, result: FileResult) -> dict[str, object]:
+        """The --json record: flat, one shape for every command ("command", "status" first)."""
+        upscaler = self.upscaler
+        run = result.run
+        fields = asdict(result)
+        del fields["run"]
+        return {
+            "command": "upscale", "status": fields.pop("status"), **fields,
+            "format": format_as_said(self._out_format, result.output) if result.output else None,
+            "model": upscaler.name if upscaler is not None else None,
+            "weights_file": str(upscaler.weights_file) if upscaler is not None and upscaler.weights_file else None,
+            "weights_source": upscaler.weights_source if upscaler is not None else None,
+            "weights_sha256": upscaler.weights_sha256 if upscaler is not None else None,
+            "device": run.device if run else None,
+            "precision": run.precision if run else None,
+            "tile": run.tile if run else None,
+            "ensemble": run.ensemble if run else None,
+            "tiles": run.tiles if run else None,
+            "oom_splits": run.oom_splits if run else None,
+            "fp32_redos": run.fp32_redos if run else None,
+            "memory_budget": run.memory_budget if run else None,
+        }
 
 
-def _summarize(results: list[FileResult], *, total: int, interrupted: bool = False) -> int:
-    """Print done/skipped/failed (failures with reasons) on stderr; the exit code (0, or the first failure's).
+def format_as_said(out_format: str | None, output: str | Path) -> str:
+    """The output format in the user's words: `--format jpg` stays `jpg` (not `jpeg`), else the suffix
+    of the output name (`-o big.jpeg` gives `jpeg`, a `.tif` input gives `tif`)."""
+    if out_format:
+        return out_format.strip().lower()
+    return Path(output).suffix.lstrip(".").lower()
+
+
+def _on_off(flag: bool) -> str:
+    return "on" if flag else "off"
+
+
+def _tile_request(tile: int | None) -> str:
+    if tile is None:
+        return "auto (sized for each image from the free memory)"
+    return "whole image (--tile 0)" if tile == 0 else f"{tile} px (--tile)"
+
+
+def _tile_text(tile: int) -> str:
+    return "whole image" if tile == 0 else f"{tile} px"
+
+
+def _plan_text(run: RunReport) -> str:
+    """-v, per file: the tile plan the engine ran and the memory budget it was sized for."""
+    text = f"tile {_tile_text(run.tile)} ({run.tiles} forward pass(es)), device {run.device}, {run.precision}"
+    if run.memory_budget is not None:
+        per_pixel = f" at {_bytes(run.cost_per_pixel)}/px" if run.cost_per_pixel else ""
+        text += f" (auto: memory budget {_bytes(run.memory_budget)}{per_pixel})"
+    if run.oom_splits:
+        text += f", halved {run.oom_splits}x after out of memory"
+    if run.fp32_redos:
+        text += f", {run.fp32_redos} tile(s) redone in fp32"
+    return text
+
+
+def _bytes(count: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if count < 1024 or unit == "GiB":
+            return f"{count:.0f} {unit}" if unit == "B" else f"{count:.1f} {unit}"
+        count /= 1024
+    raise AssertionError("unreachable")
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    minutes, rest = divmod(round(seconds), 60)
+    return f"{minutes} min {rest} s" if minutes < 60 else f"{minutes // 60} h {minutes % 60} min"
+
+
+def _summarize(results: list[FileResult], *, total: int, interrupted: bool = False, seconds: float | None = None,
+               upscaler: Upscaler | None = None, ensemble: bool = False) -> int:
+    """Print the closing summary on stderr (silent with -q; failures are listed, by error_line, as they
+    happen): counts and wall time, then what ran -- model, weights file, device, precision, tile,
+    ensemble -- from what the engine reported. Returns the exit code (0, or the first failure's).
     After an interruption: how many files were not started, and how to finish the run."""
     counts = {status: sum(result.status == status for result in results) for status in ("done", "skipped", "failed")}
     summary = f"done {counts['done']}, skipped {counts['skipped']}, failed {counts['failed']}"
@@ -256,10 +376,43 @@ def _summarize(results: list[FileResult], *, total: int, interrupted: bool = Fal
         note("to finish, run the same command again with --skip-existing (instead of --overwrite, if given): "
              "files already written are kept")
         return 0
-    note(summary)
+    note(summary + (f" in {_duration(seconds)}" if seconds is not None else ""))
+    if upscaler is not None:
+        note("  " + _model_line(upscaler))
+        note("  " + _run_line([result for result in results if result.run is not None], upscaler, ensemble))
     failures = [result for result in results if result.status == "failed"]
     for result in failures[:MAX_FAILURES_LISTED]:
         note(f"  failed: {result.reason}")
     if len(failures) > MAX_FAILURES_LISTED:
         note(f"  ... and {len(failures) - MAX_FAILURES_LISTED} more")
     return failures[0].exit_code if failures else 0
+
+
+def _model_line(upscaler: Upscaler) -> str:
+    if upscaler.weights_file is None:
+        return f"model {upscaler.name}"
+    return f"model {upscaler.name}, weights ({upscaler.weights_source}) {upscaler.weights_file}"
+
+
+def _run_line(ran: list[FileResult], upscaler: Upscaler, ensemble: bool) -> str:
+    """Device, precision, tile and ensemble as the engine ran them; before any file ran (all failed),
+    the device and precision resolved for the run."""
+    runs = [result.run for result in ran if result.run is not None]
+    if not runs:
+        return f"device {upscaler.device}, precision {upscaler.precision}, ensemble {_on_off(ensemble)} (no file ran to the end)"
+    devices = sorted({run.device for run in runs})
+    precision: str = runs[0].precision
+    redos = sum(run.fp32_redos for run in runs)
+    if redos:
+        precision += f" ({redos} tile(s) redone in fp32)"
+    tiles = {run.tile for run in runs}
+    if len(tiles) == 1:
+        tile = f"tile {_tile_text(runs[0].tile)}"
+    else:
+        listed = [f"{Path(result.input).name} {_tile_text(result.run.tile)}" for result in ran if result.run is not None]
+        more = f", ... ({len(listed) - MAX_TILES_LISTED} more)" if len(listed) > MAX_TILES_LISTED else ""
+        tile = "tile per file: " + ", ".join(listed[:MAX_TILES_LISTED]) + more
+    splits = sum(run.oom_splits for run in runs)
+    if splits:
+        tile += f" (halved {splits}x after out of memory)"
+    return f"device {', '.join(devices)}, precision {precision}, {tile}, ensemble {_on_off(runs[0].ensemble)}"

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 
@@ -52,6 +52,7 @@ __all__ = [
     "load_pair",
     "read_rgb_or_gray",
     "downscale_file",
+    "Downscaled",
 ]
 
 Progress = Callable[[int, int], None]
@@ -310,8 +311,16 @@ def load_pair(image: BenchmarkImage, scale: int, budget: PixelBudget | None = No
     return ImagePair(name=image.name, hr=hr[:height, :width], lr=lr, lr_is_shipped=shipped)
 
 
+class Downscaled(NamedTuple):
+    """What `downscale_file` wrote: the path and the sizes, (width, height), of the HR read and the LR made."""
+
+    path: Path
+    input_size: tuple[int, int]
+    output_size: tuple[int, int]
+
+
 def downscale_file(hr_path: Path, out_dir: Path, scale: int, *, overwrite: bool = False,
-                   budget: PixelBudget | None = None) -> Path:
+                   budget: PixelBudget | None = None) -> Downscaled:
     """`sr downscale`: ``out_dir/<stem>.png`` = imresize(modcrop(HR, s), 1/s) like the benchmark LR files.
 
     8- and 16-bit, gray, RGB and alpha are kept (every channel is resized the same way, rounded per pass
@@ -335,4 +344,4 @@ def downscale_file(hr_path: Path, out_dir: Path, scale: int, *, overwrite: bool 
         raise InputError(f"{hr_path}: {pixels.shape[1]}x{pixels.shape[0]} is smaller than the scale {scale}")
     lr = downscale_like_benchmark(pixels, scale)
     write_image(target, lr, image.metadata, format="png", overwrite=overwrite)
-    return target
+    return Downscaled(target, (pixels.shape[1], pixels.shape[0]), (lr.shape[1], lr.shape[0]))

@@ -2,9 +2,9 @@
 
 Knows no model names and no file formats. The entry point is `upscale_tensor`.
 """
-from sr_cli.engine.device import resolve_device
+from sr_cli.engine.device import describe_device, resolve_device
 from sr_cli.engine.memory import estimate_cost_per_pixel
 from sr_cli.engine.precision import Precision, resolve_precision
 from sr_cli.engine.upscale import TileStats, upscale_tensor
 
-__all__ = ["upscale_tensor", "TileStats", "resolve_device", "resolve_precision", "Precision", "estimate_cost_per_pixel"]
+__all__ = ["upscale_tensor", "TileStats", "resolve_device", "describe_device", "resolve_precision", "Precision", "estimate_cost_per_pixel"]

@@ -46,3 +46,11 @@ def _mps_available() -> bool:
     backend = getattr(torch.backends, "mps", None)
     return bool(backend is not None and backend.is_available())
 
+
+
+def describe_device(device: torch.device) -> str:
+    """`cuda:0 (NVIDIA H200)`, `mps`, `cpu`: the device and, for a GPU, its name (what a bug report needs)."""
+    if device.type == "cuda":
+        index = device.index if device.index is not None else torch.cuda.current_device()
+        return f"cuda:{index} ({torch.cuda.get_device_name(index)})"
+    return str(device)

@@ -32,6 +32,7 @@ class TileStats:
     oom_splits: int = 0
     fp32_redos: int = 0
     tile_size: int = 0  # the core size the grid started with (0 = whole image)
+    memory_budget: int | None = None  # bytes the auto tile was sized for (None: the caller gave the tile)
 
 
 def upscale_tensor(
@@ -68,9 +69,10 @@ def upscale_tensor(
     padded_h, padded_w = padded.shape[-2:]
     views = 8 if ensemble else 1
     if tile is None:
+        stats.memory_budget = memory_budget(device)
         tile = auto_tile_size(padded_h, padded_w, cost_per_pixel=cost_per_pixel,
                               overlap=overlap + feather_radius(overlap), views=views,
-                              size_multiple=size_multiple, budget_bytes=memory_budget(device))
+                              size_multiple=size_multiple, budget_bytes=stats.memory_budget)
     stats.tile_size = tile
     feather = feather_radius(overlap)
     reach = overlap + feather  # how far a window extends past its core
