@@ -121,6 +121,27 @@ def test_rerun_beside_inputs_does_not_take_its_own_outputs_as_inputs(tmp_path: P
     ]
 
 
+def test_suffix_replaces_the_scale_and_model_in_names(tmp_path: Path) -> None:
+    inputs = [InputFile(touch(tmp_path / "photo.png")), InputFile(touch(tmp_path / "scan.TIF"))]
+    jobs, _ = plan(inputs, suffix="out")
+    assert [job.output.name for job in jobs] == ["photo_out.png", "scan_out.tif"]
+    jobs, _ = plan(inputs, suffix="", output=tmp_path / "big", out_format="jpg")
+    assert [(job.output, job.format) for job in jobs] == [(tmp_path / "big" / "photo.jpg", "jpeg"),
+                                                          (tmp_path / "big" / "scan.jpg", "jpeg")]
+
+
+def test_an_empty_suffix_onto_the_input_is_refused_and_counters_are_not_outputs(tmp_path: Path) -> None:
+    with pytest.raises(UsageError, match="the input itself"):
+        plan([InputFile(touch(tmp_path / "photo.png"))], suffix="")
+    with pytest.raises(UsageError, match="the input itself"):  # a case-only difference is one file on macOS/Windows
+        plan([InputFile(touch(tmp_path / "case" / "Photo.PNG"))], suffix="")
+    touch(tmp_path / "set" / "photo.jpg")
+    touch(tmp_path / "set" / "photo-2.jpg")  # a photo of its own, not an older output (-N was for default names)
+    files, _ = expand_inputs([tmp_path / "set"], recursive=False)
+    jobs, dropped = plan(files, suffix="", out_format="png")
+    assert dropped == [] and [job.output.name for job in jobs] == ["photo-2.png", "photo.png"]
+
+
 def test_existing_outputs_error_skip_or_overwrite(tmp_path: Path) -> None:
     inputs = [InputFile(tmp_path / f"{name}.png") for name in "abcde"]
     for name in "abcd":

@@ -309,6 +309,7 @@ class _Renderer:
             "oom_splits": run.oom_splits if run else None,
             "fp32_redos": run.fp32_redos if run else None,
             "memory_budget": run.memory_budget if run else None,
+            "cost_per_pixel": run.cost_per_pixel if run else None,
         }
 
 
