@@ -62,7 +62,7 @@ class LoadedModel:
     def source(self) -> WeightsSource:
         if self.entry is None:
             return "file"
-        return "bundled" if self.checkpoint.path.resolve().is_relative_to(bundled_dir().resolve()) else "cache"
+        return "bundled" if Path(self.checkpoint.path).resolve().is_relative_to(bundled_dir().resolve()) else "cache"
 
 
 def model_names() -> list[str]:
