@@ -188,6 +188,8 @@ def test_alpha_into_jpg_fails_that_file_only(tmp_path: Path, monkeypatch: pytest
     (["--model", "a", "--scale", "2", "--tile", "big"], "--tile"),
     (["--model", "a", "--scale", "2", "--bit-depth", "16", "--format", "jpg"], "png or tiff"),
     (["--model", "a", "--scale", "2", "--bit-depth", "12"], "8 or 16"),
+    (["--model", "a", "--scale", "2", "--quality", "101"], "use 1 to 100"),
+    (["--model", "esrgan", "--alpha", "1.5"], "use 0 (the PSNR model) to 1"),
 ])
 def test_usage_errors_exit_2_before_loading(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], extra: list[str], message: str

@@ -51,13 +51,13 @@ INPUT_OUTPUT, REPORTING = "Input/Output", "Reporting"
 
 
 def downscale(
-    inputs: Annotated[list[Path], typer.Argument(metavar="INPUTS", help="HR image files or folders.", show_default=False)],
-    scale: Annotated[int, typer.Option("--scale", "-s", metavar="S", help=(
+    inputs: Annotated[list[Path], typer.Argument(help="HR image files or folders.", show_default=False)],
+    scale: Annotated[int, typer.Option("--scale", "-s", help=(
         "Integer factor: crop to a multiple of it, then shrink by it."))],
-    output: Annotated[Path, typer.Option("--output", "-o", metavar="DIR", rich_help_panel=INPUT_OUTPUT, help=(
+    output: Annotated[Path, typer.Option("--output", "-o", rich_help_panel=INPUT_OUTPUT, help=(
         "Output folder (created if missing); files are <stem>.png."))],
     overwrite: Annotated[bool, in_panel(Overwrite, INPUT_OUTPUT)] = False,
-    max_pixels: Annotated[Optional[str], in_panel(MaxPixels, INPUT_OUTPUT, metavar="N")] = None,
+    max_pixels: Annotated[Optional[str], in_panel(MaxPixels, INPUT_OUTPUT)] = None,
     json_records: Annotated[bool, in_panel(Json, REPORTING)] = False,
     quiet: Annotated[bool, in_panel(Quiet, REPORTING)] = False,
     verbose: Annotated[bool, in_panel(Verbose, REPORTING)] = False,

@@ -51,12 +51,10 @@ Verbose = Annotated[bool, typer.Option("--verbose", "-v", callback=_verbose, hel
 Json = Annotated[bool, typer.Option("--json", help="JSON lines on stdout: one record per result.")]
 
 
-def in_panel(option: object, panel: str, *, metavar: str | None = None) -> OptionInfo:
-    """A shared option above (`Device`, `Quiet`, ...) shown in one command's rich help panel (and with
-    `metavar` in its help), declared nowhere else: `device: Annotated[str, in_panel(Device, "Speed")] = "auto"`."""
+def in_panel(option: object, panel: str) -> OptionInfo:
+    """A shared option above (`Device`, `Quiet`, ...) shown in one command's rich help panel, declared
+    nowhere else: `device: Annotated[str, in_panel(Device, "Speed & memory")] = "auto"`."""
     info = next(item for item in get_args(option) if isinstance(item, OptionInfo))
     placed = copy.copy(info)
     placed.rich_help_panel = panel
-    if metavar is not None:
-        placed.metavar = metavar
     return placed

@@ -58,45 +58,45 @@ INPUT_OUTPUT, MODEL, SPEED, REPORTING = "Input/Output", "Model", "Speed & memory
 
 def upscale(
     inputs: Annotated[list[str], typer.Argument(
-        metavar="INPUTS", help="Image files, folders or glob patterns.", show_default=False)],
-    output: Annotated[Optional[Path], typer.Option("--output", "-o", metavar="PATH", rich_help_panel=INPUT_OUTPUT, help=(
+        help="Image files, folders or glob patterns.", show_default=False)],
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", rich_help_panel=INPUT_OUTPUT, help=(
         "Output file (one input) or folder (created if missing). Default: beside each input."))] = None,
-    suffix: Annotated[Optional[str], typer.Option("--suffix", metavar="TEXT", rich_help_panel=INPUT_OUTPUT, help=(
-        "Output names <stem>_TEXT.<ext> instead of <stem>_x<scale>_<model>.<ext>; '' keeps <stem>."))] = None,
-    out_format: Annotated[Optional[str], typer.Option("--format", "-f", metavar="FORMAT", rich_help_panel=INPUT_OUTPUT, help=(
+    suffix: Annotated[Optional[str], typer.Option("--suffix", rich_help_panel=INPUT_OUTPUT, help=(
+        "Name outputs <stem>_<suffix>.<ext>, not <stem>_x<scale>_<model>.<ext>; '' keeps <stem>."))] = None,
+    out_format: Annotated[Optional[str], typer.Option("--format", "-f", rich_help_panel=INPUT_OUTPUT, help=(
         "png | jpg | webp | tiff (default: the input's)."))] = None,
-    quality: Annotated[Optional[int], typer.Option("--quality", min=1, max=100, metavar="Q", rich_help_panel=INPUT_OUTPUT, help=(
+    quality: Annotated[Optional[int], typer.Option("--quality", rich_help_panel=INPUT_OUTPUT, help=(
         "JPEG/WebP quality (default 95; WebP 100 = lossless)."))] = None,
-    bit_depth: Annotated[Optional[int], typer.Option("--bit-depth", metavar="8|16", rich_help_panel=INPUT_OUTPUT, help=(
+    bit_depth: Annotated[Optional[int], typer.Option("--bit-depth", rich_help_panel=INPUT_OUTPUT, help=(
         "8 or 16 bits per channel (default: the input's)."))] = None,
     recursive: Annotated[bool, typer.Option("--recursive", "-r", rich_help_panel=INPUT_OUTPUT, help=(
         "Enter sub-folders; with -o DIR the tree is mirrored."))] = False,
     overwrite: Annotated[bool, in_panel(Overwrite, INPUT_OUTPUT)] = False,
     skip_existing: Annotated[bool, typer.Option("--skip-existing", rich_help_panel=INPUT_OUTPUT, help=(
         "Keep outputs that exist (resume a stopped run)."))] = False,
-    max_pixels: Annotated[Optional[str], in_panel(MaxPixels, INPUT_OUTPUT, metavar="N")] = None,
-    model: Annotated[Optional[str], typer.Option("--model", "-m", metavar="NAME", rich_help_panel=MODEL, help=(
+    max_pixels: Annotated[Optional[str], in_panel(MaxPixels, INPUT_OUTPUT)] = None,
+    model: Annotated[Optional[str], typer.Option("--model", "-m", rich_help_panel=MODEL, help=(
         f"Model name from the manifest (sr weights list). Default: {DEFAULT_MODEL}, shipped with sr (works offline)."
     ))] = None,
-    weights: Annotated[Optional[Path], typer.Option("--weights", "-w", metavar="FILE", rich_help_panel=MODEL, help=(
+    weights: Annotated[Optional[Path], typer.Option("--weights", "-w", rich_help_panel=MODEL, help=(
         "A checkpoint file instead of --model (family detected)."))] = None,
-    scale: Annotated[Optional[float], typer.Option("--scale", "-s", metavar="S", rich_help_panel=MODEL, help=(
+    scale: Annotated[Optional[float], typer.Option("--scale", "-s", rich_help_panel=MODEL, help=(
         "Model scale (default: the only one the model serves; MDSR: 2, 3 or 4; VDSR: any factor > 1)."))] = None,
-    outscale: Annotated[Optional[float], typer.Option("--outscale", metavar="F", rich_help_panel=MODEL, help=(
+    outscale: Annotated[Optional[float], typer.Option("--outscale", rich_help_panel=MODEL, help=(
         "Final factor, e.g. 3.5: run the model, then resize to exactly this."))] = None,
-    alpha: Annotated[Optional[float], typer.Option("--alpha", min=0.0, max=1.0, metavar="A", rich_help_panel=MODEL, help=(
+    alpha: Annotated[Optional[float], typer.Option("--alpha", rich_help_panel=MODEL, help=(
         "Network interpolation PSNR (0) .. GAN (1), ESRGAN pairs."))] = None,
-    denoise: Annotated[Optional[float], typer.Option("--denoise", metavar="S", rich_help_panel=MODEL, help=(
+    denoise: Annotated[Optional[float], typer.Option("--denoise", rich_help_panel=MODEL, help=(
         "Denoise strength S, 0..1 (Real-ESRGAN's -dn; realesr-general): 1 = strong, 0 = keep noise."))] = None,
-    res_scale: Annotated[Optional[float], in_panel(ResScale, MODEL, metavar="X")] = None,
-    tile: Annotated[str, typer.Option("--tile", metavar="N|0|auto", rich_help_panel=SPEED, help=(
+    res_scale: Annotated[Optional[float], in_panel(ResScale, MODEL)] = None,
+    tile: Annotated[str, typer.Option("--tile", rich_help_panel=SPEED, help=(
         "Input tile side in pixels, 0 = whole image, auto = from free memory."))] = "auto",
-    overlap: Annotated[Optional[int], typer.Option("--overlap", min=0, metavar="N", rich_help_panel=SPEED, help=(
+    overlap: Annotated[Optional[int], typer.Option("--overlap", min=0, rich_help_panel=SPEED, help=(
         "Context pixels around each tile (default: the model's minimum)."))] = None,
     ensemble: Annotated[bool, typer.Option("--ensemble", rich_help_panel=SPEED, help=(
         "Geometric self-ensemble (8 flips/rotations averaged; 8x slower)."))] = False,
-    device: Annotated[str, in_panel(Device, SPEED, metavar="DEVICE")] = "auto",
-    precision: Annotated[str, typer.Option("--precision", metavar="PRECISION", rich_help_panel=SPEED, help="auto | fp32 | bf16 | fp16")] = "auto",
+    device: Annotated[str, in_panel(Device, SPEED)] = "auto",
+    precision: Annotated[str, typer.Option("--precision", rich_help_panel=SPEED, help="auto | fp32 | bf16 | fp16")] = "auto",
     json_records: Annotated[bool, in_panel(Json, REPORTING)] = False,
     quiet: Annotated[bool, in_panel(Quiet, REPORTING)] = False,
     verbose: Annotated[bool, in_panel(Verbose, REPORTING)] = False,
@@ -124,6 +124,11 @@ def upscale(
     chosen: str | Path = model if model is not None else weights if weights is not None else DEFAULT_MODEL
     if bit_depth not in (None, 8, 16):
         raise UsageError(f"--bit-depth {bit_depth}: use 8 or 16")
+    # ranges checked here, not by typer: its "[1<=x<=100]" would widen the help's type column at 80 columns
+    if quality is not None and not 1 <= quality <= 100:
+        raise UsageError(f"--quality {quality}: use 1 to 100 (WebP 100 = lossless)")
+    if alpha is not None and not 0.0 <= alpha <= 1.0:
+        raise UsageError(f"--alpha {alpha:g}: use 0 (the PSNR model) to 1 (the GAN model)")
     policy = existing_policy(overwrite, skip_existing)
     from sr_cli.imageio.budget import check_output_factor, pixel_budget
 
