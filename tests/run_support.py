@@ -26,7 +26,8 @@ class StandInUpscaler:
 
     name, family, model_scale, output_scale = "stand-in", "test", 2, 2.0
     options = UpscaleOptions()
-    device = device_description = "cpu"
+    device = None  # no torch device: the long-run estimate (cli/estimate.py) leaves a stand-in alone
+    device_description = "cpu"
     precision = "fp32"
     overlap = 0
     weights_file: Path | None = None

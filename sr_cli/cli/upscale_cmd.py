@@ -405,7 +405,8 @@ def _run_line(ran: list[FileResult], upscaler: Upscaler, ensemble: bool) -> str:
     the device and precision resolved for the run."""
     runs = [result.run for result in ran if result.run is not None]
     if not runs:
-        return f"device {upscaler.device}, precision {upscaler.precision}, ensemble {_on_off(ensemble)} (no file ran to the end)"
+        return (f"device {upscaler.device_description}, precision {upscaler.precision}, ensemble {_on_off(ensemble)} "
+                "(no file ran to the end)")
     devices = sorted({run.device for run in runs})
     precision: str = runs[0].precision
     redos = sum(run.fp32_redos for run in runs)
