@@ -291,7 +291,7 @@ class Upscaler:
         height, width = x.shape[-2:]
         check_output_size(f"a {width}x{height} input", width * self.model_scale, height * self.model_scale,
                           self.model_scale, self.budget)
-        return self._run_engine(x.float(), progress)
+        return self._run_engine(x.float(), progress, TileStats())
 
     def output_size(self, height: int, width: int) -> tuple[int, int]:
         """(height, width) of the result for an input of height x width."""
