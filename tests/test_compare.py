@@ -106,6 +106,8 @@ def test_small_image_whole_and_a_bundled_model_at_its_own_scale(tmp_path: Path, 
     (["--models", "{a}", "--crop", "1,2,0,4"], "must lie inside"),
     (["--models", "{a}", "--scale", "-2"], "positive factor"),
     (["--models", "{a}", "--zoom", "0"], "--zoom"),
+    (["--models", "{a}", "--tile", "8"], "tiles under 16 px"),
+    (["--models", "{a}", "--tile", "big"], "--tile big: use a whole number"),
     (["--models", "{a}", "-o", "{a}.missing/sheet.png"], "does not exist"),
 ])
 def test_bad_options_are_refused_and_nothing_is_written(scene: tuple[Path, np.ndarray, Path, Path], tmp_path: Path,

@@ -36,8 +36,8 @@ def compare(
         rich_help_panel=REGION_PANEL)] = None,
     columns: Annotated[Optional[int], typer.Option("--columns", min=1, help="Panels per row (default: all in one row, up to 4).",
                                                    rich_help_panel=REGION_PANEL)] = None,
-    tile: Annotated[int, typer.Option("--tile", min=0, help="Input tile side in pixels, 0 = the whole region.",
-                                      rich_help_panel=RUN_PANEL)] = 0,
+    tile: Annotated[str, typer.Option("--tile", help="Input tile side in pixels, 0 = the whole region, auto = from free memory.",
+                                      rich_help_panel=RUN_PANEL)] = "auto",
     device: Annotated[str, typer.Option("--device", help=DEVICE_HELP, rich_help_panel=RUN_PANEL)] = "auto",
     max_pixels: MaxPixels = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace the sheet if it exists.",
@@ -61,6 +61,8 @@ def compare(
     """
     from sr_cli import compare as comparing
     from sr_cli.api import UpscaleOptions
+    from sr_cli.cli.progress import progress_bar
+    from sr_cli.cli.upscale_cmd import parse_tile
     from sr_cli.imageio import format_for_write_suffix, read_image, to_bit_depth, write_image
     from sr_cli.imageio.budget import pixel_budget
     from sr_cli.imageio.sheet import parse_crop
@@ -77,7 +79,7 @@ def compare(
         raise UsageError(f"--scale {scale:g} must be a positive factor")
     comparing.check_models_exist(names)
     budget = pixel_budget(max_pixels)
-    options = UpscaleOptions(tile=tile, device=device, max_pixels=budget.output)
+    options = UpscaleOptions(tile=parse_tile(tile), device=device, max_pixels=budget.output)
     _ = options.runtime  # a missing --device fails here, before the image is read
     picture = read_image(image, budget=budget)
     for message in picture.notes:
@@ -100,7 +102,8 @@ def compare(
     panels = [comparing.bicubic_panel(pixels, region, factor)]
     for index, name in enumerate(names, start=1):
         note(f"[{index}/{len(names)}] {name} ...")
-        panel = comparing.model_panel(name, pixels, region, factor, options)
+        with progress_bar(f"{index}/{len(names)} {name}", kind="percent") as advance:
+            panel = comparing.model_panel(name, pixels, region, factor, options, advance)
         detail(f"{panel.label}: weights {panel.weights_file}, {panel.seconds:.2f} s")
         panels.append(panel)
     per_row = columns if columns is not None else min(len(panels), 4)
