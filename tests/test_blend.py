@@ -223,6 +223,18 @@ def test_sweep_sheet_and_image_mode(pair: tuple[Path, Path], tmp_path: Path, cap
     assert np.array_equal(read_image(out).pixels, expected.astype(np.uint8))
 
 
+def test_stdout_is_the_path_and_quiet_verbose_set_what_stderr_says(pair: tuple[Path, Path], tmp_path: Path,
+                                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "b.safetensors"
+    code, stdout, err = run(["blend", "--psnr", str(pair[0]), "--gan", str(pair[1]), "-a", "0.5", "-o", str(out), "-q"],
+                            capsys)
+    assert (code, stdout, err) == (0, f"{out}\n", "")
+    code, stdout, err = run(["blend", "--psnr", str(pair[0]), "--gan", str(pair[1]), "-a", "0.5", "-o", str(out),
+                             "--overwrite", "-v"], capsys)
+    assert code == 0 and stdout == f"{out}\n"
+    assert f"psnr: {pair[0]}" in err and sha256(pair[1])[:12] in err  # -v: which files the two sides were
+
+
 def test_existing_output_is_not_replaced_without_overwrite(pair: tuple[Path, Path], tmp_path: Path,
                                                            capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "keep.safetensors"
