@@ -184,3 +184,13 @@ def test_sr_upscale_is_silent_for_a_short_run(tiny_edsr: tuple[Path, Path], tmp_
     monkeypatch.setattr(estimate, "now", FakeClock(1e-6))
     code, err = cli(capsys, weights, image, tmp_path / "fast.png")
     assert code == 0 and "this will take" not in err
+
+
+def test_sr_upscale_quiet_says_nothing_of_a_long_run(tiny_edsr: tuple[Path, Path], tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    weights, image = tiny_edsr
+    readings = FakeClock(1000.0)
+    monkeypatch.setattr(estimate, "now", readings)
+    code, err = cli(capsys, weights, image, tmp_path / "quiet.png", "--ensemble", "-q")
+    assert code == 0 and err == "" and readings.time == 0.0  # not even timed
