@@ -23,7 +23,8 @@ from sr_cli.imageio import read_image, write_image
 
 RNG = np.random.default_rng(12)
 JSON_KEYS = {"command", "status", "input", "output", "reason", "exit_code", "notes", "input_size", "output_size",
-             "bit_depth", "format", "seconds", "model", "weights_file", "weights_source", "weights_sha256", "device",
+             "bit_depth", "format", "seconds", "model", "weights_file", "weights_source", "weights_sha256", "alpha",
+             "denoise", "device",
              "precision", "tile", "ensemble", "tiles", "oom_splits", "fp32_redos", "memory_budget", "cost_per_pixel"}
 
 
@@ -291,3 +292,24 @@ def test_downscale_json_and_failures(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert failed["status"] == "failed" and failed["exit_code"] == 3 and "broken.png" in str(failed["reason"])
     assert not (tmp_path / "lr" / "broken.png").exists()
     assert "failed: " in err and "done 1, failed 1" in err
+
+
+def test_cached_weights_and_a_denoise_blend_are_said(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    """realesr-general and its wdn partner synthesised into the cache (as tests/test_denoise.py does): the
+    summary names the cached file and says it ran blended; the records say both."""
+    from zoo_support import ManifestNaming, allow_shared_storage_files, official_layout
+
+    allow_shared_storage_files(monkeypatch)
+    monkeypatch.setenv("SR_OFFLINE", "1")
+    hyperparameters: dict[str, object] = {"num_in_ch": 3, "num_out_ch": 3, "num_feat": 64, "num_conv": 32, "upscale": 4}
+    files = {name: official_layout("srvgg", hyperparameters, tmp_path / f"{name}.pth", wrap="params", seed=seed)
+             for seed, name in enumerate(("realesr-general-x4v3", "realesr-general-wdn-x4v3"), start=1)}
+    ManifestNaming(tmp_path, monkeypatch)(files)
+    images(tmp_path, ("a.png",), size=(6, 5))
+    code, out, err = upscale(capsys, tmp_path / "a.png", "--model", "realesr-general", "--denoise", "0.3", "--json")
+    assert code == 0, err
+    (record,) = records(out)
+    assert record["weights_source"] == "cache" and record["denoise"] == 0.3 and record["alpha"] is None
+    assert record["weights_sha256"] == hashlib.sha256(Path(str(record["weights_file"])).read_bytes()).hexdigest()
+    assert f"weights (cache) {record['weights_file']}, blended with its denoise partner at --denoise 0.3" in err

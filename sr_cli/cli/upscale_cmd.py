@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import threading
 import time
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Optional
 
@@ -169,8 +169,8 @@ def upscale(
                 renderer.result(_folder_failure(item))
         try:
             if any(not job.skip for job in jobs):
-                renderer.weights_used(_load(chosen, scale, res_scale, alpha, denoise, outscale, options, renderer,
-                                            session))
+                loaded = _load(chosen, scale, res_scale, alpha, denoise, outscale, options, renderer, session)
+                renderer.weights_used(loaded, Blend(alpha=alpha, denoise=denoise))
             upscaler = renderer.upscaler
             # a long CPU run is said once, from the first image's first seconds
             long_run = LongRunCheck(upscaler, [job.source for job in jobs if not job.skip])
@@ -188,7 +188,7 @@ def upscale(
             _summarize(renderer.results, total=len(jobs), interrupted=True)
             raise
     code = _summarize(renderer.results, total=len(jobs), seconds=time.perf_counter() - started,
-                      upscaler=renderer.upscaler, ensemble=ensemble)
+                      upscaler=renderer.upscaler, ensemble=ensemble, blend=renderer.blend)
     if code:
         raise typer.Exit(code)
 
@@ -242,12 +242,14 @@ class _Renderer:
         self._tiles, self._on_tiles = add_bar(self._progress, "", kind="percent", visible=False)
         self._download: TaskID | None = None
         self.upscaler: Upscaler | None = None
+        self.blend = Blend()
         self.results: list[FileResult] = []  # every result so far, in completion order
 
-    def weights_used(self, upscaler: Upscaler) -> None:
+    def weights_used(self, upscaler: Upscaler, blend: Blend) -> None:
         """Remember which model and file run (for the summary and every --json record); -v says it now,
         with how the device, precision and tile were resolved."""
         self.upscaler = upscaler
+        self.blend = blend
         options = upscaler.options
         if upscaler.weights_file is not None:
             detail(f"weights: {upscaler.weights_source} {upscaler.weights_file} (sha256 {upscaler.weights_sha256})")
@@ -306,6 +308,7 @@ class _Renderer:
             "weights_file": str(upscaler.weights_file) if upscaler is not None and upscaler.weights_file else None,
             "weights_source": upscaler.weights_source if upscaler is not None else None,
             "weights_sha256": upscaler.weights_sha256 if upscaler is not None else None,
+            "alpha": self.blend.alpha, "denoise": self.blend.denoise,
             "device": run.device if run else None,
             "precision": run.precision if run else None,
             "tile": run.tile if run else None,
@@ -316,6 +319,21 @@ class _Renderer:
             "memory_budget": run.memory_budget if run else None,
             "cost_per_pixel": run.cost_per_pixel if run else None,
         }
+
+
+@dataclass(frozen=True)
+class Blend:
+    """--alpha / --denoise: the weights that ran are the file's blended with its partner's."""
+
+    alpha: float | None = None
+    denoise: float | None = None
+
+    def describe(self) -> str:
+        if self.alpha is not None:
+            return f", blended with its PSNR/GAN partner at --alpha {self.alpha:g}"
+        if self.denoise is not None:
+            return f", blended with its denoise partner at --denoise {self.denoise:g}"
+        return ""
 
 
 def format_as_said(out_format: str | None, output: str | Path) -> str:
@@ -369,7 +387,7 @@ def _duration(seconds: float) -> str:
 
 
 def _summarize(results: list[FileResult], *, total: int, interrupted: bool = False, seconds: float | None = None,
-               upscaler: Upscaler | None = None, ensemble: bool = False) -> int:
+               upscaler: Upscaler | None = None, ensemble: bool = False, blend: Blend | None = None) -> int:
     """Print the closing summary on stderr (silent with -q; failures are listed, by error_line, as they
     happen): counts and wall time, then what ran -- model, weights file, device, precision, tile,
     ensemble -- from what the engine reported. Returns the exit code (0, or the first failure's).
@@ -384,7 +402,7 @@ def _summarize(results: list[FileResult], *, total: int, interrupted: bool = Fal
         return 0
     note(summary + (f" in {_duration(seconds)}" if seconds is not None else ""))
     if upscaler is not None:
-        note("  " + _model_line(upscaler))
+        note("  " + _model_line(upscaler) + (blend.describe() if blend is not None else ""))
         note("  " + _run_line([result for result in results if result.run is not None], upscaler, ensemble))
     failures = [result for result in results if result.status == "failed"]
     for result in failures[:MAX_FAILURES_LISTED]:
