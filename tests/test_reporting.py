@@ -313,3 +313,29 @@ def test_cached_weights_and_a_denoise_blend_are_said(tmp_path: Path, monkeypatch
     assert record["weights_source"] == "cache" and record["denoise"] == 0.3 and record["alpha"] is None
     assert record["weights_sha256"] == hashlib.sha256(Path(str(record["weights_file"])).read_bytes()).hexdigest()
     assert f"weights (cache) {record['weights_file']}, blended with its denoise partner at --denoise 0.3" in err
+
+
+def test_the_summary_lists_tiles_per_file_when_they_differ_and_says_halvings_and_redos(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """Auto sizes each image's tile from the memory free at that moment: files can differ, and the
+    summary must not claim one tile for all of them."""
+    from dataclasses import replace
+
+    from run_support import STAND_IN_RUN
+
+    from sr_cli.batch_run import FileResult
+    from sr_cli.cli.upscale_cmd import _summarize
+
+    runs = [replace(STAND_IN_RUN, tile=256, precision="bf16", device="cuda:0"),
+            replace(STAND_IN_RUN, tile=0, precision="bf16", device="cuda:0", oom_splits=2, fp32_redos=3)]
+    results = [FileResult(f"in/{name}.png", f"out/{name}.png", "done", run=run, seconds=1.0)
+               for name, run in zip(("big", "small"), runs, strict=True)]
+    results.append(FileResult("in/bad.png", "out/bad.png", "failed", "in/bad.png: cannot be read", 3))
+    capsys.readouterr()
+    code = _summarize(results, total=3, seconds=75.0, upscaler=StandInUpscaler(), ensemble=False)  # type: ignore[arg-type]
+    err = capsys.readouterr().err
+    assert code == 3
+    assert "done 2, skipped 0, failed 1 in 1 min 15 s" in err
+    assert "device cuda:0, precision bf16 (3 tile(s) redone in fp32), tile per file: big.png 256 px, " \
+           "small.png whole image (halved 2x after out of memory), ensemble off" in err
+    assert "  failed: in/bad.png: cannot be read" in err
