@@ -298,9 +298,11 @@ def test_usage_errors_come_before_any_download(tmp_path: Path, capsys: pytest.Ca
     monkeypatch.setenv("SR_OFFLINE", "1")  # a download attempt would fail with exit 6, not 2
     for args in (["--alpha", "0.5", "-o", str(tmp_path / "x.pth")],
                  ["--sweep", "0,1", "-o", str(tmp_path / "s.png")],
-                 ["--alpha", "0.5", "--crop", "1,2,3,4", "-o", str(tmp_path / "x.safetensors")]):
+                 ["--alpha", "0.5", "--crop", "1,2,3,4", "-o", str(tmp_path / "x.safetensors")],
+                 ["--alpha", "0.5", "--zoom", "2", "-o", str(tmp_path / "x.safetensors")],
+                 ["--sweep", "0,1", "--image", str(tmp_path / "p.png"), "--zoom", "17", "-o", str(tmp_path / "s.png")]):
         code, _, err = run(["blend", *args], capsys)
-        assert code == 2, (args, err)
+        assert code == 2 and err.startswith("error: "), (args, err)
 
 
 def test_upscale_alpha_without_a_pair_is_refused_before_any_download(tmp_path: Path, capsys: pytest.CaptureFixture[str],

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated, Optional
 import typer
 
 from sr_cli.cli.console import detail, json_line, note, result_path
-from sr_cli.cli.options import DEVICE_HELP, RES_SCALE_HELP, MaxPixels, Quiet, Verbose
+from sr_cli.cli.options import Device, Json, MaxPixels, Overwrite, Quiet, ResScale, Verbose, in_panel
 from sr_cli.errors import UsageError
 
 if TYPE_CHECKING:  # torch, numpy and the image readers load only when the command runs
@@ -29,28 +29,26 @@ def blend(
                                                rich_help_panel=MODELS_PANEL)] = None,
     mode: Annotated[str, typer.Option("--mode", help="weights (network interpolation) | image (blend the two outputs; a comparison).",
                                       rich_help_panel=MODELS_PANEL)] = "weights",
-    res_scale: Annotated[Optional[float], typer.Option("--res-scale", help=RES_SCALE_HELP, rich_help_panel=MODELS_PANEL)] = None,
+    res_scale: Annotated[Optional[float], in_panel(ResScale, MODELS_PANEL)] = None,
     sweep: Annotated[Optional[str], typer.Option("--sweep", help="Alphas for a contact sheet, e.g. 0,0.2,0.4,0.6,0.8,1 (needs --image).",
                                                  rich_help_panel=IMAGES_PANEL)] = None,
     image: Annotated[Optional[Path], typer.Option("--image", help="Input image for --sweep or --mode image.",
                                                   rich_help_panel=IMAGES_PANEL)] = None,
     crop: Annotated[Optional[str], typer.Option("--crop", help="x,y,w,h of the input region shown in a sweep (default: 96x96 centre).",
                                                 rich_help_panel=IMAGES_PANEL)] = None,
-    zoom: Annotated[int, typer.Option("--zoom", min=1, max=16, help="Show each sweep panel enlarged by pixel repetition.",
+    zoom: Annotated[int, typer.Option("--zoom", help="Show each sweep panel enlarged by pixel repetition.",
                                       rich_help_panel=IMAGES_PANEL)] = 1,
     scale: Annotated[Optional[float], typer.Option("--scale", "-s", help="Scale for images (default: the models' own).",
                                                    rich_help_panel=IMAGES_PANEL)] = None,
-    device: Annotated[str, typer.Option("--device", help=DEVICE_HELP, rich_help_panel=IMAGES_PANEL)] = "auto",
-    max_pixels: MaxPixels = None,
+    device: Annotated[str, in_panel(Device, IMAGES_PANEL)] = "auto",
+    max_pixels: Annotated[Optional[str], in_panel(MaxPixels, IMAGES_PANEL)] = None,
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help=(
         "blended.safetensors (default: <gan>-alpha<A>.safetensors here); with --sweep or --mode image: an image."),
         rich_help_panel=OUTPUT_PANEL)] = None,
-    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace the output if it exists.",
-                                            rich_help_panel=OUTPUT_PANEL)] = False,
-    json_record: Annotated[bool, typer.Option("--json", help="One JSON line on stdout: what was written.",
-                                              rich_help_panel=OUTPUT_PANEL)] = False,
-    quiet: Quiet = False,
-    verbose: Verbose = False,
+    overwrite: Annotated[bool, in_panel(Overwrite, OUTPUT_PANEL)] = False,
+    json_record: Annotated[bool, in_panel(Json, OUTPUT_PANEL)] = False,
+    quiet: Annotated[bool, in_panel(Quiet, OUTPUT_PANEL)] = False,
+    verbose: Annotated[bool, in_panel(Verbose, OUTPUT_PANEL)] = False,
 ) -> None:
     """Blend a PSNR model and its GAN model: theta = (1 - alpha) PSNR + alpha GAN.
 
@@ -69,7 +67,7 @@ def blend(
     from sr_cli.api import UpscaleOptions
     from sr_cli.imageio import read_image, to_bit_depth, write_image
     from sr_cli.imageio.budget import pixel_budget
-    from sr_cli.imageio.sheet import contact_sheet, parse_crop
+    from sr_cli.imageio.sheet import check_zoom, contact_sheet, parse_crop
     from sr_cli.weights.interpolate import check_alpha
 
     # every usage check first: nothing is downloaded or loaded for a command that cannot run
@@ -97,6 +95,7 @@ def blend(
         raise UsageError("--crop chooses the region of a --sweep contact sheet; drop it or add --sweep")
     if zoom != 1 and sweep is None:
         raise UsageError("--zoom enlarges the panels of a --sweep contact sheet; drop it or add --sweep")
+    check_zoom(zoom)
     budget = pixel_budget(max_pixels)
     picture = read_image(image, budget=budget) if image is not None else None
     region = None

@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 import typer
 
 from sr_cli.cli.console import detail, json_line, note, result_path
-from sr_cli.cli.options import DEVICE_HELP, MaxPixels, Quiet, Verbose
+from sr_cli.cli.options import Device, Json, MaxPixels, Overwrite, Quiet, Verbose, in_panel
 from sr_cli.errors import UsageError
 
 MODELS_PANEL = "Models"
@@ -31,21 +31,19 @@ def compare(
     crop: Annotated[Optional[str], typer.Option("--crop", help=(
         "x,y,w,h of the input region to compare (default: the whole image up to 256x256, else a 128x128 centre)."),
         rich_help_panel=REGION_PANEL)] = None,
-    zoom: Annotated[Optional[int], typer.Option("--zoom", min=1, max=16, help=(
+    zoom: Annotated[Optional[int], typer.Option("--zoom", help=(
         "Show each panel enlarged by pixel repetition (default: so panels are about 384 px)."),
         rich_help_panel=REGION_PANEL)] = None,
-    columns: Annotated[Optional[int], typer.Option("--columns", min=1, help="Panels per row (default: all in one row, up to 4).",
+    columns: Annotated[Optional[int], typer.Option("--columns", help="Panels per row (default: all in one row, up to 4).",
                                                    rich_help_panel=REGION_PANEL)] = None,
     tile: Annotated[str, typer.Option("--tile", help="Input tile side in pixels, 0 = the whole region, auto = from free memory.",
                                       rich_help_panel=RUN_PANEL)] = "auto",
-    device: Annotated[str, typer.Option("--device", help=DEVICE_HELP, rich_help_panel=RUN_PANEL)] = "auto",
-    max_pixels: MaxPixels = None,
-    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace the sheet if it exists.",
-                                            rich_help_panel=OUTPUT_PANEL)] = False,
-    json_record: Annotated[bool, typer.Option("--json", help="One JSON line on stdout: the sheet, its panels and where each lies.",
-                                              rich_help_panel=OUTPUT_PANEL)] = False,
-    quiet: Quiet = False,
-    verbose: Verbose = False,
+    device: Annotated[str, in_panel(Device, RUN_PANEL)] = "auto",
+    max_pixels: Annotated[Optional[str], in_panel(MaxPixels, RUN_PANEL)] = None,
+    overwrite: Annotated[bool, in_panel(Overwrite, OUTPUT_PANEL)] = False,
+    json_record: Annotated[bool, in_panel(Json, OUTPUT_PANEL)] = False,
+    quiet: Annotated[bool, in_panel(Quiet, OUTPUT_PANEL)] = False,
+    verbose: Annotated[bool, in_panel(Verbose, OUTPUT_PANEL)] = False,
 ) -> None:
     """Run several models (and bicubic) on the same image or region and write one labelled sheet.
 
@@ -65,7 +63,7 @@ def compare(
     from sr_cli.cli.upscale_cmd import parse_tile
     from sr_cli.imageio import format_for_write_suffix, read_image, to_bit_depth, write_image
     from sr_cli.imageio.budget import pixel_budget
-    from sr_cli.imageio.sheet import parse_crop
+    from sr_cli.imageio.sheet import check_zoom, parse_crop
 
     # every usage check first: nothing is read, loaded or run for a command that cannot finish
     names = comparing.parse_models(models)
@@ -77,6 +75,10 @@ def compare(
         raise UsageError(f"{output}: the folder {output.parent} does not exist; create it or choose another -o")
     if scale is not None and not (scale > 0 and scale < 1e6):
         raise UsageError(f"--scale {scale:g} must be a positive factor")
+    if zoom is not None:
+        check_zoom(zoom)
+    if columns is not None and columns < 1:
+        raise UsageError(f"--columns {columns}: give 1 or more panels per row")
     comparing.check_models_exist(names)
     budget = pixel_budget(max_pixels)
     options = UpscaleOptions(tile=parse_tile(tile), device=device, max_pixels=budget.output)

@@ -46,8 +46,7 @@ def contact_sheet(tiles: Sequence[np.ndarray], labels: Sequence[str], *, columns
         raise ValueError(f"{len(tiles)} tiles but {len(labels)} labels")
     if not tiles:
         raise ValueError("a sheet needs at least one tile")
-    if not 1 <= zoom <= MAX_ZOOM:
-        raise UsageError(f"--zoom {zoom}: use a whole number from 1 to {MAX_ZOOM}")
+    check_zoom(zoom)
     font = sheet_font()
     shown = [zoomed(on_white(tile), zoom) for tile in tiles]
     columns = max(1, min(columns, len(shown)))
@@ -73,6 +72,11 @@ def contact_sheet(tiles: Sequence[np.ndarray], labels: Sequence[str], *, columns
         draw.text((left + 2, top + 3), label, fill="black", font=font)
         boxes.append((left, top + label_height, image.shape[1], image.shape[0]))
     return Sheet(np.asarray(sheet), tuple(boxes))
+
+
+def check_zoom(zoom: int) -> None:
+    if not 1 <= zoom <= MAX_ZOOM:
+        raise UsageError(f"--zoom {zoom}: use a whole number from 1 to {MAX_ZOOM}")
 
 
 def zoomed(image: np.ndarray, zoom: int) -> np.ndarray:
