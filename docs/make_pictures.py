@@ -16,7 +16,7 @@ are the bundled ones (realesrgan-x4plus, realesr-animevideov3), so no network is
   their difference.
 - `tiles` (tiled_vs_whole.png, docs/upscale.md): --tile 16 against the whole image, and their difference.
 - `alpha` (alpha_edges.png, docs/api.md): hard-edged alphas upscaled x4 by bicubic and by the model.
-- `terminal` (terminal_upscale.png, docs/upscale.md): a real `sr upscale` run, rendered as text.
+- `terminal` (terminal_upscale.png, docs/upscale.md): a real `sr upscale -v` run, rendered as text.
 """
 from __future__ import annotations
 
@@ -192,10 +192,10 @@ def alpha_figure(out: Path) -> None:
 
 
 def terminal_figure(out: Path) -> None:
-    """A real `sr upscale` run (network off), its stdout and stderr as a terminal shows them."""
+    """A real `sr upscale -v` run (network off), its stdout and stderr as a terminal shows them."""
     with tempfile.TemporaryDirectory() as folder:
         Image.fromarray(lr_detail()).save(Path(folder) / "photo.png")
-        command = ["upscale", "photo.png", "--model", ANIME_MODEL]
+        command = ["upscale", "photo.png", "--model", ANIME_MODEL, "-v"]
         text = sr_command(command, cwd=Path(folder), capture=True)
     text = text.replace(str(ROOT / "sr_cli"), ".../sr_cli")  # where this checkout happens to be: not the point
     lines = [("$ sr " + " ".join(command), "#8ae234")] + [(line, "#eeeeec") for line in text.rstrip().splitlines()]
