@@ -5,6 +5,7 @@ mismatch in one error, --data-dir for validation, exports named after the run.
 One tiny run (EDSR 2x8, 6 updates, seconds on a CPU) is shared by the tests of this module."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import shutil
@@ -270,3 +271,19 @@ def test_vdsr_bicubic_is_its_own_input_scored_like_its_output(tmp_path: Path) ->
         up = imresize(imresize(y, 0.5), output_shape=y.shape)
         values.append(psnr(np.clip(up, 0, 1) * 255, y * 255, border=2))
     assert abs(bicubic_baseline(data).psnr - float(np.mean(values))) < 1e-3  # the cache stores float32
+
+
+@pytest.mark.parametrize("model, scale", [("edsr-baseline", 2), ("mdsr-baseline", None), ("mdsr-baseline", 3)])
+def test_the_recorded_options_give_the_same_run_back(tmp_path: Path, model: str, scale: int | None) -> None:
+    out = tmp_path / "run"
+    out.mkdir()
+    (tmp_path / "val").mkdir()
+    options = resolve_run_options(TrainOverrides(
+        model=model, scale=scale, data=str(tmp_path / "hr"), out=out, val=str(tmp_path / "val"),
+        data_dir=tmp_path / "bench", steps=7, batch=3, patch=12, lr=0.5, init="edsr-x2", amp="bf16", ema=0.99,
+        seed=3, workers=1, val_every=5, save_every=6, log_every=2, device="cpu", blocks=2, features=8,
+        clip_theta=0.25, vgg_weights=tmp_path / "vgg.pth", random_vgg=False))
+    write_run_options(out, options)
+    recorded = read_run_options(out)
+    assert recorded is not None
+    assert resolve_run_options(TrainOverrides(out=out, resume=True)) == dataclasses.replace(options, resume=True)

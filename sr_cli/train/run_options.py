@@ -90,7 +90,7 @@ def read_run_options(run_dir: Path) -> TrainOverrides | None:
 def write_run_options(run_dir: Path, options: TrainOptions) -> None:
     """Record `options` (resolved) in runs/NAME/options.toml, atomically (the run's own file: replaced)."""
     values = recorded_values(options)
-    lines = [f"# sr train: the options of this run. `sr train --resume --out {run_dir}` reads them;",
+    lines = ["# sr train: the options of this run. `sr train --resume --out THIS_FOLDER` reads them;",
              "# `sr train --config THIS_FILE --out runs/OTHER` starts the same run again.",
              "[train]"]
     lines += [f"{key.replace('_', '-')} = {_toml_literal(value)}" for key, value in values.items()]
