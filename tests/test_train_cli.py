@@ -287,3 +287,15 @@ def test_the_recorded_options_give_the_same_run_back(tmp_path: Path, model: str,
     recorded = read_run_options(out)
     assert recorded is not None
     assert resolve_run_options(TrainOverrides(out=out, resume=True)) == dataclasses.replace(options, resume=True)
+
+
+def test_a_missing_validation_set_fails_before_the_training_images_are_prepared(run: Run, tmp_path: Path) -> None:
+    from sr_cli.train.loop import TrainCallbacks, train
+
+    prepared: list[str] = []
+    options = tiny_options(run.data, tmp_path / "run", val="set5", data_dir=tmp_path / "no-benchmarks")
+    from sr_cli.errors import DatasetError
+
+    with pytest.raises(DatasetError, match="--data-dir"):
+        train(options, TrainCallbacks(progress=lambda what, done, total: prepared.append(what)))
+    assert prepared == [] and not (tmp_path / "run").exists()

@@ -360,16 +360,15 @@ def _prepare_data(options: TrainOptions, context: DistContext,
         return lambda done, total: report(what, done, total)
 
     def load() -> tuple[TrainingSet, TrainingSet | None]:
+        # The validation set is found first: a missing one (offline, a typo) fails in a second, not after
+        # the training images (DIV2K: 800) were decoded.
+        val_folder = None if options.val is None else resolve_val_folder(
+            options.val, options.scales, options.data_dir, progress("download validation set"))
         folder = _data_folder(options.data, progress("download DIV2K"))
         train_set = prepare_training_set(folder, options.scales, kind=kind, patch=options.patch, cache_dir=cache_dir,
                                          progress=progress("prepare training images"))
-        val_set = None
-        if options.val is not None:
-            val_folder = resolve_val_folder(options.val, options.scales, options.data_dir,
-                                            progress("download validation set"))
-            val_set = prepare_validation(val_folder,
-                                         options.scales, kind, cache_dir,
-                                         progress("prepare validation images"))
+        val_set = None if val_folder is None else prepare_validation(val_folder, options.scales, kind, cache_dir,
+                                                                     progress("prepare validation images"))
         return train_set, val_set
 
     # Rank 0 downloads/decodes; the others wait, then find everything in the cache. A failure on any
