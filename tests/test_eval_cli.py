@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -163,3 +164,25 @@ def test_quiet_prints_results_only_and_verbose_says_what_ran(capsys: pytest.Capt
     assert quiet.returncode == 0 and quiet.stderr == "" and quiet.stdout == normal.stdout
     verbose = run(capsys, *args, "-v")
     assert f"Set5: {datasets_dir}" in verbose.stderr and "Set5 x4 Bicubic: MATLAB bicubic, 5 images" in verbose.stderr
+
+
+def test_one_bar_counts_the_images_of_the_whole_run_from_the_start(capsys: pytest.CaptureFixture[str], datasets_dir: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 12: `sr eval` gets a bar with rate and ETA; its total (images x scales x models) is known before
+    the first model loads, so every frame reads N/10, never N/5 (one row's) or N/? (unknown)."""
+    import io
+
+    from rich.console import Console
+
+    from sr_cli.cli import console, progress
+
+    screen = io.StringIO()
+    terminal = Console(file=screen, force_terminal=True, width=80)
+    monkeypatch.setattr(console, "stderr", terminal)
+    monkeypatch.setattr(progress, "stderr", terminal)
+    done = run(capsys, "-d", "set5", "-m", "bicubic", "-s", "2,4", "--data-dir", str(datasets_dir), "--json")
+    assert done.returncode == 0 and len(json_lines(done.stdout)) == 2  # the records still reach stdout
+    drawn = screen.getvalue()
+    amounts = re.findall(r"(?<![\d.])(\d+)/(\d+|\?)(?![\d.])", drawn)
+    assert amounts and {total for _, total in amounts} == {"10"}, amounts
+    assert "10/10" in drawn and "Set5 x4 bicubic" in drawn

@@ -249,7 +249,8 @@ def eval_command(
         task, on_images = add_bar(bars, "eval", unit="img", total=image_count(jobs))
 
         def on_start(job: EvalJob) -> None:
-            bars.update(task, description=escape(f"{job.dataset.label} x{job.scale} {job.model}"))
+            name = Path(job.model).stem if Path(job.model).suffix else job.model  # the bar has ~24 columns for it
+            bars.update(task, description=escape(f"{job.dataset.label} x{job.scale} {name}"))
 
         for result in evaluate_jobs(jobs, options, on_images, on_start=on_start, session=session):
             results.append(result)
