@@ -16,7 +16,7 @@ import typer
 from rich.markup import escape
 from rich.progress import TaskID
 
-from sr_cli.cli.console import detail, error_line, json_line, note, result_path, warn
+from sr_cli.cli.console import Verbosity, detail, error_line, json_line, note, result_path, set_verbosity, warn
 from sr_cli.cli.estimate import LongRunCheck
 from sr_cli.cli.options import Device, Json, MaxPixels, Overwrite, Quiet, ResScale, Verbose, in_panel
 from sr_cli.cli.progress import add_bar, progress_bars
@@ -115,81 +115,113 @@ def upscale(
 
       sr upscale shots/ -o big/ --skip-existing --json > report.jsonl
     """
+    from sr_cli import distributed, scaleout
     from sr_cli.batch import ExistingPolicy, expand_inputs, output_bit_depth, plan_jobs
     from sr_cli.batch_run import RunSettings, remove_stale_temporaries, run_jobs
+    from sr_cli.errors import SRError
 
     started = time.perf_counter()
-    if model is not None and weights is not None:
-        raise UsageError("give one of --model NAME or --weights FILE, not both")
-    chosen: str | Path = model if model is not None else weights if weights is not None else DEFAULT_MODEL
-    if bit_depth not in (None, 8, 16):
-        raise UsageError(f"--bit-depth {bit_depth}: use 8 or 16")
-    # ranges checked here, not by typer: its "[1<=x<=100]" would widen the help's type column at 80 columns
-    if quality is not None and not 1 <= quality <= 100:
-        raise UsageError(f"--quality {quality}: use 1 to 100 (WebP 100 = lossless)")
-    if alpha is not None and not 0.0 <= alpha <= 1.0:
-        raise UsageError(f"--alpha {alpha:g}: use 0 (the PSNR model) to 1 (the GAN model)")
-    policy = existing_policy(overwrite, skip_existing)
-    from sr_cli.imageio.budget import check_output_factor, pixel_budget
+    context = scaleout.start(device)  # torchrun: this process's place, GPU and threads (no-op alone)
+    if not context.is_main:  # rank 0 alone speaks: errors, warnings, results, the summary
+        set_verbosity(Verbosity.QUIET)
+    completed = False
+    try:
+        with distributed.together(context):  # every rank plans the whole batch; a failure stops all
+            if model is not None and weights is not None:
+                raise UsageError("give one of --model NAME or --weights FILE, not both")
+            chosen: str | Path = model if model is not None else weights if weights is not None else DEFAULT_MODEL
+            if bit_depth not in (None, 8, 16):
+                raise UsageError(f"--bit-depth {bit_depth}: use 8 or 16")
+            # ranges checked here, not by typer: its "[1<=x<=100]" would widen the help's type column at 80 columns
+            if quality is not None and not 1 <= quality <= 100:
+                raise UsageError(f"--quality {quality}: use 1 to 100 (WebP 100 = lossless)")
+            if alpha is not None and not 0.0 <= alpha <= 1.0:
+                raise UsageError(f"--alpha {alpha:g}: use 0 (the PSNR model) to 1 (the GAN model)")
+            policy = existing_policy(overwrite, skip_existing)
+            from sr_cli.imageio.budget import check_output_factor, pixel_budget
 
-    budget = pixel_budget(max_pixels)
-    options = _upscale_options(parse_tile(tile), overlap, ensemble, device, precision, budget.output)
-    session = _model_session()  # one read of a weights file for both questions: its scale, then loading it
-    if scale is None and outscale is None:
-        scale = float(session.default_scale(chosen, res_scale=res_scale))  # before planning: names carry the scale
-    factor = outscale if outscale is not None else scale
-    assert factor is not None
-    check_output_factor(factor, budget, "--outscale" if outscale is not None else "--scale")  # before any loading
+            budget = pixel_budget(max_pixels)
+            options = _upscale_options(parse_tile(tile), overlap, ensemble, device, precision, budget.output)
+            session = _model_session()  # one read of a weights file for both questions: its scale, then loading it
+            if scale is None and outscale is None:
+                scale = float(session.default_scale(chosen, res_scale=res_scale))  # before planning: names carry the scale
+            factor = outscale if outscale is not None else scale
+            assert factor is not None
+            check_output_factor(factor, budget, "--outscale" if outscale is not None else "--scale")  # before any loading
 
-    files, ignored = expand_inputs(inputs, recursive=recursive)
-    jobs, own_outputs = plan_jobs(
-        files, output=output, factor=factor, model=str(chosen),
-        out_format=out_format, existing=policy, recursive=recursive, suffix=suffix,
-    )
-    for job in jobs:  # an explicit --bit-depth 16 into JPEG/WebP is a usage error, caught before loading
-        output_bit_depth(bit_depth, 8, job.format)
-    removed, in_use = remove_stale_temporaries(jobs)
-    for path in removed:
-        note(f"{path}: removed, a temporary file an interrupted run left behind")
-    for path in in_use:
-        warn(f"{path}: a temporary file of a run still writing here (or just stopped); left alone")
-    leftovers = set(removed) | set(in_use)
-    for item in ignored:
-        if not item.failed and item.path not in leftovers:
-            warn(f"{item.path}: skipped, {item.reason}")
-    for item in own_outputs:
-        note(f"{item.path}: not an input, {item.reason}")
-    detail(f"pixel budget: {budget.input:,} px read, {budget.output:,} px made; "
-           f"{len(jobs)} file(s) planned, {sum(job.skip for job in jobs)} kept (--skip-existing)")
-
-    renderer = _Renderer(json_records, total=len(jobs), out_format=out_format)
-    with renderer:
-        for item in ignored:
-            if item.failed:  # e.g. a sub-folder it could not list: the run reports it and fails
-                renderer.result(_folder_failure(item))
-        try:
-            if any(not job.skip for job in jobs):
-                loaded = _load(chosen, scale, res_scale, alpha, denoise, outscale, options, renderer, session)
-                renderer.weights_used(loaded, Blend(alpha=alpha, denoise=denoise))
-            upscaler = renderer.upscaler
-            # a long CPU run is said once, from the first image's first seconds
-            long_run = LongRunCheck(upscaler, [job.source for job in jobs if not job.skip])
-            run_jobs(
-                jobs,
-                upscaler.upscale_with_report if upscaler is not None else _never_called,
-                RunSettings(bit_depth=bit_depth, quality=quality, overwrite=policy is ExistingPolicy.OVERWRITE,
-                            budget=budget, check_output=upscaler.check_output_size if upscaler is not None else None),
-                on_file_start=long_run.file_started(renderer.file_started),
-                on_tiles=long_run.progress(renderer.tiles),
-                on_result=renderer.result,
+            files, ignored = expand_inputs(inputs, recursive=recursive)
+            jobs, own_outputs = plan_jobs(
+                files, output=output, factor=factor, model=str(chosen),
+                out_format=out_format, existing=policy, recursive=recursive, suffix=suffix,
             )
-        except KeyboardInterrupt:
-            renderer.stop()
-            _summarize(renderer.results, total=len(jobs), interrupted=True)
+            for job in jobs:  # an explicit --bit-depth 16 into JPEG/WebP is a usage error, caught before loading
+                output_bit_depth(bit_depth, 8, job.format)
+        scaleout.check_same_plan(jobs, context)
+        share = scaleout.share_for_rank(jobs, context)
+        with distributed.together(context):  # rank 0 alone tidies up (after every rank planned)
+            removed, in_use = remove_stale_temporaries(jobs) if context.is_main else ([], [])
+        for path in removed:
+            note(f"{path}: removed, a temporary file an interrupted run left behind")
+        for path in in_use:
+            warn(f"{path}: a temporary file of a run still writing here (or just stopped); left alone")
+        leftovers = set(removed) | set(in_use)
+        for item in ignored:
+            if not item.failed and item.path not in leftovers:
+                warn(f"{item.path}: skipped, {item.reason}")
+        for item in own_outputs:
+            note(f"{item.path}: not an input, {item.reason}")
+        detail(f"pixel budget: {budget.input:,} px read, {budget.output:,} px made; "
+               f"{len(jobs)} file(s) planned, {sum(job.skip for job in jobs)} kept (--skip-existing)")
+
+        renderer = _Renderer(json_records, total=len(jobs), out_format=out_format)
+        collected: list[FileResult] = []  # torchrun: this rank's results, rendered by rank 0 once all are in
+        on_result = collected.append if context.distributed else renderer.result
+        with renderer:
+            if context.is_main:
+                for item in ignored:
+                    if item.failed:  # e.g. a sub-folder it could not list: the run reports it and fails
+                        on_result(_folder_failure(item))
+            try:
+                for loads_now in (context.local_rank == 0, context.local_rank != 0):  # one download per machine
+                    with distributed.together(context):
+                        if loads_now and any(not job.skip for job in jobs):
+                            loaded = _load(chosen, scale, res_scale, alpha, denoise, outscale, options, renderer, session)
+                            renderer.weights_used(loaded, Blend(alpha=alpha, denoise=denoise))
+                upscaler = renderer.upscaler
+                # a long CPU run is said once, from the first image's first seconds
+                long_run = LongRunCheck(upscaler, [job.source for job in share.jobs if not job.skip])
+                with distributed.together(context):
+                    run_jobs(
+                        share.jobs,
+                        upscaler.upscale_with_report if upscaler is not None else _never_called,
+                        RunSettings(bit_depth=bit_depth, quality=quality, overwrite=policy is ExistingPolicy.OVERWRITE,
+                                    budget=budget, check_output=upscaler.check_output_size if upscaler is not None else None),
+                        on_file_start=long_run.file_started(renderer.file_started),
+                        on_tiles=long_run.progress(renderer.tiles),
+                        on_result=on_result,
+                    )
+            except KeyboardInterrupt:
+                renderer.stop()
+                _summarize(collected or renderer.results, total=len(share.jobs), interrupted=True)
+                raise
+            results = scaleout.gather_results(collected, jobs, context) if context.distributed else renderer.results
+            if context.distributed and context.is_main:
+                for result in results:  # all ranks' results, in the plan's order
+                    renderer.result(result)
+        if context.distributed:
+            note(f"torchrun: {context.world_size} processes, files per process: {', '.join(map(str, share.counts))}")
+        code = _summarize(results, total=len(jobs), seconds=time.perf_counter() - started,
+                          upscaler=renderer.upscaler, ensemble=ensemble, blend=renderer.blend)
+        completed = True
+    except SRError:
+        if context.is_main:
             raise
-    code = _summarize(renderer.results, total=len(jobs), seconds=time.perf_counter() - started,
-                      upscaler=renderer.upscaler, ensemble=ensemble, blend=renderer.blend)
-    if code:
+        # Shared with rank 0, which says it and exits with its code. The others end cleanly: torchrun
+        # stops every process when one fails, and would report them (killed) beside the real cause.
+        raise typer.Exit(0) from None
+    finally:
+        distributed.teardown(context, completed=completed)
+    if code and context.is_main:  # the other ranks leave the outcome to rank 0 (see above)
         raise typer.Exit(code)
 
 
