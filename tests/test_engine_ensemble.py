@@ -1,0 +1,100 @@
+"""The batched self-ensemble (views stacked into one forward: 8 for square windows, 4 + 4 otherwise)
+equals the definition run one view at a time, for a random-weight net of every family's descriptor,
+whole image and tiled, and its progress counts every view."""
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import torch
+from torch import Tensor
+
+from sr_cli.archs.descriptor import FamilyDescriptor
+from sr_cli.archs.edsr import EDSRParams
+from sr_cli.archs.families import FAMILIES
+from sr_cli.archs.mdsr import MDSRParams
+from sr_cli.archs.rrdb import RRDBParams
+from sr_cli.archs.runtime import SRNet, build_module, to_srnets
+from sr_cli.archs.srvgg import SRVGGParams
+from sr_cli.archs.vdsr import VDSRParams
+from sr_cli.engine import upscale_tensor
+from sr_cli.engine.ensemble import ensemble_forward
+
+CPU = torch.device("cpu")
+TOLERANCE = 1e-5  # relative to the output's magnitude: only the order of float sums differs
+TINY: dict[str, Any] = {  # small but with every part of the architecture (pixel_unshuffle for RRDB x2)
+    "edsr": EDSRParams(n_resblocks=2, n_feats=8, scale=3),
+    "mdsr": MDSRParams(n_resblocks=1, n_feats=8),
+    "rrdb": RRDBParams(num_feat=8, num_block=1, num_grow_ch=4, scale=2),
+    "vdsr": VDSRParams(num_layers=4, num_features=8),
+    "srvgg": SRVGGParams(num_feat=8, num_conv=2, upscale=4),
+}
+
+
+def _nets(descriptor: FamilyDescriptor[Any]) -> list[SRNet]:
+    torch.manual_seed(len(descriptor.name))
+    return [net.eval() for net in to_srnets(build_module(descriptor.name, TINY[descriptor.name])).values()]
+
+
+def rotation_ensemble(net: SRNet, image: Tensor) -> Tensor:
+    """The definition (EDSR's "+" models), written with rotations rather than the engine's
+    transpose/flip: k quarter turns and an optional mirror, each run alone, undone, averaged in float64."""
+    outputs = []
+    with torch.inference_mode():
+        for turns in range(4):
+            for mirror in (False, True):
+                view = torch.rot90(image, turns, dims=(-2, -1))
+                view = torch.flip(view, dims=(-1,)) if mirror else view
+                out = net(view[None].contiguous())[0]
+                out = torch.flip(out, dims=(-1,)) if mirror else out
+                outputs.append(torch.rot90(out, -turns, dims=(-2, -1)).double())
+    return torch.stack(outputs).mean(dim=0)
+
+
+def _close(result: Tensor, expected: Tensor) -> None:
+    scale = max(float(expected.abs().max()), 1.0)
+    assert float((result.double() - expected).abs().max()) <= TOLERANCE * scale
+
+
+def test_every_family_has_a_tiny_net_here() -> None:
+    assert set(TINY) == {descriptor.name for descriptor in FAMILIES}
+
+
+@pytest.mark.parametrize("descriptor", FAMILIES, ids=[d.name for d in FAMILIES])
+@pytest.mark.parametrize(("height", "width"), [(12, 12), (10, 14)])  # one batch of 8; two of 4 (transposed shapes)
+def test_batched_views_equal_the_views_one_at_a_time(descriptor: FamilyDescriptor[Any], height: int, width: int) -> None:
+    for net in _nets(descriptor):
+        m = net.size_multiple
+        image = torch.rand(net.in_channels, height * m, width * m, generator=torch.Generator().manual_seed(height))
+        with torch.inference_mode():
+            batched = ensemble_forward(net, image[None])[0]
+        assert batched.dtype == torch.float32
+        _close(batched, rotation_ensemble(net, image))
+
+
+@pytest.mark.parametrize("descriptor", FAMILIES, ids=[d.name for d in FAMILIES])
+def test_tiled_ensemble_equals_the_whole_image_definition(descriptor: FamilyDescriptor[Any]) -> None:
+    """Tiles whose windows are clipped at the border (not square) take the 4 + 4 path; with the net's
+    full receptive radius as overlap a tiled run is the whole-image run, up to float rounding."""
+    net = _nets(descriptor)[0]
+    m = net.size_multiple
+    image = torch.rand(net.in_channels, 18 * m, 13 * m, generator=torch.Generator().manual_seed(3))
+    calls: list[tuple[int, int]] = []
+    result = upscale_tensor(net, image, scale=net.scale, tile=6 * m, overlap=net.descriptor.receptive_radius(net.module.params),
+                            size_multiple=m, ensemble=True, device=CPU, precision="fp32",
+                            progress=lambda done, total: calls.append((done, total)))
+    _close(result, rotation_ensemble(net, image))
+    assert calls[-1][0] == calls[-1][1] and len({total for _, total in calls}) == 1
+
+
+def test_progress_counts_each_view_of_a_batched_forward() -> None:
+    """Units are conv layer x view x tile (engine/progress.py) even though the 8 views run as one batch."""
+    net = _nets(FAMILIES[0])[0]
+    convs = sum(isinstance(module, torch.nn.Conv2d) for module in net.modules())
+    image = torch.rand(3, 9, 9)
+    for ensemble, views in ((False, 1), (True, 8)):
+        calls: list[tuple[int, int]] = []
+        upscale_tensor(net, image, scale=net.scale, tile=0, overlap=0, ensemble=ensemble, device=CPU,
+                       precision="fp32", progress=lambda done, total: calls.append((done, total)))
+        assert calls[-1] == (convs * views, convs * views)
+        assert [done for done, _ in calls] == sorted({done for done, _ in calls})  # never backwards
