@@ -78,7 +78,7 @@ def one_view_at_a_time(run: Callable[[Tensor], Tensor], x: Tensor) -> Tensor:
 def timed(net: SRNet, image: Tensor, tile: int, mode: str, channels_last: bool) -> float:
     batched = upscale_module.ensemble_forward
     if mode == "one-by-one":
-        upscale_module.ensemble_forward = one_view_at_a_time  # type: ignore[assignment]
+        upscale_module.ensemble_forward = one_view_at_a_time
     try:
         started = time.perf_counter()
         upscale_tensor(net, image, scale=net.scale, tile=tile, overlap=net.min_overlap, size_multiple=net.size_multiple,
@@ -86,7 +86,7 @@ def timed(net: SRNet, image: Tensor, tile: int, mode: str, channels_last: bool) 
                        channels_last=channels_last)
         return time.perf_counter() - started
     finally:
-        upscale_module.ensemble_forward = batched  # type: ignore[assignment]
+        upscale_module.ensemble_forward = batched
 
 
 def main() -> None:

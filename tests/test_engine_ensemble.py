@@ -94,7 +94,11 @@ def test_progress_counts_each_view_of_a_batched_forward() -> None:
     image = torch.rand(3, 9, 9)
     for ensemble, views in ((False, 1), (True, 8)):
         calls: list[tuple[int, int]] = []
+
+        def record(done: int, total: int, seen: list[tuple[int, int]] = calls) -> None:
+            seen.append((done, total))
+
         upscale_tensor(net, image, scale=net.scale, tile=0, overlap=0, ensemble=ensemble, device=CPU,
-                       precision="fp32", progress=lambda done, total: calls.append((done, total)))
+                       precision="fp32", progress=record)
         assert calls[-1] == (convs * views, convs * views)
         assert [done for done, _ in calls] == sorted({done for done, _ in calls})  # never backwards

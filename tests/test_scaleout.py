@@ -15,7 +15,15 @@ from sr_cli.batch import Job
 from sr_cli.batch_run import FileResult
 from sr_cli.distributed import SINGLE_PROCESS, Ranks
 from sr_cli.errors import UsageError
-from sr_cli.scaleout import assign, check_same_plan, gather_results, plan_digest, result_from_record, share_for_rank, threads_per_rank
+from sr_cli.scaleout import (
+    assign,
+    check_same_plan,
+    gather_results,
+    plan_digest,
+    result_from_record,
+    share_for_rank,
+    threads_per_rank,
+)
 
 
 def _optimal_makespan(costs: list[int], world: int) -> int:
