@@ -266,7 +266,7 @@ def test_eval_set5_without_model_is_the_default_beside_bicubic(tmp_path: Path, d
         pairs[name] = (hr, photo(lr_dir / f"{name}.png", 6, 5))
     code, out, err = run(["eval", "--dataset", "set5", "--data-dir", str(tmp_path / "data"), "--json"], capsys)
     assert code == 0, err
-    records = json.loads(out)
+    records = [json.loads(line) for line in out.splitlines()]  # JSON lines, one per row
     assert [(r["model"], r["scale"], r["n_images"]) for r in records] == [("Bicubic", 4, 2), (default_model, 4, 2)]
     upscaler = load_model(default_model, options=UpscaleOptions(tile=0))
     expected = np.mean([y_psnr(upscaler.upscale(lr), hr, 4) for hr, lr in pairs.values()])
