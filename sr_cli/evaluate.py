@@ -68,7 +68,8 @@ __all__ = [
     "model_label",
 ]
 
-Progress = Callable[[int, int], None]
+Progress = Callable[[float, int], None]  # (images done, total): fractional within the current image
+NetworkProgress = Callable[[int, int], None]  # the engine's (units done, units in all) of one image
 PROTOCOLS: tuple[str, ...] = ("paper", "rgb-lr", "edsr-pytorch", "basicsr")
 BICUBIC = "bicubic"
 EVAL_TILE = 0  # rgb-lr runs the Upscaler on the whole image, as the other protocols run the network
@@ -261,21 +262,21 @@ def _to_uint8(out: torch.Tensor) -> np.ndarray:
     return levels.permute(1, 2, 0).to("cpu", torch.uint8).numpy()
 
 
-def _run_rgb_model(upscaler: Upscaler, lr: np.ndarray) -> np.ndarray:
+def _run_rgb_model(upscaler: Upscaler, lr: np.ndarray, progress: NetworkProgress | None) -> np.ndarray:
     """The network on the whole LR image (exact: fp32, no tiling), 8-bit output; gray in -> gray out."""
     gray = lr.ndim == 2
     rgb = np.repeat(lr[..., None], 3, axis=2) if gray else lr
-    out = upscaler.network_output(_to_tensor(rgb))
+    out = upscaler.network_output(_to_tensor(rgb), progress)
     if gray:
         folded = (out.permute(1, 2, 0).numpy() @ GRAY_FROM_RGB)[None]
         return _to_uint8(torch.from_numpy(folded))[..., 0]
     return _to_uint8(out)
 
 
-def _run_via_api(upscaler: Upscaler | None, lr: np.ndarray, scale: int) -> np.ndarray:
+def _run_via_api(upscaler: Upscaler | None, lr: np.ndarray, scale: int, progress: NetworkProgress | None) -> np.ndarray:
     if upscaler is None:  # bicubic: `sr upscale` has no bicubic model; MATLAB imresize of the 8-bit image
         return imresize(lr, float(scale))
-    return upscaler.upscale(lr)
+    return upscaler.upscale(lr, progress)
 
 
 def _y_recipe_input(hr: np.ndarray, rounded_y: bool) -> np.ndarray:
@@ -287,7 +288,8 @@ def _y_recipe_input(hr: np.ndarray, rounded_y: bool) -> np.ndarray:
     return rgb_to_y(hr.astype(np.float64) / 255.0) * 255.0
 
 
-def _paper_y_model(upscaler: Upscaler | None, pair: ImagePair, scale: int) -> tuple[np.ndarray, np.ndarray]:
+def _paper_y_model(upscaler: Upscaler | None, pair: ImagePair, scale: int,
+                   progress: NetworkProgress | None) -> tuple[np.ndarray, np.ndarray]:
     """(reference Y, SR Y) on 0..255 for bicubic (no upscaler) / VDSR, per the MATLAB recipes in the module
     docstring; VDSR's float output is kept unrounded (its published figures were measured so)."""
     is_bicubic = upscaler is None
@@ -296,8 +298,22 @@ def _paper_y_model(upscaler: Upscaler | None, pair: ImagePair, scale: int) -> tu
     if upscaler is None:
         return reference, np.clip(np.floor(upscaled * 255.0 + 0.5), 0.0, 255.0)
     x = torch.from_numpy(upscaled).to(dtype=torch.float32)[None]
-    out = upscaler.network_output(x)[0].double().numpy()
+    out = upscaler.network_output(x, progress)[0].double().numpy()
     return reference, np.clip(out * 255.0, 0.0, 255.0)
+
+
+def _within_image(progress: Progress | None, index: int, count: int) -> NetworkProgress | None:
+    """The engine's units of image `index` as a fraction of that image, so a slow model's bar (and its
+    ETA) moves during its first image instead of after it. Never reaches index + 1: that is reported
+    once the image is scored."""
+    if progress is None:
+        return None
+
+    def report(done: int, total: int) -> None:
+        if total > 0:
+            progress(index + min(done / total, 0.999), count)
+
+    return report
 
 
 def _score_8bit(sr: np.ndarray, hr: np.ndarray, scale: int, options: EvalOptions, dataset: Dataset, name: str, path: str) -> ImageScore:
@@ -370,16 +386,17 @@ def evaluate(
     for index, image in enumerate(images):
         pair = load_pair(image, scale, options.budget)
         sources = tuple(p for p in (image.hr_path, image.lr_path) if p is not None)
+        within = _within_image(progress, index, len(images))
         if paper_y_path:
-            reference, sr_y = _paper_y_model(upscaler, pair, scale)
+            reference, sr_y = _paper_y_model(upscaler, pair, scale, within)
             scores.append(_score_y(reference, sr_y, scale, options, image.name, str(image.hr_path)))
             saved = np.clip(np.floor(sr_y + 0.5), 0, 255).astype(np.uint8)
         else:
             if via_api:
-                sr = _run_via_api(upscaler, pair.lr, scale)
+                sr = _run_via_api(upscaler, pair.lr, scale, within)
             else:
                 assert upscaler is not None  # bicubic always goes through the api path or the paper Y path
-                sr = _run_rgb_model(upscaler, pair.lr)
+                sr = _run_rgb_model(upscaler, pair.lr, within)
             scores.append(_score_8bit(sr, pair.hr, scale, options, dataset, image.name, str(image.hr_path)))
             saved = sr
         if options.save_dir is not None:
@@ -457,7 +474,7 @@ def evaluate_jobs(
         if progress is not None:
             progress(done, total)
 
-        def on_image(index: int, _count: int, base: int = done) -> None:
+        def on_image(index: float, _count: int, base: int = done) -> None:
             if progress is not None:
                 progress(base + index, total)
 

@@ -319,10 +319,28 @@ def test_a_run_counts_every_image_of_every_row_from_the_start(hr_folder: Path) -
     jobs = plan_jobs([dataset], ["bicubic"], [2, 3])
     assert [(job.scale, job.model) for job in jobs] == [(2, "bicubic"), (3, "bicubic")]
     assert image_count(jobs) == 6
-    calls: list[tuple[int, int]] = []
+    calls: list[tuple[float, int]] = []
     started: list[int] = []
     results = list(evaluate_jobs(jobs, progress=lambda done, total: calls.append((done, total)),
                                  on_start=lambda job: started.append(job.scale)))
     assert [r.scale for r in results] == [2, 3] and started == [2, 3]
     assert {total for _, total in calls} == {6}  # the total is known before the first image
     assert [done for done, _ in calls] == sorted(done for done, _ in calls) and calls[-1] == (6, 6)
+
+
+@pytest.mark.parametrize("protocol", ["paper", "rgb-lr"])
+def test_a_networks_progress_moves_within_each_image(hr_folder: Path, tmp_path: Path, protocol: str) -> None:
+    """A slow model's bar moves during an image (the engine's units as a fraction of it), never past it
+    before the image is scored, and never backwards."""
+    torch.manual_seed(0)
+    weights = tmp_path / "tiny_edsr_x2.pt"
+    torch.save(EDSR(EDSRParams(n_resblocks=1, n_feats=8, scale=2)).eval().state_dict(), weights)
+    dataset = resolve_dataset(str(hr_folder), scales=(2,))
+    calls: list[tuple[float, int]] = []
+    evaluate(dataset, str(weights), 2, EvalOptions(protocol=protocol), lambda done, total: calls.append((done, total)))
+    done = [value for value, _ in calls]
+    count = len(dataset.images(2))
+    assert done == sorted(done) and done[-1] == count and {total for _, total in calls} == {count}
+    for index in range(count):
+        within = [value for value in done if index < value < index + 1]
+        assert within, f"no progress inside image {index}: {done}"

@@ -33,7 +33,7 @@ from rich.text import Text
 from sr_cli.cli.console import shows_progress, stderr
 
 Kind = Literal["count", "bytes", "percent"]
-ProgressCallback = Callable[[int, int], None]  # (done, total); total 0 = not known yet
+ProgressCallback = Callable[[float, int], None]  # (done, total); total 0 = not known yet; done may be fractional
 SPEED_WINDOW_SECONDS = 60.0
 DESCRIPTION_WIDTH = 24  # columns; a longer file name is cut with an ellipsis, so the line fits 80 columns
 MIN_BAR_WIDTH = 6
@@ -74,7 +74,7 @@ def add_bar(bars: Progress, label: str, *, kind: Kind = "count", unit: str = "",
     `unit` names one item in the rate ("img" -> "2.5 img/s")."""
     task = bars.add_task(escape(label), total=total or None, kind=kind, unit=unit, visible=visible)
 
-    def update(done: int, new_total: int) -> None:
+    def update(done: float, new_total: int) -> None:
         bars.update(task, completed=done, total=new_total or None)
 
     return task, update
