@@ -6,7 +6,7 @@
 Models are random-init at the published sizes (speed does not depend on the weight values) except VDSR,
 which uses the real ../shared/weights/model_epoch_50.pth when present. Each measurement is the median of
 `--runs` timed runs after one warm-up run, through `sr_cli.engine.upscale_tensor` with the model's own
-min_overlap, in the memory layout the API uses on the CPU (channels_last except RRDB, see
+min_overlap, in the memory layout the API uses on the CPU (channels_last for every family today, see
 sr_cli.api.CHANNELS_LAST_ON_CPU; `--contiguous` for NCHW everywhere). Peak memory is the growth of the process's resident-set high-water mark (VmHWM in
 /proc/self/status, reset before each configuration by writing 5 to /proc/self/clear_refs, after glibc's
 malloc_trim returned freed heap to the OS) over the resident size before it: torch allocates outside Python, so tracemalloc would not see it.
@@ -168,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.manual_seed(0)
     print(f"# {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}, "
           f"{torch.get_num_threads()} threads, peak reset: {reset_peak()}, "
-          f"layout: {'NCHW' if args.contiguous else 'channels_last except rrdb'}")
+          f"layout: {'NCHW' if args.contiguous else 'the API CPU layout (' + ', '.join(sorted(CHANNELS_LAST_ON_CPU)) + ' channels_last)'}")
     rows: list[Row] = []
     layouts: list[dict[str, object]] = []
     print(f"{'model':38s} {'input':>8s} {'tile':>6s} {'ovl':>4s} {'tiles':>5s} {'s':>8s} {'out MP/s':>9s} {'peak MiB':>9s}")

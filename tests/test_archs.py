@@ -3,6 +3,7 @@ independent hand computations, SRNet value ranges, MDSR sharing, tile context.""
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
@@ -136,29 +137,29 @@ def test_mdsr_one_module_serves_each_scale_without_state() -> None:
         model(x, 5)
 
 
-def _rdb_by_hand(sd: dict[str, torch.Tensor], p: str, x: torch.Tensor) -> torch.Tensor:
+def _rdb_by_hand(sd: Mapping[str, torch.Tensor], p: str, x: torch.Tensor) -> torch.Tensor:
     feats = [x]
     for j in range(1, 5):
         feats.append(F.leaky_relu(F.conv2d(torch.cat(feats, 1), sd[f"{p}.conv{j}.weight"], sd[f"{p}.conv{j}.bias"], padding=1), 0.2))
     return F.conv2d(torch.cat(feats, 1), sd[f"{p}.conv5.weight"], sd[f"{p}.conv5.bias"], padding=1) * 0.2 + x
 
 
-@pytest.mark.parametrize("scale", [4, 2, 1])
-def test_rrdb_forward_matches_hand_computation(scale: int) -> None:
-    params = RRDBParams(num_feat=8, num_block=2, num_grow_ch=4, scale=scale)
-    model = RRDBNet(params).eval()
-    sd = model.state_dict()
-    x = torch.rand(1, 3, 8, 12)
+def _rrdb_by_hand(model: RRDBNet, x: torch.Tensor) -> torch.Tensor:
+    """RRDBNet forward from the paper's formulas with F.conv2d on the module's parameters (so autograd sees
+    them), out of place throughout: the reference the optimised module code must equal."""
+    sd = dict(model.named_parameters())
+    scale = model.params.scale
 
     def conv(t: torch.Tensor, name: str) -> torch.Tensor:
         return F.conv2d(t, sd[f"{name}.weight"], sd[f"{name}.bias"], padding=1)
 
     # BasicSR x2/x1: fold the image with pixel_unshuffle first (written here as an explicit reshape)
     u = {4: 1, 2: 2, 1: 4}[scale]
-    folded = x.view(1, 3, 8 // u, u, 12 // u, u).permute(0, 1, 3, 5, 2, 4).reshape(1, 3 * u * u, 8 // u, 12 // u)
+    n, c, h, w = x.shape
+    folded = x.reshape(n, c, h // u, u, w // u, u).permute(0, 1, 3, 5, 2, 4).reshape(n, c * u * u, h // u, w // u)
     fea = conv(folded, "conv_first")
     trunk = fea
-    for b in range(2):
+    for b in range(model.params.num_block):
         y = trunk
         for k in (1, 2, 3):
             y = _rdb_by_hand(sd, f"body.{b}.rdb{k}", y)
@@ -166,13 +167,59 @@ def test_rrdb_forward_matches_hand_computation(scale: int) -> None:
     fea = fea + conv(trunk, "conv_body")
     for name in ("conv_up1", "conv_up2"):
         fea = F.leaky_relu(conv(fea.repeat_interleave(2, -1).repeat_interleave(2, -2), name), 0.2)
-    expected = conv(F.leaky_relu(conv(fea, "conv_hr"), 0.2), "conv_last")
+    return conv(F.leaky_relu(conv(fea, "conv_hr"), 0.2), "conv_last")
+
+
+@pytest.mark.parametrize("scale", [4, 2, 1])
+def test_rrdb_forward_matches_hand_computation(scale: int) -> None:
+    params = RRDBParams(num_feat=8, num_block=2, num_grow_ch=4, scale=scale)
+    model = RRDBNet(params).eval()
+    x = torch.rand(1, 3, 8, 12)
+    u = {4: 1, 2: 2, 1: 4}[scale]
     with torch.no_grad():
-        out = model(x)
+        out, expected = model(x), _rrdb_by_hand(model, x)
     assert out.shape == (1, 3, 8 * scale, 12 * scale)
     torch.testing.assert_close(out, expected, rtol=1e-4, atol=1e-5)
     assert model.conv_first.in_channels == 3 * u * u
     assert to_srnets(model)[scale].size_multiple == u
+
+
+def test_rrdb_trains_through_its_in_place_activations() -> None:
+    """The in-place LeakyReLUs and fused skips of the fast forward keep autograd right (sr train runs RRDB):
+    the gradients equal those of the out-of-place reference."""
+    model = RRDBNet(RRDBParams(num_feat=8, num_block=2, num_grow_ch=4))
+    x = torch.rand(2, 3, 6, 7)
+    gradients = []
+    for forward in (model, lambda t: _rrdb_by_hand(model, t)):
+        model.zero_grad()
+        forward(x).square().mean().backward()
+        gradients.append({name: p.grad.clone() for name, p in model.named_parameters() if p.grad is not None})
+    assert gradients[0].keys() == gradients[1].keys() and len(gradients[0]) == len(list(model.parameters()))
+    for name, gradient in gradients[0].items():
+        torch.testing.assert_close(gradient, gradients[1][name], rtol=1e-4, atol=1e-6, msg=name)
+
+
+@pytest.mark.parametrize(
+    ("family", "params"),
+    [
+        ("rrdb", RRDBParams(num_feat=64, num_block=1, num_grow_ch=32)),  # the real channel counts, one block
+        ("rrdb", RRDBParams(num_feat=16, num_block=1, num_grow_ch=8, scale=2)),
+        ("edsr", EDSRParams(n_resblocks=2, n_feats=32, scale=4, res_scale=0.1)),
+        ("srvgg", SRVGGParams(num_feat=32, num_conv=4)),
+    ],
+)
+def test_cpu_layout_gives_the_reference_output(family: str, params: object) -> None:
+    """What the API runs on the CPU (the descriptor's channels_last choice, under inference_mode) equals the
+    plain NCHW forward under no_grad, on random weights, within float rounding."""
+    net = SRNet(build_module(family, params)).eval()
+    x = torch.rand(1, 3, 12, 10)
+    with torch.no_grad():
+        expected = net(x)
+    assert net.descriptor.channels_last_on_cpu  # the layout measured faster (docs/benchmarks.md)
+    net.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+    with torch.inference_mode():
+        out = net(x.contiguous(memory_format=torch.channels_last))
+    torch.testing.assert_close(out, expected, rtol=1e-5, atol=1e-5)
 
 
 def test_esrgan_converters_round_trip_and_refuse_unknown_keys() -> None:

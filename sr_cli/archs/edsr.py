@@ -82,7 +82,7 @@ class ResBlock(nn.Module):
         self.res_scale = res_scale
 
     def forward(self, x: Tensor) -> Tensor:
-        return x + self.body(x) * self.res_scale
+        return torch.add(x, self.body(x), alpha=self.res_scale)  # one pass over memory, not two
 
 
 class Upsampler(nn.Sequential):

@@ -70,12 +70,15 @@ class ResidualDenseBlock(nn.Module):
         self.conv5 = _conv(f + 4 * g, f)
 
     def forward(self, x: Tensor) -> Tensor:
-        x1 = F.leaky_relu(self.conv1(x), LRELU_SLOPE)
-        x2 = F.leaky_relu(self.conv2(torch.cat((x, x1), 1)), LRELU_SLOPE)
-        x3 = F.leaky_relu(self.conv3(torch.cat((x, x1, x2), 1)), LRELU_SLOPE)
-        x4 = F.leaky_relu(self.conv4(torch.cat((x, x1, x2, x3), 1)), LRELU_SLOPE)
-        x5 = self.conv5(torch.cat((x, x1, x2, x3, x4), 1))
-        return x5 * RESIDUAL_SCALE + x
+        # Activations in place and the 0.2-scaled skip as one add (torch.add's alpha): fewer passes over
+        # memory, same values within float rounding. The growing torch.cat stays: in channels_last (the CPU
+        # layout, docs/benchmarks.md) a preallocated feature buffer measured slower, because a conv reading
+        # a channel slice of an NHWC buffer gets a strided input and copies it anyway.
+        x1 = F.leaky_relu(self.conv1(x), LRELU_SLOPE, inplace=True)
+        x2 = F.leaky_relu(self.conv2(torch.cat((x, x1), 1)), LRELU_SLOPE, inplace=True)
+        x3 = F.leaky_relu(self.conv3(torch.cat((x, x1, x2), 1)), LRELU_SLOPE, inplace=True)
+        x4 = F.leaky_relu(self.conv4(torch.cat((x, x1, x2, x3), 1)), LRELU_SLOPE, inplace=True)
+        return torch.add(x, self.conv5(torch.cat((x, x1, x2, x3, x4), 1)), alpha=RESIDUAL_SCALE)
 
 
 class RRDB(nn.Module):
@@ -86,7 +89,7 @@ class RRDB(nn.Module):
         self.rdb3 = ResidualDenseBlock(num_feat, num_grow_ch)
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.rdb3(self.rdb2(self.rdb1(x))) * RESIDUAL_SCALE + x
+        return torch.add(x, self.rdb3(self.rdb2(self.rdb1(x))), alpha=RESIDUAL_SCALE)
 
 
 class RRDBNet(nn.Module):
@@ -107,9 +110,9 @@ class RRDBNet(nn.Module):
         feat = F.pixel_unshuffle(x, u) if u > 1 else x
         feat = self.conv_first(feat)
         feat = feat + self.conv_body(self.body(feat))
-        feat = F.leaky_relu(self.conv_up1(F.interpolate(feat, scale_factor=2, mode="nearest")), LRELU_SLOPE)
-        feat = F.leaky_relu(self.conv_up2(F.interpolate(feat, scale_factor=2, mode="nearest")), LRELU_SLOPE)
-        return self.conv_last(F.leaky_relu(self.conv_hr(feat), LRELU_SLOPE))
+        feat = F.leaky_relu(self.conv_up1(F.interpolate(feat, scale_factor=2, mode="nearest")), LRELU_SLOPE, inplace=True)
+        feat = F.leaky_relu(self.conv_up2(F.interpolate(feat, scale_factor=2, mode="nearest")), LRELU_SLOPE, inplace=True)
+        return self.conv_last(F.leaky_relu(self.conv_hr(feat), LRELU_SLOPE, inplace=True))
 
 
 # --- converters from foreign layouts to the BasicSR names (pure: dict in, new dict out) -----------------
@@ -288,7 +291,8 @@ DESCRIPTOR: FamilyDescriptor[RRDBParams] = FamilyDescriptor(
     # x2/x1 fold the input with pixel_unshuffle, which changes conv_first's input channels; the x4
     # upsampler conv_up1/2 is the same at every scale
     scale_specific_prefixes=("conv_first.",),
-    # NHWC measured x0.88 and x1.14 in two runs (the dense blocks concatenate channels): not shown faster
-    channels_last_on_cpu=False,
+    # NHWC: x1.3 in CPU time for the whole x4plus net, x1.67 for one dense block (bench/peers.py and
+    # docs/benchmarks.md, "Whole image on the CPU"); the concatenations cost less than NCHW convs lose
+    channels_last_on_cpu=True,
     train_params=_train_params,
 )
