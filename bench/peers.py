@@ -184,10 +184,11 @@ def sr_engine(param: Path, tile: int) -> Engine:
     return upscaler.upscale
 
 
-def ncnn_engine(param: Path, threads: int, fp16: bool) -> Engine:
+def ncnn_engine(param: Path, threads: int, fp16: bool, winograd: bool = True) -> Engine:
     import ncnn
 
     net = ncnn.Net()
+    net.opt.use_winograd_convolution = winograd  # False: direct/sgemm 3x3 convolutions, as torch computes them
     net.opt.use_vulkan_compute = False
     net.opt.num_threads = threads
     net.opt.use_fp16_storage = fp16
@@ -346,6 +347,8 @@ def run_case(case: Case, args: argparse.Namespace, models: Path) -> dict[str, ob
         engines[f"RealESRGANer {label}"] = realesrganer_engine(param, tile, args.cache)
     engines["ncnn fp32 whole"] = ncnn_engine(param, args.threads, fp16=False)
     engines["ncnn fp16 whole"] = ncnn_engine(param, args.threads, fp16=True)
+    if args.ncnn_direct:
+        engines["ncnn fp32 whole, no Winograd"] = ncnn_engine(param, args.threads, fp16=False, winograd=False)
     peak_run, peak_flops = conv_peak_engine(args.threads)
     reference = sr_engine(param, 0)(image) if tile else None  # sr's whole-image output, once, untimed
     results = {name: Result(name) for name in engines}
@@ -416,6 +419,8 @@ def main() -> None:
     parser.add_argument("--image", type=Path, default=DEFAULT_IMAGE)
     parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE)
     parser.add_argument("--no-realesrgan", action="store_true", help="skip RealESRGANer (no venv needed)")
+    parser.add_argument("--ncnn-direct", action="store_true",
+                        help="also ncnn fp32 with its Winograd convolutions off (where its lead comes from)")
     parser.add_argument("--json", type=Path, help="also write the report here")
     args = parser.parse_args()
     args.rounds = args.rounds if args.rounds is not None else (1 if args.quick else 3)

@@ -14,6 +14,7 @@ from torch import Tensor
 
 from sr_cli.engine.blending import feather_radius, tile_weights
 from sr_cli.engine.ensemble import ensemble_forward
+from sr_cli.engine.heap import reuse_freed_heap
 from sr_cli.engine.memory import MIN_TILE, auto_tile_size, is_out_of_memory, memory_budget
 from sr_cli.engine.precision import Precision, run_at_precision
 from sr_cli.engine.progress import ForwardProfile, WorkMeter, counting_convs, profile_forward
@@ -89,7 +90,9 @@ def upscale_tensor(
     max_core = (padded_h, padded_w)  # lowered after an out-of-memory error, so later tiles start smaller
     canvas: Tensor | None = None
     counting = counting_convs(model, meter.on_conv) if progress is not None else nullcontext()
-    with torch.inference_mode(), counting:
+    # on the CPU the feature maps live in host memory: keep freed ones for the next layer (engine/heap.py)
+    heap_reuse = reuse_freed_heap() if device.type == "cpu" else nullcontext()
+    with torch.inference_mode(), counting, heap_reuse:
         meter.begin()
         while pending:
             current = pending.pop()
