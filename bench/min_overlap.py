@@ -1,17 +1,25 @@
-"""Measure the tile context each family needs for tiled == whole within 1/255 (feeds archs/runtime.py).
+"""Measure the tile context each family needs for tiled == whole within 1 level (feeds archs/*.py, docs/benchmarks.md).
 
-Method: a 128x128 crop of a Set5 HR image (the centre of `baby`), values in [0,1], is upscaled whole.
-Then, for context c = 0, 2, 4, ..., the centre 8x8 input pixels plus c pixels of real context on each
-side are upscaled alone (the tile's outer border sees the convs' zero padding, as a tile in the engine
-does), and the output pixels of the 8x8 core are compared with the same pixels of the whole result.
-Reported: the smallest c with max |tile - whole| < 1/255, over all channels of the core. VDSR runs on the
-Y channel (BT.601) and is also measured with the real `model_epoch_50.pth`.
+Two parts.
+1. Real weights (the bundled RRDB x4plus and SRVGG animevideov3) and seeded official-layout EDSR/MDSR, on
+   real photos (Set5/Set14 x4 LR, 128x128 crops, 1 thread): the error-vs-context curve. Each photo is
+   upscaled whole, then as two one-edge windows (its left 128xW and top Wx128 part): an output pixel of a
+   window at input distance d from the cut has exactly d pixels of real context on that side (the other
+   sides are the true border), so one window gives the error at every context 0..W at once. e(d) = the
+   max |window - whole| (clamped to [0,1], in 8-bit levels) over pixels with context d; the family needs
+   the smallest c with max_{d >= c} e(d) <= 1 level over every photo. Then the engine itself runs the
+   photos tiled at several tile sizes with that context (blend inside the context, engine/blending.py)
+   and reports max |tiled - whole|. Written to docs/images/tile_context.json (the plot:
+   bench/plot_tile_cost.py).
+2. `--random`: the older random-init sweep (8x8 cores; random init is not a proxy for trained models).
 
-Run: python3 bench/min_overlap.py [SHARED_DIR]   (default ../shared). Random init: torch.manual_seed(0).
+Run: python3 bench/min_overlap.py [SHARED_DIR] [--random] [--families=rrdb,srvgg,edsr,mdsr] [--skip-engine]
 """
 from __future__ import annotations
 
+import json
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -46,8 +54,7 @@ def needed_context(net: SRNet, image: torch.Tensor, limit: int) -> tuple[int | N
     return None, trace
 
 
-def main() -> None:
-    shared = Path(sys.argv[1]) if len(sys.argv) > 1 else Path(__file__).resolve().parents[2] / "shared"
+def random_init_sweep(shared: Path) -> None:
     hr = np.asarray(Image.open(shared / "datasets/set5/HR/baby.png").convert("RGB"), dtype=np.float32) / 255
     h, w, _ = hr.shape
     crop = hr[(h - SIZE) // 2:(h + SIZE) // 2, (w - SIZE) // 2:(w + SIZE) // 2]
@@ -93,6 +100,117 @@ def vdsr_set5_sweep(shared: Path, vdsr_file: Path) -> int:
                 print(f"  {path.stem} core at ({cy},{cx}): {c} px (max err {err.item() * 255:.3f}/255)")
                 worst = max(worst, c)
     return worst
+
+# --- part 1: real photos, real weights --------------------------------------------------------------
+
+PHOTOS = ("set14/LR_bicubic/X4/bridge.png", "set14/LR_bicubic/X4/lenna.png", "set14/LR_bicubic/X4/man.png",
+          "set14/LR_bicubic/X4/pepper.png", "set5/LR_bicubic/X4/baby.png", "set14/LR_bicubic/X4/barbara.png")
+PHOTO_SIDE = 128
+WINDOW = 80  # context measured up to this many input pixels
+ENGINE_TILES = (64, 43)  # 2x2 and 3x3 grids on a 128 px photo
+LEVEL = 1 / 255
+OUT_JSON = Path(__file__).resolve().parents[1] / "docs/images/tile_context.json"
+BUNDLED = Path(__file__).resolve().parents[1] / "sr_cli/bundled"
+
+
+def photo(shared: Path, relative: str) -> torch.Tensor:
+    image = np.asarray(Image.open(shared / "datasets" / relative).convert("RGB"), dtype=np.float32) / 255
+    return torch.from_numpy(image[:PHOTO_SIDE, :PHOTO_SIDE].copy()).permute(2, 0, 1).contiguous()
+
+
+def context_curve(net: SRNet, image: torch.Tensor, whole: torch.Tensor) -> list[float]:
+    """e(d) in levels for d = 0..WINDOW-1: worst pixel with exactly d input pixels of context on the cut side."""
+    s, m = net.scale, net.size_multiple
+    width = WINDOW - WINDOW % m
+    worst = [0.0] * width
+    with torch.inference_mode():
+        for window in (image[None, :, :, :width], image[None, :, :width, :]):
+            out = net(window).clamp(0, 1)
+            ref = whole[..., :out.shape[-2], :out.shape[-1]]
+            diff = (out - ref).abs().amax(dim=(0, 1))  # [H_out, W_out]
+            along = diff.amax(dim=0) if window.shape[-1] == width else diff.amax(dim=1)
+            for index, value in enumerate(along.tolist()):
+                d = width - 1 - index // s
+                worst[d] = max(worst[d], value / LEVEL)
+    return worst
+
+
+def needed(curve: list[float], limit_levels: float = 1.0) -> int | None:
+    """Smallest c with every e(d >= c) <= limit_levels (None: not reached inside the window)."""
+    for c in range(len(curve)):
+        if max(curve[c:]) <= limit_levels:
+            return c if c < len(curve) - 4 else None  # the last few columns prove nothing
+    return None
+
+
+def real_nets(families: set[str]) -> dict[str, SRNet]:
+    nets: dict[str, SRNet] = {}
+    if "rrdb" in families:
+        nets["rrdb realesrgan-x4plus (real)"] = srnet_for(load_checkpoint(BUNDLED / "realesrgan-x4plus.fp16.safetensors"), 4)
+    if "srvgg" in families:
+        nets["srvgg animevideov3 (real)"] = srnet_for(load_checkpoint(BUNDLED / "realesr-animevideov3.fp16.safetensors"), 4)
+    torch.manual_seed(0)  # seeded official layouts: the hyperparameters of the official checkpoints
+    if "edsr" in families:
+        nets["edsr baseline x4 (seeded)"] = SRNet(build_module("edsr", EDSRParams(scale=4)))
+    if "mdsr" in families:
+        nets["mdsr x4 (seeded)"] = to_srnets(build_module("mdsr", MDSRParams()))[4]
+    return {name: net.eval() for name, net in nets.items()}
+
+
+def engine_error(net: SRNet, image: torch.Tensor, whole: torch.Tensor, tile: int, context: int) -> float:
+    from sr_cli.archs.runtime import receptive_radius as radius_of
+    from sr_cli.engine import upscale_tensor
+
+    out = upscale_tensor(net, image, scale=net.scale, tile=tile, overlap=context, size_multiple=net.size_multiple,
+                         device=torch.device("cpu"), precision="fp32", min_overlap=context,
+                         exact_overlap=radius_of(net.family, net.module.params))
+    return (out[None].clamp(0, 1) - whole).abs().max().item() / LEVEL
+
+
+def real_photo_sweep(shared: Path, families: set[str], run_engine: bool) -> None:
+    torch.set_num_threads(1)  # on a loaded 2-core machine 1 thread is several times faster than 2
+    results: dict[str, object] = json.loads(OUT_JSON.read_text()) if OUT_JSON.is_file() else {}
+    for name, net in real_nets(families).items():
+        curves: dict[str, list[float]] = {}
+        wholes: dict[str, torch.Tensor] = {}
+        images = {rel: photo(shared, rel) for rel in PHOTOS}
+        for rel, image in images.items():
+            started = time.perf_counter()
+            with torch.inference_mode():
+                wholes[rel] = net(image[None]).clamp(0, 1)
+            curves[rel] = [round(e, 3) for e in context_curve(net, image, wholes[rel])]
+            print(f"{name} {rel}: needs {needed(curves[rel])} px ({time.perf_counter() - started:.0f} s)", flush=True)
+        worst = [max(c[d] for c in curves.values()) for d in range(len(next(iter(curves.values()))))]
+        context = needed(worst)
+        record: dict[str, object] = {"curves": curves, "worst": worst, "needed": context,
+                                     "radius": receptive_radius(net.family, net.module.params)}
+        print(f"{name}: needed context {context} px (radius {record['radius']}); worst e(d) "
+              f"{[(d, worst[d]) for d in range(0, len(worst), 4)]}", flush=True)
+        if run_engine and context is not None:
+            checks = []
+            for tile in ENGINE_TILES:
+                for rel in PHOTOS[:2]:
+                    error = engine_error(net, images[rel], wholes[rel], tile, context)
+                    checks.append({"photo": rel, "tile": tile, "context": context, "max_levels": round(error, 3)})
+                    print(f"  engine tile {tile} context {context} on {rel}: max {error:.3f} levels", flush=True)
+            record["engine"] = checks
+        results[name] = record
+        OUT_JSON.write_text(json.dumps(results, indent=1) + "\n")
+    print(f"wrote {OUT_JSON}")
+
+
+def main() -> None:
+    args = [a for a in sys.argv[1:] if not a.startswith("--")]
+    shared = Path(args[0]) if args else Path(__file__).resolve().parents[2] / "shared"
+    if "--random" in sys.argv:
+        random_init_sweep(shared)
+        return
+    families = {"rrdb", "srvgg", "edsr", "mdsr"}
+    for flag in sys.argv:
+        if flag.startswith("--families="):
+            families = set(flag.split("=", 1)[1].split(","))
+    real_photo_sweep(shared, families, run_engine="--skip-engine" not in sys.argv)
+
 
 if __name__ == "__main__":
     main()

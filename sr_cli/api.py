@@ -377,6 +377,7 @@ class Upscaler:
                 precision=self.precision, progress=progress, cost_per_pixel=self._cost_per_pixel,
                 profile=self.forward_profile() if progress is not None else None,
                 channels_last=self._channels_last, stats=stats,
+                min_overlap=self._net.min_overlap, exact_overlap=self._net.exact_overlap,
             )
         except ModelOutputError as error:  # the engine knows no names: say which model it was
             raise ModelOutputError(f"{self.name}: {error}") from None

@@ -8,8 +8,8 @@ from torch import Tensor, nn
 from sr_cli.archs.edsr import EDSRParams
 from sr_cli.archs.runtime import SRNet, build_module
 from sr_cli.engine import TileStats, resolve_device, resolve_precision, upscale_tensor
-from sr_cli.engine import memory as memory_module
-from sr_cli.engine.memory import auto_tile_size, estimate_cost_per_pixel, is_out_of_memory
+from sr_cli.engine.blending import feather_radius
+from sr_cli.engine.memory import auto_tile_size, axis_plan, estimate_cost_per_pixel, is_out_of_memory
 from sr_cli.errors import CheckpointError, DeviceError, ModelOutputError, UsageError
 
 CPU = torch.device("cpu")
@@ -231,7 +231,8 @@ def test_auto_tile_uses_the_budget(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("sr_cli.engine.upscale.memory_budget", lambda device: budget)
     stats = TileStats()
     result = _run(NET, image, tile=None, cost_per_pixel=cost, stats=stats)
-    assert 0 < stats.tile_size <= 40 - 2 * NET.min_overlap or stats.tile_size == memory_module.MIN_TILE
+    rows = axis_plan(60, stats.tile_size, NET.min_overlap + feather_radius(NET.min_overlap), 1)
+    assert 0 < stats.tile_size < 60 and rows.largest ** 2 <= 40 * 40  # its windows fit the budget
     assert (result - _whole(image)).abs().max().item() <= TOLERANCE
     assert auto_tile_size(60, 60, cost_per_pixel=cost, overlap=4, views=1, size_multiple=1, budget_bytes=10**12) == 0
     ensemble_tile = auto_tile_size(600, 600, cost_per_pixel=cost, overlap=4, views=8, size_multiple=2,

@@ -8,6 +8,7 @@ size_multiple 2), MDSR (x4), and the real VDSR weights on a Set5 crop.
 from __future__ import annotations
 
 from itertools import pairwise
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -21,8 +22,9 @@ from sr_cli.archs.mdsr import MDSRParams
 from sr_cli.archs.rrdb import RRDBParams
 from sr_cli.archs.runtime import SRNet, build_module, receptive_radius, to_srnets
 from sr_cli.engine import TileStats, upscale_tensor
-from sr_cli.engine.blending import feather_radius, tile_weights
-from sr_cli.engine.tiling import split_axis, tile_grid
+from sr_cli.engine.blending import BlendPlan, blend_plan, feather_radius, tile_weights
+from sr_cli.engine.memory import MIN_TILE, auto_tile_size, axis_plan, grid_work
+from sr_cli.engine.tiling import split_axis, tile_grid, window_of
 from sr_cli.engine.upscale import _split
 
 CPU = torch.device("cpu")
@@ -32,6 +34,9 @@ CPU = torch.device("cpu")
 EXACT = 1e-5
 # min_overlap below the radius (large RRDBs, capped by measurement: bench/min_overlap.py): within 1/255.
 APPROXIMATE = 1 / 255
+# Real-ESRGAN x4plus at its default context (64 px, fade inside): the measured error-vs-context curve
+# (bench/min_overlap.py, docs/benchmarks.md) bounds a blended pixel by about 5 levels in the worst case.
+RRDB_BOUND = 5 / 255
 TOLERANCE = APPROXIMATE  # what "really differs" below must exceed
 
 
@@ -73,6 +78,12 @@ def run_engine(net: SRNet, image: torch.Tensor, tile: int, overlap: int, **extra
                           device=CPU, precision="fp32", **extra)  # type: ignore[arg-type]
 
 
+def run_as_api(net: SRNet, image: torch.Tensor, tile: int, **extra: object) -> torch.Tensor:
+    """What sr_cli.api runs: the model's own context, with its measured and exact needs (the fade inside)."""
+    return run_engine(net, image, tile, net.min_overlap, min_overlap=net.min_overlap,
+                      exact_overlap=net.exact_overlap, **extra)
+
+
 def test_models_are_what_the_tests_claim() -> None:
     assert MODELS["rrdb_x2"].size_multiple == 2 and MODELS["rrdb_x2"].scale == 2
     assert MODELS["edsr"].scale == 3 and MODELS["mdsr_x4"].scale == 4
@@ -95,6 +106,21 @@ def test_tiled_equals_whole_random_images(name: str, data: st.DataObject) -> Non
     assert result.shape == expected.shape
     assert (result - expected).abs().max().item() <= tolerance(net)
     assert stats.oom_splits == 0 and stats.fp32_redos == 0
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data())
+def test_tiled_equals_whole_with_the_api_plan(name: str, data: st.DataObject) -> None:
+    """The plan the API uses (exact radius: hard seams, windows of core + 2 * context) stays exact."""
+    net = MODELS[name]
+    height = data.draw(st.integers(2, 37), label="height")
+    width = data.draw(st.integers(2, 37), label="width")
+    tile = data.draw(st.integers(1, 48), label="tile")
+    image = torch.rand(3, height, width, generator=torch.Generator().manual_seed(height * 100 + width))
+    assert blend_plan(net.min_overlap, min_overlap=net.min_overlap, exact_overlap=net.exact_overlap) == \
+        BlendPlan(reach=net.min_overlap, feather=0)
+    assert (run_as_api(net, image, tile) - whole_reference(net, image)).abs().max().item() <= EXACT
 
 
 @pytest.mark.parametrize("name", sorted(MODELS))
@@ -179,28 +205,35 @@ def test_split_axis_partitions_with_aligned_bounded_cores(length_units: int, til
     assert len(spans) == -(-length // limit)  # the fewest cores that respect the limit
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=80, deadline=None)
 @given(height=st.integers(1, 40), width=st.integers(1, 40), tile=st.integers(1, 45), overlap=st.integers(0, 9),
-       scale=st.sampled_from([1, 2, 3]), split=st.booleans())
+       scale=st.sampled_from([1, 2, 3]), split=st.booleans(), where=st.sampled_from(["on top", "inside", "exact"]))
 def test_weights_sum_to_one_and_only_where_context_suffices(
-    height: int, width: int, tile: int, overlap: int, scale: int, split: bool
+    height: int, width: int, tile: int, overlap: int, scale: int, split: bool, where: str
 ) -> None:
-    feather = feather_radius(overlap)
-    tiles = tile_grid(height, width, tile, overlap + feather)
+    """A partition of unity for every plan, and each weighted pixel has the context the plan promises:
+    `overlap` with the fade on top, overlap - feather with it inside (overlap at the core boundary), and
+    with no fade (exact) each output pixel comes from exactly one tile."""
+    plan = blend_plan(overlap, min_overlap={"on top": overlap + 1, "inside": overlap, "exact": 0}[where],
+                      exact_overlap=overlap if where == "exact" else overlap + 1)
+    promised = overlap if where == "on top" else plan.reach - plan.feather
+    assert plan.reach == (overlap + feather_radius(overlap) if where == "on top" else overlap)
+    tiles = tile_grid(height, width, tile, plan.reach)
     if split:  # what an out-of-memory retry does to the first tile
         tiles = _split(tiles[0], (max(tiles[0].rows.length // 2, 1), max(tiles[0].cols.length // 2, 1)),
-                       overlap + feather, height, width, 1) + tiles[1:]
+                       plan.reach, height, width, 1) + tiles[1:]
     total = torch.zeros(height * scale, width * scale, dtype=torch.float64)
     for t in tiles:
-        w = tile_weights(t, height, width, scale, float(feather)).double()
+        w = tile_weights(t, height, width, scale, float(plan.feather)).double()
         assert (w >= 0).all()
+        if where == "exact":
+            assert ((w == 0) | (w == 1)).all()
         total[t.window_rows.start * scale:t.window_rows.stop * scale,
               t.window_cols.start * scale:t.window_cols.stop * scale] += w
-        # every weighted output pixel has >= overlap input pixels of context inside the window (or the border)
         rows = (torch.arange(t.window_rows.start * scale, t.window_rows.stop * scale) + 0.5) / scale
         used = rows[(w > 0).any(dim=1)]
-        assert t.window_rows.start == 0 or (used - t.window_rows.start).min() >= overlap
-        assert t.window_rows.stop == height or (t.window_rows.stop - used).max() >= overlap
+        assert t.window_rows.start == 0 or (used - t.window_rows.start).min() >= promised
+        assert t.window_rows.stop == height or (t.window_rows.stop - used).max() >= promised
     assert torch.allclose(total, torch.ones_like(total), atol=1e-6)
 
 
@@ -212,3 +245,107 @@ def test_feather_is_a_raised_cosine_crossing_at_the_boundary() -> None:
     assert left[19].item() == pytest.approx(expected_19, abs=1e-6)
     assert left[20].item() == pytest.approx(1 - expected_19, abs=1e-6)
     assert left[:16].eq(1).all() and left[24:].eq(0).all()
+
+
+def test_the_fade_moves_inside_the_context_only_once_it_suffices() -> None:
+    assert blend_plan(48) == BlendPlan(reach=64, feather=16)  # nothing known: on top, as before
+    assert blend_plan(40, min_overlap=48, exact_overlap=349) == BlendPlan(reach=56, feather=16)
+    assert blend_plan(48, min_overlap=48, exact_overlap=349) == BlendPlan(reach=48, feather=16)
+    assert blend_plan(349, min_overlap=48, exact_overlap=349) == BlendPlan(reach=349, feather=0)
+    assert blend_plan(36, min_overlap=36, exact_overlap=36) == BlendPlan(reach=36, feather=0)
+
+
+def test_a_fade_inside_a_context_below_the_radius_stays_within_a_level() -> None:
+    """An approximate model (context below its radius, fade inside): the small EDSR run with 6 of its 8
+    px of radius declared sufficient. Within 1 level, and not exact, so the fade really lies inside."""
+    net = MODELS["edsr"]
+    yy, xx = torch.meshgrid(torch.linspace(0, 6, 40), torch.linspace(0, 9, 44), indexing="ij")
+    image = torch.stack([(torch.sin(yy * xx) + 1) / 2, (yy % 1.0), (xx > 4).float()])
+    result = run_engine(net, image, 12, 6, min_overlap=6, exact_overlap=net.exact_overlap)
+    error = (result - whole_reference(net, image)).abs().max().item()
+    assert EXACT < error <= APPROXIMATE
+
+
+# --- the auto tile: least modelled work for the budget ----------------------------------------------
+
+
+def brute_force_least_work(height: int, width: int, reach: int, multiple: int, cost: float, budget: int) -> float:
+    """The least modelled work over EVERY tile side from the floor to the image (no candidate shortcut)."""
+    floor = max(MIN_TILE, multiple) // multiple * multiple
+    works = []
+    for tile in range(floor, max(height, width) + multiple):
+        rows, cols = axis_plan(height, tile, reach, multiple), axis_plan(width, tile, reach, multiple)
+        if rows.largest * cols.largest * cost <= budget:
+            works.append(grid_work(rows, cols))
+    return min(works) if works else float("inf")
+
+
+@settings(max_examples=60, deadline=None)
+@given(height=st.integers(1, 300), width=st.integers(1, 300), reach=st.integers(0, 60),
+       multiple=st.sampled_from([1, 2, 4]), budget_side=st.integers(8, 400), views=st.sampled_from([1, 8]))
+def test_auto_tile_minimises_the_modelled_work_for_the_budget(
+    height: int, width: int, reach: int, multiple: int, budget_side: int, views: int
+) -> None:
+    height, width = -(-height // multiple) * multiple, -(-width // multiple) * multiple  # padded, as the engine
+    cost = 1000.0
+    budget = int(budget_side * budget_side * cost * views)
+    tile = auto_tile_size(height, width, cost_per_pixel=cost, overlap=reach, views=views, size_multiple=multiple,
+                          budget_bytes=budget)
+    if height * width * cost * views <= budget:
+        assert tile == 0
+        return
+    assert tile > 0 and tile % multiple == 0
+    rows, cols = axis_plan(height, tile, reach, multiple), axis_plan(width, tile, reach, multiple)
+    least = brute_force_least_work(height, width, reach, multiple, cost * views, budget)
+    if least == float("inf"):  # nothing fits: the smallest tile (the out-of-memory path takes over)
+        assert tile == max(MIN_TILE, multiple) // multiple * multiple
+        return
+    assert rows.largest * cols.largest * cost * views <= budget  # it fits
+    assert grid_work(rows, cols) == least  # and nothing that fits does less work
+
+
+def test_auto_tile_uses_the_border_windows_real_size() -> None:
+    """512 px, reach 48, room for a 304x304 window: two cores per axis (windows 256 + 48, one context band
+    each), where core + 2 * reach per window would have forced three (a third more work)."""
+    cost = 100.0
+    tile = auto_tile_size(512, 512, cost_per_pixel=cost, overlap=48, views=1, size_multiple=1,
+                          budget_bytes=int(304 * 304 * cost))
+    assert tile == 256
+    assert [window_of(core, 48, 512).length for core in split_axis(512, tile)] == [304, 304]
+
+
+# --- the real bundled weights (small strips keep CI cheap) ------------------------------------------
+
+BUNDLED = Path(__file__).resolve().parents[1] / "sr_cli" / "bundled"
+
+
+def _bundled(name: str) -> SRNet:
+    from sr_cli.weights.loading import load_checkpoint, srnet_for
+
+    return srnet_for(load_checkpoint(BUNDLED / name), 4).eval()
+
+
+def _photo_strip(datasets_dir: Path, rows: int, cols: int) -> torch.Tensor:
+    from PIL import Image
+
+    lr = np.asarray(Image.open(datasets_dir / "set14" / "HR" / "bridge.png").convert("RGB"), dtype=np.float32) / 255
+    return torch.from_numpy(lr[200:200 + rows, 100:100 + cols].copy()).permute(2, 0, 1).contiguous()
+
+
+def test_real_srvgg_tiles_are_exact(datasets_dir: Path) -> None:
+    """animevideov3 at its exact radius (18 px): hard seams, float rounding only."""
+    net = _bundled("realesr-animevideov3.fp16.safetensors")
+    image = _photo_strip(datasets_dir, 20, 90)
+    assert net.min_overlap == net.exact_overlap == 18
+    assert (run_as_api(net, image, 24) - whole_reference(net, image)).abs().max().item() <= EXACT
+
+
+def test_real_rrdb_tiles_stay_within_the_documented_bound(datasets_dir: Path) -> None:
+    """Real-ESRGAN x4plus, context 64 with the fade inside it: two tiles across a 16x200 photo strip (each
+    window 100 + 64 px, the boundary where the whole pass sees all 200) within RRDB_BOUND of the whole pass."""
+    net = _bundled("realesrgan-x4plus.fp16.safetensors")
+    image = _photo_strip(datasets_dir, 16, 200)
+    assert blend_plan(net.min_overlap, min_overlap=net.min_overlap, exact_overlap=net.exact_overlap) == \
+        BlendPlan(reach=64, feather=16)
+    error = (run_as_api(net, image, 100).clamp(0, 1) - whole_reference(net, image).clamp(0, 1)).abs().max().item()
+    assert EXACT < error <= RRDB_BOUND  # measured 0.17 levels: approximate, as the radius says

@@ -259,12 +259,13 @@ def receptive_radius(params: RRDBParams) -> int:
     return math.ceil((grid + upsampled) * u + (u - 1))  # the net's grid is u image pixels wide
 
 
-# RRDB's exact radius (349 px for x4, 698 for x2) would make tiles mostly overlap, so tiles get an
-# estimate instead: effective receptive fields grow like sqrt(depth) (Luo et al., NeurIPS 2016), and
-# scaling VDSR's measured 11 px (archs/runtime.py) by sqrt(349 / 20) gives 46 px -> 48 px on the net's
-# own input grid (x the pixel_unshuffle factor in image pixels). An estimate, not a guarantee: no
-# trained RRDB file is available here to measure it.
-CONTEXT_ON_GRID = 48
+# RRDB's exact radius (349 px for x4, 698 for x2) would make tiles mostly overlap, so tiles get a measured
+# context instead (bench/min_overlap.py, the real Real-ESRGAN x4plus weights on six Set5/Set14 photos,
+# docs/benchmarks.md): a hard-cropped tile needs 77-80 px for <= 1 level everywhere (worst pixel e(c):
+# 48 px 19.6 levels, 64 px 4.1, 72 px 1.8, 76 px 1.2); blended with the 16 px fade inside the context,
+# 64 px bounds the worst blended pixel by about 5 levels and measures 0.2 on a photo strip (tests). 64
+# is today's window (the old 48 px estimate plus its 16 px fade on top), now with the fade inside.
+CONTEXT_ON_GRID = 64
 GROW_CHANNELS = 32  # ESRGAN paper: gc = 32
 
 

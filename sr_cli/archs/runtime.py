@@ -75,6 +75,7 @@ class SRNet(nn.Module):
     in_channels: 3 (RGB) or 1 (Y: VDSR)
     size_multiple: input H and W must be multiples of this (RRDB x2: 2, x1: 4, else 1)
     min_overlap: input pixels of context a tile needs for tiled == whole within 1/255
+    exact_overlap: the exact receptive radius (>= min_overlap): with that much context tiles equal the whole
     output_scale: an export that shrinks the net's output bicubically (ncnn animevideov3-x2/x3: x4, then x2/x3)
     """
 
@@ -103,6 +104,7 @@ class SRNet(nn.Module):
         self.in_channels: int = descriptor.in_channels(params)
         self.size_multiple: int = descriptor.size_multiple(params)
         self.min_overlap: int = descriptor.min_overlap(params)
+        self.exact_overlap: int = descriptor.receptive_radius(params)  # context at which tiles equal the whole
         self._value_range: float = descriptor.value_range(params)
         self.net_scale: int = self.scale
         if output_scale is not None:
@@ -110,6 +112,7 @@ class SRNet(nn.Module):
                 raise ValueError(f"a {self.family} x{self.scale} net cannot be resized to x{output_scale}")
             self.scale = output_scale
             self.min_overlap += 1  # the 4x4 bicubic taps reach 2 output pixels of the net: under 1 input pixel
+            self.exact_overlap += 1
 
     def serves(self, scale: float) -> bool:
         """Can this net produce an x`scale` result? A "y-upscaled" net serves any scale > 1 (the caller

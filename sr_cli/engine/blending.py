@@ -7,9 +7,11 @@ b), and let H_0 = 1 and H_L = 0 (no ramp at the true borders). Tile i gets
     phi_i = H_{b_i} - H_{b_(i+1)}
 
 which is >= 0 (H is non-decreasing in the position and H_{b_i} >= H_{b_(i+1)} because b_i < b_(i+1)) and
-is 0 outside [b_i - r, b_(i+1) + r]. Windows are cores grown by overlap + r, so every output pixel a tile
-contributes to has at least `overlap` pixels of real context in that tile: if tiles with that much context
-agree with the whole-image forward within a tolerance, so does their blend. The sum over tiles telescopes:
+is 0 outside [b_i - r, b_(i+1) + r]. Where the feather goes is `blend_plan`'s choice: on top of the context
+(windows reach overlap + r past the core, so every output pixel a tile contributes to has `overlap` pixels of
+real context in it), inside it once the context reaches the model's min_overlap (windows reach `overlap`: at a
+boundary both tiles have that much context, and a tile with less is faded out), and no feather at all once
+it reaches the exact receptive radius (tiles then equal the whole pass). The sum over tiles telescopes:
 
     sum_i phi_i = H_{b_0} - H_{b_n} = 1 - 0 = 1
 
@@ -25,6 +27,7 @@ Weights are evaluated at output pixel centres, mapped back to input coordinates 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor
@@ -35,11 +38,36 @@ MAX_FEATHER = 16  # input pixels; differences left at >= min_overlap context are
 
 
 def feather_radius(overlap: int) -> int:
-    """Half-width of the cross-fade at each core boundary: overlap // 2, at most MAX_FEATHER.
-
-    The window grows by this much on top of `overlap`; overlap 0 means plain tiles with hard seams.
-    """
+    """Half-width of the cross-fade at each core boundary: overlap // 2, at most MAX_FEATHER (0: hard seams)."""
     return min(overlap // 2, MAX_FEATHER)
+
+
+@dataclass(frozen=True)
+class BlendPlan:
+    """How far a window reaches past its core (input pixels) and the cross-fade's half-width inside that."""
+
+    reach: int
+    feather: int
+
+
+def blend_plan(overlap: int, *, min_overlap: int | None = None, exact_overlap: int | None = None) -> BlendPlan:
+    """Where the cross-fade goes for `overlap` pixels of context (the one place the engine decides it).
+
+    - overlap >= exact_overlap (the model's exact receptive radius): every tile equals the whole-image pass
+      up to float rounding, so no fade is needed: hard seams, windows of core + 2 * overlap.
+    - overlap >= min_overlap (the context measured to keep tiles within 1 level of the whole pass): the
+      fade lies inside the context, windows of core + 2 * overlap. A pixel at a core boundary has `overlap`
+      context in both tiles; one `x` px past it has overlap - x in the tile it leaves, whose weight falls
+      to 0 as x reaches the feather, and overlap + x in the tile it enters.
+    - otherwise (a context below what the model needs, or min_overlap unknown): the fade is added on top,
+      windows of core + 2 * (overlap + feather), so every weighted pixel keeps `overlap` of context.
+    """
+    if exact_overlap is not None and overlap >= exact_overlap:
+        return BlendPlan(reach=overlap, feather=0)
+    feather = feather_radius(overlap)
+    if min_overlap is not None and overlap >= min_overlap:
+        return BlendPlan(reach=overlap, feather=feather)
+    return BlendPlan(reach=overlap + feather, feather=feather)
 
 
 def smooth_step(positions: Tensor, boundary: float, radius: float) -> Tensor:

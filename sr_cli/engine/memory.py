@@ -1,27 +1,36 @@
 """Memory planning: the auto tile size, the cost of one input pixel, and recognising out-of-memory.
 
-The auto tile is the largest square window whose activations fit a budget:
-  window_side = sqrt(budget / (cost_per_pixel * views)),  tile = window_side - 2 * overlap,
-where cost_per_pixel is the peak bytes one input pixel of a window costs during the forward pass, and
-views is the number of ensemble views batched together (1 without ensemble). The budget is a fraction
-of the free device memory (CUDA: `mem_get_info`; CPU: MemAvailable from /proc/meminfo) so that the rest
-of the machine (and fragmentation, cuDNN workspaces) keeps room. If the estimate is wrong, the
-out-of-memory path in `upscale.py` halves the tile and retries.
+The auto tile minimises the modelled work of the whole grid among the tiles whose windows fit a budget:
+  work(tile) = (sum of window areas) + TILE_OVERHEAD_PIXELS * tiles     (input pixels of forward pass),
+  fits(tile) = (largest window area) * cost_per_pixel * views <= budget,
+where a window is a core plus `reach` context on each side that is not the image border (the windows of
+the real grid, so a 2-tile axis pays one reach per window, not two), cost_per_pixel is the peak bytes one
+input pixel of a window costs during the forward pass, and views is the number of ensemble views batched
+together. The sum of window areas is the sum of row-window lengths times the sum of column-window lengths,
+and a grid depends only on its tile count per axis (split_axis balances the cores), so every distinct grid
+is one candidate count per axis. The budget is a fraction of the free device memory (CUDA: `mem_get_info`;
+CPU: MemAvailable from /proc/meminfo) so that the rest of the machine (and fragmentation, cuDNN workspaces)
+keeps room. If the estimate is wrong, the out-of-memory path in `upscale.py` halves the tile and retries.
 """
 from __future__ import annotations
 
-import math
+from functools import lru_cache
 
 import torch
 from torch import Tensor, nn
 
-from sr_cli.engine.tiling import round_down
+from sr_cli.engine.tiling import round_down, round_up, split_axis, window_of
 
 MIN_TILE = 16  # halving stops here: a tile this small is all context and no core
 DEVICE_BUDGET_FRACTION = 0.7  # of the free GPU memory
 CPU_BUDGET_FRACTION = 0.25  # of MemAvailable: the CPU is shared with everything else the user runs
 FALLBACK_CPU_BYTES = 2 * 1024**3  # when /proc/meminfo is unreadable (macOS, Windows)
 DEFAULT_COST_PER_PIXEL = 16 * 1024.0  # bytes; an RRDB x4 needs about this much, the most of our families
+# What one more tile costs besides its pixels, as input pixels of forward work: a pass launches every conv
+# once whatever the window (RRDB: 351 convs, ~10-20 us each to dispatch), and the window is cut, copied
+# and blended. About a 32x32 window's work for RRDB on a CPU: it decides only between near-equal grids.
+TILE_OVERHEAD_PIXELS = 1024.0
+SMALLER_CANDIDATES = 8  # fitting grids tried after the first (largest) one that fits
 
 
 def is_out_of_memory(error: BaseException) -> bool:
@@ -65,13 +74,62 @@ def auto_tile_size(
     height: int, width: int, *, cost_per_pixel: float | None, overlap: int, views: int,
     size_multiple: int, budget_bytes: int,
 ) -> int:
-    """The tile side (core, input pixels) for the budget; 0 (whole image) when the whole image fits."""
+    """The tile side (core, input pixels) of least modelled work whose windows fit the budget (module doc);
+    0 (whole image) when the whole image fits. `overlap` is how far windows reach past their cores."""
     cost = (cost_per_pixel if cost_per_pixel and cost_per_pixel > 0 else DEFAULT_COST_PER_PIXEL) * views
     if (height + 0.0) * width * cost <= budget_bytes:
         return 0
-    window_side = math.isqrt(max(int(budget_bytes / cost), 1))
-    tile = round_down(window_side - 2 * overlap, size_multiple)
-    return max(tile, round_down(max(MIN_TILE, size_multiple), size_multiple))
+    floor = round_down(max(MIN_TILE, size_multiple), size_multiple)
+    best: tuple[float, int] | None = None  # (work, -tile): least work, then the larger tile
+    left = SMALLER_CANDIDATES
+    for tile in candidate_tiles(height, width, size_multiple, floor):
+        rows, cols = axis_plan(height, tile, overlap, size_multiple), axis_plan(width, tile, overlap, size_multiple)
+        if rows.largest * cols.largest * cost > budget_bytes:
+            continue
+        key = (grid_work(rows, cols), -tile)
+        best = key if best is None or key < best else best
+        left -= 1
+        if left < 0:  # more, smaller tiles only add context bands and tiles (tests check against all tiles)
+            break
+    return floor if best is None else -best[1]
+
+
+class AxisPlan:
+    """One axis of a grid: how many cores, the sum of its window lengths and the longest window."""
+
+    __slots__ = ("count", "total", "largest")
+
+    def __init__(self, count: int, total: int, largest: int) -> None:
+        self.count, self.total, self.largest = count, total, largest
+
+
+def axis_plan(length: int, tile: int, reach: int, multiple: int) -> AxisPlan:
+    """A grid axis depends only on its core count (split_axis balances the cores): cached by count."""
+    return _axis_plan(length, -(-length // max(round_up(tile, multiple), multiple)), reach, multiple)
+
+
+@lru_cache(maxsize=4096)
+def _axis_plan(length: int, count: int, reach: int, multiple: int) -> AxisPlan:
+    tile = round_up(-(-length // count), multiple)
+    windows = [window_of(core, reach, length, multiple).length for core in split_axis(length, tile, multiple)]
+    return AxisPlan(len(windows), sum(windows), max(windows))
+
+
+def grid_work(rows: AxisPlan, cols: AxisPlan) -> float:
+    """Modelled work of a grid in input pixels: its window areas plus a fixed cost per tile."""
+    return float(rows.total) * cols.total + TILE_OVERHEAD_PIXELS * rows.count * cols.count
+
+
+def candidate_tiles(height: int, width: int, multiple: int, floor: int) -> list[int]:
+    """One tile per distinct grid, largest first: for each tile count n of either axis, the smallest
+    aligned tile that cuts the axis into n cores (split_axis's count is ceil(length / tile))."""
+    found: set[int] = set()
+    for length in (height, width):
+        for count in range(1, length // max(floor, 1) + 1):
+            tile = max(round_up(-(-length // count), multiple), floor)
+            if -(-length // tile) == count:
+                found.add(tile)
+    return sorted(found, reverse=True) or [floor]
 
 
 def estimate_cost_per_pixel(

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from sr_cli.engine.blending import feather_radius, tile_weights
+from sr_cli.engine.blending import blend_plan, tile_weights
 from sr_cli.engine.ensemble import ensemble_forward
 from sr_cli.engine.heap import reuse_freed_heap
 from sr_cli.engine.memory import MIN_TILE, auto_tile_size, is_out_of_memory, memory_budget
@@ -52,12 +52,15 @@ def upscale_tensor(
     cost_per_pixel: float | None = None,
     channels_last: bool = False,
     stats: TileStats | None = None,
+    min_overlap: int | None = None,
+    exact_overlap: int | None = None,
 ) -> Tensor:
     """Run `model` ([N,C,h,w] -> [N,C',h*scale,w*scale], already on `device`) over `image` [C,H,W].
 
     tile: core side in input pixels (None = auto from `cost_per_pixel` and free memory, 0 = whole image);
-    overlap: input pixels of real context every output pixel is guaranteed (reflection only at the true
-    border); windows extend overlap + feather_radius(overlap) past their core, the cross-fade spans the feather;
+    overlap: input pixels of real context at every core boundary (reflection only at the true border);
+    min_overlap / exact_overlap: the model's measured and exact context needs, which decide whether the
+    cross-fade lies inside the context or on top of it (`blending.blend_plan`);
     size_multiple: the model needs h, w divisible by it (the image is reflect-padded, the output cropped).
     progress: called with (done, total) in units of conv layer x view x tile (engine/progress.py), the
     total fixed before the first forward; profile: the model's `profile_forward` (measured here if None).
@@ -69,14 +72,13 @@ def upscale_tensor(
     padded = pad_to_multiple(image.float().cpu(), size_multiple)
     padded_h, padded_w = padded.shape[-2:]
     views = 8 if ensemble else 1
+    plan = blend_plan(overlap, min_overlap=min_overlap, exact_overlap=exact_overlap)
+    reach, feather = plan.reach, plan.feather  # how far a window extends past its core; the fade inside it
     if tile is None:
         stats.memory_budget = memory_budget(device)
-        tile = auto_tile_size(padded_h, padded_w, cost_per_pixel=cost_per_pixel,
-                              overlap=overlap + feather_radius(overlap), views=views,
+        tile = auto_tile_size(padded_h, padded_w, cost_per_pixel=cost_per_pixel, overlap=reach, views=views,
                               size_multiple=size_multiple, budget_bytes=stats.memory_budget)
     stats.tile_size = tile
-    feather = feather_radius(overlap)
-    reach = overlap + feather  # how far a window extends past its core
     min_tile = max(MIN_TILE, size_multiple)
 
     def compute(x: Tensor) -> Tensor:
