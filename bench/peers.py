@@ -393,21 +393,19 @@ def machine() -> dict[str, object]:
             "python": platform.python_version(), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
 
 
-def print_table(report: dict[str, object]) -> None:
-    """Markdown tables. "x sr" = the engine's time over sr's (above 1: sr is faster), by wall and by CPU time;
-    "% peak" = whole-image FLOPs per second over the conv peak's, by wall and by CPU time."""
-    print(f"\n{report['machine']}; threads {report['threads']}; rounds {report['rounds']}; "
-          f"load average before {report['load_before']}, after {report['load_after']}")
-    for case in report["cases"]:  # type: ignore[attr-defined]
-        layout = f"tile {case['tile']}" if case["tile"] else "whole image"
-        print(f"\n{case['case']}: {case['model']} {case['input']} -> x4, {layout}; "
-              f"conv peak {case['conv_peak_gflops_wall']:.1f} GFLOP/s wall, {case['conv_peak_gflops_cpu']:.1f} per CPU-s")
-        print("| engine | median s | x sr | CPU s | x sr (CPU) | % peak | % peak (CPU) | peak MiB | max levels | mean levels |")
-        print("|---|---|---|---|---|---|---|---|---|---|")
-        for r in case["results"]:
-            print(f"| {r['engine']} | {r['median_wall_s']:.2f} | {r['sr_speedup_wall']:.2f} | {r['median_cpu_s']:.2f} | "
-                  f"{r['sr_speedup_cpu']:.2f} | {r['percent_of_peak_wall']:.1f} | {r['percent_of_peak_cpu']:.1f} | "
-                  f"{r['peak_mib']:.0f} | {r['max_levels']} | {r['mean_levels']:.3f} |")
+def print_case(case: dict[str, object]) -> None:
+    """One case as a markdown table. "x sr" = the engine's time over sr's (above 1: sr is faster), by wall and
+    by CPU time; "% peak" = whole-image FLOPs per second over the conv peak's, by wall and by CPU time."""
+    layout = f"tile {case['tile']}" if case["tile"] else "whole image"
+    print(f"\n{case['case']}: {case['model']} {case['input']} -> x4, {layout}; conv peak "
+          f"{case['conv_peak_gflops_wall']:.1f} GFLOP/s wall, {case['conv_peak_gflops_cpu']:.1f} per CPU-s, "
+          f"load average {os.getloadavg()[0]:.2f}")
+    print("| engine | median s | x sr | CPU s | x sr (CPU) | % peak | % peak (CPU) | peak MiB | max levels | mean levels |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for r in case["results"]:  # type: ignore[attr-defined]
+        print(f"| {r['engine']} | {r['median_wall_s']:.2f} | {r['sr_speedup_wall']:.2f} | {r['median_cpu_s']:.2f} | "
+              f"{r['sr_speedup_cpu']:.2f} | {r['percent_of_peak_wall']:.1f} | {r['percent_of_peak_cpu']:.1f} | "
+              f"{r['peak_mib']:.0f} | {r['max_levels']} | {r['mean_levels']:.3f} |", flush=True)
 
 
 def main() -> None:
@@ -442,12 +440,17 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     shimmed = False if args.no_realesrgan else install_torchvision_shim()
     load_before = os.getloadavg()
-    cases = [run_case(CASES[name], args, models) for name in args.cases.split(",")]
+    print(f"{machine()}; threads {args.threads}; rounds {args.rounds}; load average before "
+          f"{[round(x, 2) for x in load_before]}", flush=True)
+    cases = []
+    for name in args.cases.split(","):  # each table as soon as its case is done: long runs show progress
+        cases.append(run_case(CASES[name], args, models))
+        print_case(cases[-1])
     report = {"machine": machine(), "threads": args.threads, "rounds": args.rounds, "quick": args.quick,
               "image": str(args.image), "torchvision_shim": shimmed,
               "load_before": [round(x, 2) for x in load_before],
               "load_after": [round(x, 2) for x in os.getloadavg()], "cases": cases}
-    print_table(report)
+    print(f"\nload average after {report['load_after']}")
     if args.json:
         args.json.write_text(json.dumps(report, indent=1) + "\n")
 
