@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import copy
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -32,9 +32,10 @@ from sr_cli.engine import (
     estimate_cost_per_pixel,
     resolve_device,
     resolve_precision,
+    upscale_bands,
     upscale_tensor,
 )
-from sr_cli.engine.memory import MIN_TILE
+from sr_cli.engine.memory import MIN_TILE, STREAMED_HOST_BUDGET_BYTES
 from sr_cli.engine.precision import Precision
 from sr_cli.engine.progress import ForwardProfile, profile_forward
 from sr_cli.errors import InputError, ModelOutputError, UsageError
@@ -58,6 +59,7 @@ CANDIDATE_SCALES: tuple[int, ...] = (1, 2, 3, 4, 8)
 CHANNELS_LAST_ON_CPU: frozenset[str] = frozenset(d.name for d in FAMILIES if d.channels_last_on_cpu)
 _UINT_MAX = {np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0}
 _Y_LOW, _Y_SPAN = 16.0 / 255.0, 219.0 / 255.0  # BT.601 studio-swing luma range, as float in [0, 1]
+_ROWS_CONVERTED_AT_ONCE = 32  # upscale_rows: a streamed band is clipped and rounded this many rows at a time
 
 
 @dataclass(frozen=True)
@@ -304,6 +306,76 @@ class Upscaler:
         out_height, out_width = self.output_size(height, width)
         check_output_size(source, out_width, out_height, self.output_scale, self.budget)
 
+    # --- streamed output: an image whose result is too large to hold ---------------------------------
+
+    def why_not_streamed(self, shape: tuple[int, ...], dtype: np.dtype) -> str | None:
+        """None when `upscale_rows` can stream an image of this shape (HxW or HxWxC) and dtype, else why not
+        (the reason completes "the result is held in memory: ...")."""
+        channels = 1 if len(shape) == 2 else shape[2]
+        if np.dtype(dtype) not in _UINT_MAX:
+            return "the input is not 8- or 16-bit"
+        if channels in (2, 4):
+            return "the alpha channel's hidden colour is filled from the whole image first"
+        if self._refines_upscaled_y:
+            return f"{self.name} runs on the whole bicubic-upscaled image"
+        height, width = shape[:2]
+        if self.output_size(height, width) != (height * self.model_scale, width * self.model_scale):
+            return "--outscale resizes the whole result"
+        return None
+
+    def upscale_rows(self, image: np.ndarray, bit_depth: int, progress: Progress | None = None,
+                     stats: TileStats | None = None) -> Iterator[np.ndarray]:
+        """`upscale`'s result for a uint8/uint16 gray or RGB image as row bands, top to bottom, each converted
+        to `bit_depth` (8: uint8, 16: uint16) as `upscale` plus rounding would: the bands stacked are
+        bit-identical to the whole result. Only a band of about one tile row plus its context is held in
+        float, and the input is converted to float one tile window at a time (`sr_cli.engine.upscale_bands`),
+        so memory stays bounded whatever the image's size. ValueError for an image `why_not_streamed` refuses.
+        """
+        reason = self.why_not_streamed(image.shape, image.dtype)
+        if reason is not None:
+            raise ValueError(f"this image cannot be upscaled in rows: {reason}")
+        if bit_depth not in (8, 16):
+            raise ValueError(f"bit_depth must be 8 or 16, got {bit_depth}")
+        self.check_output_size(f"a {image.shape[1]}x{image.shape[0]} image", image.shape[0], image.shape[1])
+        return self._rows(image, np.dtype(np.uint16 if bit_depth == 16 else np.uint8), progress,
+                          stats if stats is not None else TileStats())
+
+    def upscale_rows_with_report(self, image: np.ndarray, bit_depth: int, progress: Progress | None = None,
+                                 ) -> tuple[Iterator[np.ndarray], Callable[[], RunReport]]:
+        """`upscale_rows`, and a function that says how the engine ran them once every band was taken."""
+        stats = TileStats()
+        return self.upscale_rows(image, bit_depth, progress, stats), lambda: self._report(stats)
+
+    def _rows(self, image: np.ndarray, dtype: np.dtype, progress: Progress | None,
+              stats: TileStats) -> Iterator[np.ndarray]:
+        """The steps of `upscale` (gray as RGB, clip, luma fold, rounding), band by band."""
+        color = image[:, :, None] if image.ndim == 2 else image
+        gray = color.shape[2] == 1
+        rgb = np.repeat(color, 3, axis=2) if gray else color  # still 8/16-bit: the engine converts per window
+        x = torch.from_numpy(np.ascontiguousarray(rgb.transpose(2, 0, 1)))
+        del rgb
+        self._estimate_cost()
+        options = self.options
+        try:
+            for _start, band in upscale_bands(
+                self._net, x, scale=self._net.scale, tile=options.tile_plan, overlap=self.overlap,
+                size_multiple=self._net.size_multiple, ensemble=options.ensemble, device=self.device,
+                precision=self.precision, progress=progress, cost_per_pixel=self._cost_per_pixel,
+                profile=self.forward_profile() if progress is not None else None,
+                channels_last=self._channels_last, stats=stats, host_budget_bytes=STREAMED_HOST_BUDGET_BYTES,
+                min_overlap=self._net.min_overlap, exact_overlap=self._net.exact_overlap,
+            ):
+                converted = np.empty((band.shape[-2], band.shape[-1], color.shape[2]), dtype=dtype)
+                for start in range(0, band.shape[-2], _ROWS_CONVERTED_AT_ONCE):  # float temporaries stay small
+                    rows = band[:, start:start + _ROWS_CONVERTED_AT_ONCE].permute(1, 2, 0).numpy()
+                    out_rgb = np.clip(rows, 0.0, 1.0)
+                    converted[start:start + rows.shape[0]] = _to_dtype(
+                        (out_rgb @ GRAY_FROM_RGB)[:, :, None] if gray else out_rgb, dtype)
+                del band, rows, out_rgb  # the engine's band buffer is freed before it makes the next one
+                yield converted[:, :, 0] if image.ndim == 2 else converted
+        except ModelOutputError as error:  # the engine knows no names: say which model it was
+            raise ModelOutputError(f"{self.name}: {error}") from None
+
     # --- what a job costs (for the estimate before a long run) ----------------------------------------
 
     @property
@@ -363,13 +435,17 @@ class Upscaler:
         rgb = np.repeat(alpha[:, :, None], 3, axis=2)
         return np.clip(self._upscale_rgb(rgb, progress, stats).mean(axis=2), 0.0, 1.0)
 
+    def _estimate_cost(self) -> None:
+        """Measure the cost of a pixel once, when the auto tile needs it."""
+        if self.options.tile_plan is None and self._cost_per_pixel is None:
+            self._cost_per_pixel = estimate_cost_per_pixel(
+                self._net, in_channels=self._net.in_channels, size_multiple=self._net.size_multiple, device=self.device)
+
     def _run_engine(self, x: Tensor, progress: Progress | None, stats: TileStats) -> Tensor:
         """One engine pass; `stats` (one per image, shared by its passes) records the tile plan it ran."""
         options = self.options
         tile = options.tile_plan
-        if tile is None and self._cost_per_pixel is None:
-            self._cost_per_pixel = estimate_cost_per_pixel(
-                self._net, in_channels=self._net.in_channels, size_multiple=self._net.size_multiple, device=self.device)
+        self._estimate_cost()
         try:
             return upscale_tensor(
                 self._net, x, scale=self._net.scale, tile=tile, overlap=self.overlap,

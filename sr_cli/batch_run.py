@@ -19,14 +19,14 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Literal, Protocol, runtime_checkable
 
 import numpy as np
 
 from sr_cli.batch import Job, output_bit_depth
 from sr_cli.errors import OutputError, SRError
 from sr_cli.files.atomic import TEMPORARY_SUFFIX
-from sr_cli.imageio import FORMATS_WITH_ALPHA, Image, read_image, write_image
+from sr_cli.imageio import FORMATS_WITH_ALPHA, Image, read_image, write_image, write_image_rows, writes_rows
 from sr_cli.imageio.budget import PixelBudget
 
 if TYPE_CHECKING:  # the api imports torch; this module is used before (and without) it
@@ -44,6 +44,22 @@ READER_GRACE_SECONDS = 0.5  # reading has no side effect: a reader that does not
 # `<output name>.<8 hex>.tmp`: what sr_cli.files.atomic.temporary_path_for makes (tests cross-check it).
 TEMPORARY_NAME = re.compile(r"(?P<target>.+)\.[0-9a-f]{8}" + re.escape(TEMPORARY_SUFFIX))
 STALE_TEMPORARY_SECONDS = 60.0  # younger ones may belong to a run still writing into the same folder
+# A result whose float canvas (3 channels x 4 bytes a pixel) would be larger is streamed to its file row band by
+# row band where it can be (RowUpscaler, imageio.writes_rows): memory stays bounded. Below it the whole result is
+# made first and written by the writer thread, overlapping the next image's compute.
+STREAM_ABOVE_CANVAS_BYTES = 256 * 1024**2
+
+
+@runtime_checkable
+class RowUpscaler(Protocol):
+    """What streaming an output needs of the model (sr_cli.api.Upscaler has it)."""
+
+    def output_size(self, height: int, width: int) -> tuple[int, int]: ...
+
+    def why_not_streamed(self, shape: tuple[int, ...], dtype: np.dtype) -> str | None: ...
+
+    def upscale_rows_with_report(self, image: np.ndarray, bit_depth: int, progress: Progress | None = None,
+                                 ) -> tuple[Iterator[np.ndarray], Callable[[], RunReport]]: ...
 
 
 @dataclass
@@ -72,17 +88,21 @@ class RunSettings:
     budget: PixelBudget | None = None  # pixel limits; None: SR_MAX_PIXELS or the defaults
     # Refuses an input whose result would be over the output limit, naming the file (Upscaler.check_output_size).
     check_output: Callable[[object, int, int], None] | None = None
+    # Streams large results to their files (PNG, TIFF); None: every result is made whole first.
+    row_upscaler: RowUpscaler | None = None
+    stream_above_bytes: int = STREAM_ABOVE_CANVAS_BYTES
 
 
 @dataclass
 class _Computed:
     job: Job
     image: Image
-    pixels: np.ndarray
+    pixels: np.ndarray | None  # None: already streamed to the output file
     bit_depth: int
     notes: list[str]
     started: float
     run: RunReport
+    size: tuple[int, int]  # (height, width) of the result
 
 
 _END = object()
@@ -203,8 +223,37 @@ def _compute(job: Job, image: Image, upscale: UpscaleFunction, settings: RunSett
     if settings.check_output is not None:  # before the model allocates the result
         settings.check_output(job.source, *image.pixels.shape[:2])
     depth, note = output_bit_depth(settings.bit_depth, image.metadata.bit_depth, job.format)
+    notes = list(image.notes) + ([note] if note else [])
+    streamed, held_note = _stream_choice(job, image, depth, settings)
+    if held_note:
+        notes.append(held_note)
+    if streamed is not None:
+        height, width = streamed.output_size(*image.pixels.shape[:2])
+        bands, report = streamed.upscale_rows_with_report(image.pixels, depth, on_tiles)
+        job.output.parent.mkdir(parents=True, exist_ok=True)
+        notes += write_image_rows(job.output, bands, width=width, height=height, channels=image.pixels.shape[2],
+                                  bit_depth=depth, metadata=image.metadata, format=job.format,
+                                  overwrite=settings.overwrite)
+        return _Computed(job, image, None, depth, notes, started, report(), (height, width))
     pixels, run = upscale_at_bit_depth(upscale, image.pixels, depth, on_tiles)
-    return _Computed(job, image, pixels, depth, list(image.notes) + ([note] if note else []), started, run)
+    return _Computed(job, image, pixels, depth, notes, started, run, pixels.shape[:2])
+
+
+def _stream_choice(job: Job, image: Image, depth: int, settings: RunSettings) -> tuple[RowUpscaler | None, str | None]:
+    """Whether this result goes to its file in row bands as it is computed, and the note when a large
+    result cannot (it is then held in memory whole)."""
+    rows = settings.row_upscaler
+    if rows is None:
+        return None, None
+    height, width = rows.output_size(*image.pixels.shape[:2])
+    if height * width * 3 * 4 <= settings.stream_above_bytes:
+        return None, None
+    reason = rows.why_not_streamed(image.pixels.shape, image.pixels.dtype)
+    if reason is None and not writes_rows(job.format, depth, image.metadata):
+        reason = f"{job.format.upper()} is encoded from the whole image (PNG and TIFF are written in rows)"
+    if reason is not None:
+        return None, f"the {width}x{height} result is held in memory whole: {reason}"
+    return rows, None
 
 
 def upscale_at_bit_depth(upscale: UpscaleFunction, pixels: np.ndarray, bit_depth: int,
@@ -233,13 +282,15 @@ def _write_all(computed: queue.Queue[object], settings: RunSettings, report: Cal
             return
         assert isinstance(item, _Computed)
         try:
-            item.job.output.parent.mkdir(parents=True, exist_ok=True)
-            notes = write_image(item.job.output, item.pixels, item.image.metadata, format=item.job.format,
-                                quality=settings.quality, bit_depth=item.bit_depth, overwrite=settings.overwrite)
+            notes: list[str] = []
+            if item.pixels is not None:  # else the compute thread streamed it to its file already
+                item.job.output.parent.mkdir(parents=True, exist_ok=True)
+                notes = write_image(item.job.output, item.pixels, item.image.metadata, format=item.job.format,
+                                    quality=settings.quality, bit_depth=item.bit_depth, overwrite=settings.overwrite)
         except Exception as error:  # reported in the summary and the exit code; the batch goes on
             report(_failed(item.job, error, item.started, item.image))
             continue
-        height, width = item.pixels.shape[:2]
+        height, width = item.size
         report(FileResult(
             str(item.job.source), str(item.job.output), "done",
             notes=_job_notes(item.job) + item.notes + notes,

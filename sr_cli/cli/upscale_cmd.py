@@ -117,7 +117,7 @@ def upscale(
     """
     from sr_cli import distributed, scaleout
     from sr_cli.batch import ExistingPolicy, expand_inputs, output_bit_depth, plan_jobs
-    from sr_cli.batch_run import RunSettings, remove_stale_temporaries, run_jobs
+    from sr_cli.batch_run import RowUpscaler, RunSettings, remove_stale_temporaries, run_jobs
     from sr_cli.errors import SRError
 
     started = time.perf_counter()
@@ -195,7 +195,9 @@ def upscale(
                         share.jobs,
                         upscaler.upscale_with_report if upscaler is not None else _never_called,
                         RunSettings(bit_depth=bit_depth, quality=quality, overwrite=policy is ExistingPolicy.OVERWRITE,
-                                    budget=budget, check_output=upscaler.check_output_size if upscaler is not None else None),
+                                    budget=budget, check_output=upscaler.check_output_size if upscaler is not None else None,
+                                    # a stand-in for the Upscaler (tests) may not stream
+                                    row_upscaler=upscaler if isinstance(upscaler, RowUpscaler) else None),
                         on_file_start=long_run.file_started(renderer.file_started),
                         on_tiles=long_run.progress(renderer.tiles),
                         on_result=on_result,

@@ -14,6 +14,7 @@ keeps room. If the estimate is wrong, the out-of-memory path in `upscale.py` hal
 """
 from __future__ import annotations
 
+import math
 from functools import lru_cache
 
 import torch
@@ -31,6 +32,10 @@ DEFAULT_COST_PER_PIXEL = 16 * 1024.0  # bytes; an RRDB x4 needs about this much,
 # and blended. About a 32x32 window's work for RRDB on a CPU: it decides only between near-equal grids.
 TILE_OVERHEAD_PIXELS = 1024.0
 SMALLER_CANDIDATES = 8  # fitting grids tried after the first (largest) one that fits
+# What a streamed run (output written in row bands) may hold in host memory for its float band and, on the
+# CPU, the tile's activations too: a 16384-wide x4 RGB band then keeps tiles near 500 px (work ~1.2x the
+# whole image's for a small-context model), and the process stays well under 1.5 GB (docs/benchmarks.md).
+STREAMED_HOST_BUDGET_BYTES = 768 * 1024**2
 
 
 def is_out_of_memory(error: BaseException) -> bool:
@@ -173,3 +178,23 @@ def estimate_cost_per_pixel(
     out_bytes = output.numel() * output.element_size()
     return (4.0 * largest + in_bytes + out_bytes) / pixels
 
+
+
+def streamed_tile_size(
+    height: int, width: int, *, cost_per_pixel: float | None, overlap: int, views: int, size_multiple: int,
+    device_budget_bytes: int, host_budget_bytes: int, band_bytes_per_row: float, shares_host: bool,
+) -> int:
+    """The auto tile of a streamed run: as `auto_tile_size`, and the band it keeps in float (about one window
+    high: band_bytes_per_row per input row of the window) fits `host_budget_bytes` as well -- together with
+    the window's activations when the device is the host (`shares_host`). 0 when the whole image fits."""
+    cost = (cost_per_pixel if cost_per_pixel and cost_per_pixel > 0 else DEFAULT_COST_PER_PIXEL) * views
+    floor = round_down(max(MIN_TILE, size_multiple), size_multiple)
+    if shares_host:
+        budget = float(min(device_budget_bytes, host_budget_bytes))
+        # cost * side**2 + band_bytes_per_row * side <= budget
+        side = (-band_bytes_per_row + math.sqrt(band_bytes_per_row ** 2 + 4.0 * cost * budget)) / (2.0 * cost)
+    else:
+        side = min(math.sqrt(device_budget_bytes / cost), host_budget_bytes / max(band_bytes_per_row, 1.0))
+    if side >= max(height, width):
+        return 0
+    return max(round_down(int(side) - 2 * overlap, size_multiple), floor)

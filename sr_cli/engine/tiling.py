@@ -12,6 +12,7 @@ import math
 from dataclasses import dataclass
 from itertools import pairwise
 
+import torch
 from torch import Tensor
 from torch.nn import functional as F
 
@@ -98,6 +99,8 @@ def pad_to_multiple(image: Tensor, multiple: int) -> Tensor:
     pad_h, pad_w = (-height) % multiple, (-width) % multiple
     if pad_h == 0 and pad_w == 0:
         return image
+    if image.dtype == torch.uint16:  # torch pads no uint16: the same bits as int16 (padding only copies)
+        return pad_to_multiple(image.view(torch.int16), multiple).view(torch.uint16)
     mode = "reflect" if pad_h < height and pad_w < width else "replicate"
     return F.pad(image.unsqueeze(0), (0, pad_w, 0, pad_h), mode=mode).squeeze(0)
 

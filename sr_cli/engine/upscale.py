@@ -1,11 +1,18 @@
-"""`upscale_tensor`: tiled, feathered, optionally self-ensembled inference of one [C,H,W] image.
+"""`upscale_tensor`: tiled, feathered, optionally self-ensembled inference of one [C,H,W] image, and
+`upscale_bands`, the same computation handed out as finished output row bands (for output streamed to disk).
 
-The input and the output canvas stay in host memory (float32); only a tile's window (times the ensemble
-batch) travels to the device. A tile is pasted only after its forward pass succeeded, and once.
+The input stays in host memory in its own dtype (uint8/uint16 inputs are converted to float32 one window at a
+time); only a tile's window (times the ensemble batch) travels to the device. A tile is pasted only after its
+forward pass succeeded, and once. Tiles run row-major, so output rows above the topmost window still pending
+are final: `upscale_bands` hands them out and drops them, keeping in float only a band of about one tile row
+plus its context (`TileStats.peak_band_rows`). `upscale_tensor` copies the bands into one canvas; both add the
+same tile outputs in the same order from zero, so their pixels are bit-identical.
 """
 from __future__ import annotations
 
-from collections.abc import Callable
+import heapq
+from collections import Counter
+from collections.abc import Callable, Iterator
 from contextlib import nullcontext
 from dataclasses import dataclass
 
@@ -15,7 +22,7 @@ from torch import Tensor
 from sr_cli.engine.blending import blend_plan, tile_weights
 from sr_cli.engine.ensemble import ensemble_forward
 from sr_cli.engine.heap import reuse_freed_heap
-from sr_cli.engine.memory import MIN_TILE, auto_tile_size, is_out_of_memory, memory_budget
+from sr_cli.engine.memory import MIN_TILE, auto_tile_size, is_out_of_memory, memory_budget, streamed_tile_size
 from sr_cli.engine.precision import Precision, run_at_precision
 from sr_cli.engine.progress import ForwardProfile, WorkMeter, counting_convs, profile_forward
 from sr_cli.engine.tiling import Span, Tile, crop, halve, make_tile, pad_to_multiple, tile_grid
@@ -34,6 +41,7 @@ class TileStats:
     fp32_redos: int = 0
     tile_size: int = 0  # the core size the grid started with (0 = whole image)
     memory_budget: int | None = None  # bytes the auto tile was sized for (None: the caller gave the tile)
+    peak_band_rows: int = 0  # the most output rows (padded width) held in float at once
 
 
 def upscale_tensor(
@@ -57,6 +65,7 @@ def upscale_tensor(
 ) -> Tensor:
     """Run `model` ([N,C,h,w] -> [N,C',h*scale,w*scale], already on `device`) over `image` [C,H,W].
 
+    image: float in [0, 1], or uint8/uint16 (read as value / 255 or / 65535, one window at a time);
     tile: core side in input pixels (None = auto from `cost_per_pixel` and free memory, 0 = whole image);
     overlap: input pixels of real context at every core boundary (reflection only at the true border);
     min_overlap / exact_overlap: the model's measured and exact context needs, which decide whether the
@@ -66,15 +75,68 @@ def upscale_tensor(
     total fixed before the first forward; profile: the model's `profile_forward` (measured here if None).
     Returns the unclamped [C',H*scale,W*scale] float32 result on the CPU.
     """
+    out_h, out_w = image.shape[-2] * scale, image.shape[-1] * scale
+    output: Tensor | None = None
+    for start, band in upscale_bands(
+        model, image, scale=scale, tile=tile, overlap=overlap, size_multiple=size_multiple, ensemble=ensemble,
+        device=device, precision=precision, progress=progress, profile=profile, cost_per_pixel=cost_per_pixel,
+        channels_last=channels_last, stats=stats, min_overlap=min_overlap, exact_overlap=exact_overlap,
+    ):
+        if start == 0 and band.shape[-2] == out_h:  # one band (e.g. the whole image): no second canvas
+            output = band.contiguous()
+            continue
+        if output is None:
+            output = torch.empty((band.shape[0], out_h, out_w), dtype=torch.float32)
+        output[:, start:start + band.shape[-2]] = band
+    assert output is not None
+    return output
+
+
+def upscale_bands(
+    model: Model,
+    image: Tensor,
+    *,
+    scale: int,
+    tile: int | None,
+    overlap: int,
+    size_multiple: int = 1,
+    ensemble: bool = False,
+    device: torch.device,
+    precision: Precision,
+    progress: Progress | None = None,
+    profile: ForwardProfile | None = None,
+    cost_per_pixel: float | None = None,
+    channels_last: bool = False,
+    stats: TileStats | None = None,
+    min_overlap: int | None = None,
+    exact_overlap: int | None = None,
+    host_budget_bytes: int | None = None,
+) -> Iterator[tuple[int, Tensor]]:
+    """`upscale_tensor`'s result as (first output row, [C',rows,W*scale] float32 band) pairs, top to bottom.
+
+    The bands partition the output's rows; each is final when handed out (every tile it overlaps was
+    blended) and is a view the next step no longer writes to. The arguments are `upscale_tensor`'s, and
+    host_budget_bytes: with the auto tile, the band (and on the CPU the tile's activations) also stay
+    within it (`memory.streamed_tile_size`; e.g. memory.STREAMED_HOST_BUDGET_BYTES).
+    """
     _check_arguments(image, scale=scale, tile=tile, overlap=overlap, size_multiple=size_multiple)
     stats = stats if stats is not None else TileStats()
     height, width = image.shape[-2:]
-    padded = pad_to_multiple(image.float().cpu(), size_multiple)
+    out_h, out_w = height * scale, width * scale
+    padded = pad_to_multiple(image.cpu(), size_multiple)  # in the input's dtype: no whole float copy
     padded_h, padded_w = padded.shape[-2:]
     views = 8 if ensemble else 1
     plan = blend_plan(overlap, min_overlap=min_overlap, exact_overlap=exact_overlap)
     reach, feather = plan.reach, plan.feather  # how far a window extends past its core; the fade inside it
-    if tile is None:
+    if tile is None and host_budget_bytes is not None:
+        host_budget = min(host_budget_bytes, memory_budget(torch.device("cpu")))
+        device_budget = memory_budget(device)
+        stats.memory_budget = min(device_budget, host_budget) if device.type == "cpu" else device_budget
+        tile = streamed_tile_size(
+            padded_h, padded_w, cost_per_pixel=cost_per_pixel, overlap=reach, views=views, size_multiple=size_multiple, device_budget_bytes=device_budget,
+            host_budget_bytes=host_budget, shares_host=device.type == "cpu",
+            band_bytes_per_row=4.0 * image.shape[0] * scale * scale * padded_w)  # float32, C' = C
+    elif tile is None:
         stats.memory_budget = memory_budget(device)
         tile = auto_tile_size(padded_h, padded_w, cost_per_pixel=cost_per_pixel, overlap=reach, views=views,
                               size_multiple=size_multiple, budget_bytes=stats.memory_budget)
@@ -84,13 +146,14 @@ def upscale_tensor(
     def compute(x: Tensor) -> Tensor:
         return ensemble_forward(model, x) if ensemble else model(x)
 
-    pending: list[Tile] = list(reversed(tile_grid(padded_h, padded_w, tile, reach, size_multiple)))
+    pending = _PendingTiles(tile_grid(padded_h, padded_w, tile, reach, size_multiple))
     if progress is not None and profile is None:
         profile = profile_forward(model, in_channels=image.shape[0], size_multiple=size_multiple, device=device)
     meter = WorkMeter(progress, tiles=len(pending), views=views, conv_calls=profile.conv_calls if profile else 0,
                       area=padded_h * padded_w)
     max_core = (padded_h, padded_w)  # lowered after an out-of-memory error, so later tiles start smaller
-    canvas: Tensor | None = None
+    band: Tensor | None = None  # output rows [top, top + band rows) of the padded output, not yet handed out
+    top = 0
     counting = counting_convs(model, meter.on_conv) if progress is not None else nullcontext()
     # on the CPU the feature maps live in host memory: keep freed ones for the next layer (engine/heap.py)
     heap_reuse = reuse_freed_heap() if device.type == "cpu" else nullcontext()
@@ -100,9 +163,9 @@ def upscale_tensor(
             current = pending.pop()
             if current.rows.length > max_core[0] or current.cols.length > max_core[1]:
                 parts = _split(current, max_core, reach, padded_h, padded_w, size_multiple)
-                pending.extend(reversed(parts))
+                pending.push(parts)
                 continue
-            window = crop(padded, current.window_rows, current.window_cols).unsqueeze(0)
+            window = _as_float_window(crop(padded, current.window_rows, current.window_cols)).unsqueeze(0)
             meter.start_tile(current.rows.length * current.cols.length)
             try:
                 output = _forward_tile(compute, window, device, precision, channels_last, stats)
@@ -121,8 +184,9 @@ def upscale_tensor(
                     ) from None
                 max_core = (min(max_core[0], halved[0]), min(max_core[1], halved[1]))
                 stats.oom_splits += 1
-                pending.extend(reversed(parts))
+                pending.push(parts)
                 continue
+            del window
             output = output[0]
             expected = (current.window_rows.length * scale, current.window_cols.length * scale)
             if tuple(output.shape[-2:]) != expected:
@@ -132,16 +196,80 @@ def upscale_tensor(
                     f"{current.window_cols.length} input, not x{scale}: the network does not upscale by the "
                     f"scale it declares (its checkpoint does not fit its architecture)"
                 )
-            if canvas is None:
-                canvas = torch.zeros(output.shape[0], padded_h * scale, padded_w * scale, dtype=torch.float32)
+            # Pending windows start at or below `top` (tiles run row-major; a split tile's parts start
+            # no higher than it), so the band only ever grows downwards.
+            band = _grown(band, output.shape[0], current.window_rows.stop * scale - top, padded_w * scale)
+            stats.peak_band_rows = max(stats.peak_band_rows, band.shape[-2])
             weights = tile_weights(current, padded_h, padded_w, scale, float(feather))
-            target = canvas[:, current.window_rows.start * scale:current.window_rows.stop * scale,
-                            current.window_cols.start * scale:current.window_cols.stop * scale]
+            target = band[:, current.window_rows.start * scale - top:current.window_rows.stop * scale - top,
+                          current.window_cols.start * scale:current.window_cols.stop * scale]
             target.addcmul_(output, weights)  # in place: no tile-sized temporary
+            del output, weights, target
             stats.tiles_pasted += 1
             meter.finish_tile()
-    assert canvas is not None
-    return canvas[:, :height * scale, :width * scale].contiguous()
+            finished = pending.top_row(default=padded_h) * scale
+            if finished > top:
+                done_rows, band = band[:, :finished - top], band[:, finished - top:].clone()
+                if top < out_h:
+                    yield top, done_rows[:, :min(finished, out_h) - top, :out_w]
+                del done_rows
+                top = finished
+
+
+class _PendingTiles:
+    """The tiles still to run, a stack (the next on top), and the topmost window row among them, kept in a
+    heap of row counts: a rescan per tile would cost tiles^2 on a huge image with small tiles."""
+
+    def __init__(self, tiles: list[Tile]) -> None:
+        self._stack: list[Tile] = []
+        self._rows: Counter[int] = Counter()  # pending windows per first row
+        self._heap: list[int] = []  # first rows; entries whose count fell to 0 are dropped lazily
+        self.push(tiles)
+
+    def push(self, tiles: list[Tile]) -> None:
+        """`tiles` run next, in their order."""
+        for tile in reversed(tiles):
+            self._stack.append(tile)
+            start = tile.window_rows.start
+            if self._rows[start] == 0:
+                heapq.heappush(self._heap, start)
+            self._rows[start] += 1
+
+    def pop(self) -> Tile:
+        tile = self._stack.pop()
+        self._rows[tile.window_rows.start] -= 1
+        return tile
+
+    def __len__(self) -> int:
+        return len(self._stack)
+
+    def top_row(self, default: int) -> int:
+        """The first input row any pending window reads; `default` when none is pending."""
+        while self._heap and self._rows[self._heap[0]] == 0:
+            heapq.heappop(self._heap)
+        return self._heap[0] if self._heap else default
+
+
+def _grown(band: Tensor | None, channels: int, rows: int, width: int) -> Tensor:
+    """`band` with at least `rows` rows (zeros below what it held): tile outputs are added onto zeros."""
+    if band is not None and band.shape[-2] >= rows:
+        return band
+    grown = torch.zeros((channels, rows, width), dtype=torch.float32)
+    if band is not None:
+        grown[:, :band.shape[-2]] = band
+    return grown
+
+
+_INTEGER_MAX = {torch.uint8: 255.0, torch.uint16: 65535.0}
+
+
+def _as_float_window(window: Tensor) -> Tensor:
+    """A window of the input as float32 in [0, 1]: uint8/uint16 as value / max (what numpy's
+    `astype(float32) / 255` gives, bit for bit), float as float32."""
+    maximum = _INTEGER_MAX.get(window.dtype)
+    if maximum is None:
+        return window.float()
+    return window.to(torch.float32) / maximum
 
 
 def _forward_tile(
@@ -188,8 +316,8 @@ def _check_arguments(image: Tensor, *, scale: int, tile: int | None, overlap: in
     vocabulary; a failure here is a programming error, so it is a ValueError that names no CLI flag."""
     if image.ndim != 3 or image.shape[-1] < 1 or image.shape[-2] < 1:
         raise ValueError(f"upscale_tensor expects a non-empty [C,H,W] tensor, got shape {tuple(image.shape)}")
-    if not image.is_floating_point():
-        raise ValueError(f"upscale_tensor expects a float tensor in [0, 1], got {image.dtype}")
+    if not (image.is_floating_point() or image.dtype in _INTEGER_MAX):
+        raise ValueError(f"upscale_tensor expects a float tensor in [0, 1] or uint8/uint16, got {image.dtype}")
     if int(scale) != scale or scale < 1:
         raise ValueError(f"the model scale must be a positive integer, got {scale}")
     if tile is not None and tile < 0:

@@ -11,7 +11,7 @@ from sr_cli.imageio.model import (
     is_readable_suffix,
 )
 from sr_cli.imageio.reader import open_image, read_image
-from sr_cli.imageio.writer import to_bit_depth, write_image
+from sr_cli.imageio.writer import to_bit_depth, write_image, write_image_rows, writes_rows
 
 __all__ = [
     "FORMATS_WITH_16_BIT",
@@ -27,4 +27,6 @@ __all__ = [
     "to_bit_depth",
     "write_bytes_atomic",
     "write_image",
+    "write_image_rows",
+    "writes_rows",
 ]

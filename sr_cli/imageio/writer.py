@@ -12,17 +12,21 @@ What each format keeps (anything dropped is returned as a note, never silently):
 
 16-bit pixels to an 8-bit-only format are rounded to 8 bits with a note, unless bit_depth=16 was asked
 for explicitly, which raises OutputError.
+
+write_image_rows: the same for an image that arrives in row bands (an upscale streamed from the engine),
+PNG and TIFF only (`writes_rows`), encoded band by band into the atomic writer's temporary file.
 """
 from __future__ import annotations
 
 import io
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
 from PIL import Image as PILImage
 
 from sr_cli.errors import OutputError
-from sr_cli.files.atomic import write_bytes_atomic
+from sr_cli.files.atomic import atomic_write, write_bytes_atomic
 from sr_cli.imageio.model import (
     FORMAT_ALIASES,
     FORMATS_WITH_16_BIT,
@@ -31,8 +35,8 @@ from sr_cli.imageio.model import (
     ImageMetadata,
     format_for_write_suffix,
 )
-from sr_cli.imageio.png_encoder import encode_png
-from sr_cli.imageio.tiff_encoder import encode_tiff16
+from sr_cli.imageio.png_encoder import PngRowWriter, encode_png
+from sr_cli.imageio.tiff_encoder import TiffStripWriter, TiffTooLargeError, encode_tiff
 
 DEFAULT_QUALITY = 95  # JPEG/WebP: SR output is about detail; the usual 75-80 smears it again
 
@@ -64,8 +68,83 @@ def write_image(
     metadata = metadata or ImageMetadata()
     chosen = _resolve_format(path, format)
     pixels = _validated(path, pixels)
+    depth, notes = _plan(path, chosen, 16 if pixels.dtype == np.uint16 else 8, pixels.shape[2], metadata,
+                         bit_depth=bit_depth, quality=quality)
+    pixels = to_bit_depth(pixels, depth)
+    if chosen == "png":
+        data, png_notes = encode_png(pixels, icc=metadata.icc, exif=metadata.exif, text=metadata.text)
+        notes += png_notes
+    elif chosen == "tiff" and depth == 16:
+        try:
+            data = encode_tiff(pixels, icc=metadata.icc)
+        except TiffTooLargeError as error:
+            raise OutputError(f"{path}: {error}; write png instead") from None
+    else:
+        data = _encode_with_pillow(path, chosen, pixels, metadata, quality, notes)
+    write_bytes_atomic(path, data, overwrite=overwrite)
+    return notes
+
+
+def writes_rows(format: str, bit_depth: int, metadata: ImageMetadata | None = None) -> bool:
+    """True when `write_image_rows` can write this format (our name, e.g. "png") at this depth keeping all
+    that `write_image` keeps: PNG always; TIFF at 16 bits, and at 8 bits unless there is EXIF to carry
+    (8-bit TIFF with EXIF is Pillow's). JPEG, WebP and BMP encoders want the whole image."""
+    if format == "png":
+        return True
+    return format == "tiff" and (bit_depth == 16 or not (metadata and metadata.exif))
+
+
+def write_image_rows(
+    path: str | Path,
+    bands: Iterable[np.ndarray],
+    *,
+    width: int,
+    height: int,
+    channels: int,
+    bit_depth: int,
+    metadata: ImageMetadata | None = None,
+    format: str | None = None,
+    overwrite: bool = False,
+) -> list[str]:
+    """`write_image` for an image that arrives as HxWxC row bands, top to bottom, each encoded and written
+    as it comes (bounded memory whatever the image's size): the same file, atomic the same way (an
+    exception or Ctrl-C while a band is computed or written leaves nothing), the same notes.
+
+    The bands are uint8 (bit_depth 8) or uint16 (16), `width` wide with `channels` channels, `height`
+    rows in all; the format must be one `writes_rows` accepts (OutputError otherwise).
+    """
+    path = Path(path)
+    metadata = metadata or ImageMetadata()
+    chosen = _resolve_format(path, format)
+    if not writes_rows(chosen, bit_depth, metadata):
+        raise OutputError(f"{path}: {chosen.upper()} cannot be written in rows here; write png or tiff")
+    if channels not in MODE_BY_CHANNELS or width < 1 or height < 1:
+        raise OutputError(f"{path}: cannot write a {width}x{height} image with {channels} channels")
+    depth, notes = _plan(path, chosen, bit_depth, channels, metadata, bit_depth=bit_depth, quality=None)
+    with atomic_write(path, overwrite=overwrite) as handle:
+        encoder: PngRowWriter | TiffStripWriter
+        if chosen == "png":
+            encoder = PngRowWriter(handle.write, width=width, height=height, channels=channels, bit_depth=depth,
+                                   icc=metadata.icc, exif=metadata.exif, text=metadata.text)
+            notes += encoder.notes
+        else:
+            encoder = TiffStripWriter(handle, width=width, height=height, channels=channels, bit_depth=depth,
+                                      icc=metadata.icc)
+        try:
+            for band in bands:
+                encoder.write_rows(to_bit_depth(_validated(path, band), depth))
+                del band  # not held while the next band is computed
+            encoder.finish()
+        except TiffTooLargeError as error:
+            raise OutputError(f"{path}: {error}; write png instead") from None
+    return notes
+
+
+def _plan(path: Path, chosen: str, source_depth: int, channels: int, metadata: ImageMetadata, *,
+          bit_depth: int | None, quality: int | None) -> tuple[int, list[str]]:
+    """The depth the file gets and the notes on what it cannot keep; OutputError for what it cannot hold."""
     notes: list[str] = []
-    depth = bit_depth or (16 if pixels.dtype == np.uint16 else 8)
+    depth = bit_depth or source_depth
     if depth not in (8, 16):
         raise OutputError(f"{path}: bit depth {depth} is not supported; use 8 or 16")
     if depth == 16 and chosen not in FORMATS_WITH_16_BIT:
@@ -73,28 +152,18 @@ def write_image(
             raise OutputError(f"{path}: {chosen.upper()} holds 8 bits per channel only; write png or tiff for 16-bit output")
         notes.append(f"16-bit image written as 8-bit ({chosen.upper()} has no 16-bit mode)")
         depth = 8
-    pixels = to_bit_depth(pixels, depth)
-    channels = pixels.shape[2]
     if channels in (2, 4) and chosen not in FORMATS_WITH_ALPHA:
         raise OutputError(f"{path}: the image has an alpha channel and {chosen.upper()} cannot store one; use --format png, webp or tiff")
     if quality is not None and not 1 <= quality <= 100:
         raise OutputError(f"{path}: quality {quality} is out of range; use 1-100")
     if metadata.text and chosen != "png":
         notes.append(f"PNG text chunks ({', '.join(metadata.text)}) not kept: {chosen.upper()} has no place for them")
-
-    if chosen == "png":
-        data, png_notes = encode_png(pixels, icc=metadata.icc, exif=metadata.exif, text=metadata.text)
-        notes += png_notes
-    elif chosen == "tiff" and depth == 16:
+    if chosen == "tiff" and depth == 16:
         if channels == 2:
             raise OutputError(f"{path}: 16-bit gray+alpha TIFF is not readable by common software; use --format png or --bit-depth 8")
         if metadata.exif:
             notes.append("EXIF not kept: 16-bit TIFF output carries the ICC profile only")
-        data = encode_tiff16(pixels, icc=metadata.icc)
-    else:
-        data = _encode_with_pillow(path, chosen, pixels, metadata, quality, notes)
-    write_bytes_atomic(path, data, overwrite=overwrite)
-    return notes
+    return depth, notes
 
 
 def _resolve_format(path: Path, format: str | None) -> str:
