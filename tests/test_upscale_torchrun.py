@@ -121,3 +121,17 @@ def test_a_planning_error_is_said_once_and_stops_every_rank(tmp_path: Path) -> N
     assert result.returncode != 0 and result.stdout == ""
     assert result.stderr.count("error: ") == 1 and "img2_x2_tiny_edsr.png" in result.stderr, result.stderr
     assert (tmp_path / "out" / "img2_x2_tiny_edsr.png").read_bytes() == b"an earlier result"
+
+
+@pytest.mark.slow
+def test_more_processes_than_files_and_a_clean_exit(tmp_path: Path) -> None:
+    """One file, two ranks: rank 1 has nothing to do (and loads no model); the run succeeds (exit 0)."""
+    weights = _weights(tmp_path)
+    folder = tmp_path / "in"
+    folder.mkdir()
+    write_image(folder / "only.png", np.full((6, 7, 3), 99, dtype=np.uint8))
+    result = _torchrun([str(folder / "only.png"), "-o", str(tmp_path / "out"), "--weights", str(weights), "--scale", "2",
+                        "--device", "cpu"])
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == [str(tmp_path / "out" / "only_x2_tiny_edsr.png")]
+    assert "files per process: 1, 0" in result.stderr and result.stderr.count("done 1, skipped 0, failed 0") == 1

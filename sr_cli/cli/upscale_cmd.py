@@ -182,9 +182,12 @@ def upscale(
                     if item.failed:  # e.g. a sub-folder it could not list: the run reports it and fails
                         on_result(_folder_failure(item))
             try:
-                for loads_now in (context.local_rank == 0, context.local_rank != 0):  # one download per machine
+                # rank 0 loads whenever anything runs (its summary names the model), another rank when its
+                # share has work; local rank 0 first, so a download happens once per machine
+                needed = any(not job.skip for job in (jobs if context.is_main else share.jobs))
+                for loads_now in (context.local_rank == 0, context.local_rank != 0):
                     with distributed.together(context):
-                        if loads_now and any(not job.skip for job in jobs):
+                        if loads_now and needed:
                             loaded = _load(chosen, scale, res_scale, alpha, denoise, outscale, options, renderer, session)
                             renderer.weights_used(loaded, Blend(alpha=alpha, denoise=denoise))
                 upscaler = renderer.upscaler
@@ -204,6 +207,8 @@ def upscale(
                     )
             except KeyboardInterrupt:
                 renderer.stop()
+                if context.distributed:
+                    note(f"torchrun: the counts below are process 0's share ({len(share.jobs)} of {len(jobs)} files)")
                 _summarize(collected or renderer.results, total=len(share.jobs), interrupted=True)
                 raise
             results = scaleout.gather_results(collected, jobs, context) if context.distributed else renderer.results
