@@ -102,3 +102,31 @@ def test_progress_counts_each_view_of_a_batched_forward() -> None:
                        precision="fp32", progress=record)
         assert calls[-1] == (convs * views, convs * views)
         assert [done for done, _ in calls] == sorted({done for done, _ in calls})  # never backwards
+
+
+def test_the_auto_tile_budgets_for_the_batch_of_views(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A budget that holds the whole image for one view holds 8 batched views only in tiles: windows of
+    1/8 the area (the engine's plan is memory.auto_tile_size with views=8); the result is unchanged."""
+    from sr_cli.engine import TileStats
+    from sr_cli.engine.blending import feather_radius
+    from sr_cli.engine.memory import estimate_cost_per_pixel
+
+    net = _nets(FAMILIES[0])[0]
+    side = 128  # large enough that the 8-view window is above the minimum tile
+    image = torch.rand(3, side, side, generator=torch.Generator().manual_seed(8))
+    cost = estimate_cost_per_pixel(net, in_channels=3, size_multiple=1, device=CPU)
+    budget = int(cost * side * side * 1.01)
+    monkeypatch.setattr("sr_cli.engine.upscale.memory_budget", lambda device: budget)
+    sizes, results = {}, {}
+    for ensemble in (False, True):
+        stats = TileStats()
+        results[ensemble] = upscale_tensor(net, image, scale=net.scale, tile=None, overlap=net.min_overlap,
+                                           ensemble=ensemble, device=CPU, precision="fp32", cost_per_pixel=cost,
+                                           stats=stats)
+        sizes[ensemble] = stats.tile_size
+    reach = net.min_overlap + feather_radius(net.min_overlap)
+    window = sizes[True] + 2 * reach
+    assert sizes[False] == 0 and 0 < sizes[True] < side, sizes
+    assert window ** 2 * 8 * cost <= budget < (window + 2) ** 2 * 8 * cost  # the largest window that fits, for 8
+    with torch.inference_mode():
+        _close(results[True], ensemble_forward(net, image[None])[0].double())
