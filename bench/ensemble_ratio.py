@@ -21,6 +21,7 @@ import json
 import os
 import platform
 import statistics
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -57,11 +58,11 @@ def _net(family: str, params: object, scale: int | None = None) -> SRNet:
 
 
 CASES: dict[str, Case] = {
-    "edsr": Case("EDSR baseline x2 (16x64)", lambda: _net("edsr", EDSRParams(scale=2)), 64),
-    "mdsr": Case("MDSR baseline, x2 branch", lambda: _net("mdsr", MDSRParams(), 2), 64),
-    "rrdb": Case("RRDB x4 (23 blocks, ESRGAN)", lambda: _net("rrdb", RRDBParams()), 32),
-    "srvgg": Case("SRVGG x4 (animevideov3 size)", lambda: _net("srvgg", SRVGGParams(num_conv=16)), 96),
-    "vdsr": Case("VDSR (20x64) on a Y plane", lambda: _net("vdsr", VDSRParams()), 96),
+    "edsr": Case("EDSR baseline x2 (16x64)", lambda: _net("edsr", EDSRParams(scale=2)), 48),
+    "mdsr": Case("MDSR baseline, x2 branch", lambda: _net("mdsr", MDSRParams(), 2), 48),
+    "rrdb": Case("RRDB x4 (23 blocks, ESRGAN)", lambda: _net("rrdb", RRDBParams()), 24),
+    "srvgg": Case("SRVGG x4 (animevideov3 size)", lambda: _net("srvgg", SRVGGParams(num_conv=16)), 64),
+    "vdsr": Case("VDSR (20x64) on a Y plane", lambda: _net("vdsr", VDSRParams()), 64),
 }
 
 
@@ -69,7 +70,9 @@ def one_view_at_a_time(run: Callable[[Tensor], Tensor], x: Tensor) -> Tensor:
     """The definition, unbatched: each view through the model alone, undone, summed, averaged."""
     total: Tensor | None = None
     for k in ensemble_module.VIEWS:
-        restored = ensemble_module.undo_view(run(ensemble_module.apply_view(x, k)).float(), k)
+        view = ensemble_module.apply_view(x, k).contiguous(memory_format=torch.channels_last if x.is_contiguous(
+            memory_format=torch.channels_last) else torch.contiguous_format)  # a fair forward: dense input
+        restored = ensemble_module.undo_view(run(view).float(), k)
         total = restored.clone() if total is None else total.add_(restored)
     assert total is not None
     return total / len(ensemble_module.VIEWS)
@@ -117,6 +120,8 @@ def main() -> None:
                     elapsed = timed(net, image, tile, mode, channels_last)
                     if round_index:
                         seconds.setdefault((name, tile, mode), []).append(elapsed)
+            print(f"round {round_index}/{args.rounds} done ({'warm-up' if round_index == 0 else 'kept'}); load average "
+                  f"{os.getloadavg()[0]:.2f}", file=sys.stderr, flush=True)
     rows = []
     print("\n| model | input | tile | plain s | ensemble s | ensemble / plain (median, range) | one-by-one / plain | "
           "batched / one-by-one |")
