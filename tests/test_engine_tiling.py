@@ -24,8 +24,8 @@ from sr_cli.archs.runtime import SRNet, build_module, receptive_radius, to_srnet
 from sr_cli.engine import TileStats, upscale_tensor
 from sr_cli.engine.blending import BlendPlan, blend_plan, feather_radius, tile_weights
 from sr_cli.engine.memory import MIN_TILE, auto_tile_size, axis_plan, grid_work
+from sr_cli.engine.pipeline import split_tile as _split
 from sr_cli.engine.tiling import split_axis, tile_grid, window_of
-from sr_cli.engine.upscale import _split
 
 CPU = torch.device("cpu")
 # min_overlap = the exact receptive radius (EDSR, MDSR, VDSR, SRVGG, small RRDBs): every tile sees every

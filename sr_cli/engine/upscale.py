@@ -10,8 +10,6 @@ same tile outputs in the same order from zero, so their pixels are bit-identical
 """
 from __future__ import annotations
 
-import heapq
-from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -22,11 +20,12 @@ from torch import Tensor
 from sr_cli.engine.blending import blend_plan, tile_weights
 from sr_cli.engine.ensemble import ensemble_forward
 from sr_cli.engine.heap import reuse_freed_heap
-from sr_cli.engine.memory import MIN_TILE, auto_tile_size, is_out_of_memory, memory_budget, streamed_tile_size
-from sr_cli.engine.precision import Precision, run_at_precision
+from sr_cli.engine.memory import MIN_TILE, auto_tile_size, memory_budget, streamed_tile_size
+from sr_cli.engine.pipeline import PipelineStats, TileQueue, batch_for_budget, make_lane, run_pipeline
+from sr_cli.engine.precision import Precision
 from sr_cli.engine.progress import ForwardProfile, WorkMeter, counting_convs, profile_forward
-from sr_cli.engine.tiling import Span, Tile, crop, halve, make_tile, pad_to_multiple, tile_grid
-from sr_cli.errors import DeviceError, ModelOutputError
+from sr_cli.engine.tiling import crop, pad_to_multiple, tile_grid
+from sr_cli.errors import ModelOutputError
 
 Model = Callable[[Tensor], Tensor]
 Progress = Callable[[int, int], None]
@@ -39,6 +38,9 @@ class TileStats:
     tiles_pasted: int = 0
     oom_splits: int = 0
     fp32_redos: int = 0
+    oom_batch_halvings: int = 0  # batches of tiles halved after an out-of-memory error
+    largest_batch: int = 0  # the most tiles that ran in one forward pass
+    overlapped_transfers: bool = False  # pinned transfers on side streams overlapped with compute (CUDA)
     tile_size: int = 0  # the core size the grid started with (0 = whole image)
     memory_budget: int | None = None  # bytes the auto tile was sized for (None: the caller gave the tile)
     peak_band_rows: int = 0  # the most output rows (padded width) held in float at once
@@ -62,6 +64,8 @@ def upscale_tensor(
     stats: TileStats | None = None,
     min_overlap: int | None = None,
     exact_overlap: int | None = None,
+    batch: int | None = None,
+    overlap_transfers: bool | None = None,
 ) -> Tensor:
     """Run `model` ([N,C,h,w] -> [N,C',h*scale,w*scale], already on `device`) over `image` [C,H,W].
 
@@ -73,6 +77,9 @@ def upscale_tensor(
     size_multiple: the model needs h, w divisible by it (the image is reflect-padded, the output cropped).
     progress: called with (done, total) in units of conv layer x view x tile (engine/progress.py), the
     total fixed before the first forward; profile: the model's `profile_forward` (measured here if None).
+    batch: tiles of equal window shape per forward (None = as many as the memory budget allows on an
+    accelerator, 1 on the CPU); overlap_transfers: pinned, stream-overlapped transfers (None = on CUDA),
+    see engine/pipeline.py. Neither changes the result: the same tiles are pasted in the same order.
     Returns the unclamped [C',H*scale,W*scale] float32 result on the CPU.
     """
     out_h, out_w = image.shape[-2] * scale, image.shape[-1] * scale
@@ -81,6 +88,7 @@ def upscale_tensor(
         model, image, scale=scale, tile=tile, overlap=overlap, size_multiple=size_multiple, ensemble=ensemble,
         device=device, precision=precision, progress=progress, profile=profile, cost_per_pixel=cost_per_pixel,
         channels_last=channels_last, stats=stats, min_overlap=min_overlap, exact_overlap=exact_overlap,
+        batch=batch, overlap_transfers=overlap_transfers,
     ):
         if start == 0 and band.shape[-2] == out_h:  # one band (e.g. the whole image): no second canvas
             output = band.contiguous()
@@ -110,6 +118,8 @@ def upscale_bands(
     stats: TileStats | None = None,
     min_overlap: int | None = None,
     exact_overlap: int | None = None,
+    batch: int | None = None,
+    overlap_transfers: bool | None = None,
     host_budget_bytes: int | None = None,
 ) -> Iterator[tuple[int, Tensor]]:
     """`upscale_tensor`'s result as (first output row, [C',rows,W*scale] float32 band) pairs, top to bottom.
@@ -146,108 +156,66 @@ def upscale_bands(
     def compute(x: Tensor) -> Tensor:
         return ensemble_forward(model, x) if ensemble else model(x)
 
-    pending = _PendingTiles(tile_grid(padded_h, padded_w, tile, reach, size_multiple))
+    grid = tile_grid(padded_h, padded_w, tile, reach, size_multiple)
     if progress is not None and profile is None:
         profile = profile_forward(model, in_channels=image.shape[0], size_multiple=size_multiple, device=device)
-    meter = WorkMeter(progress, tiles=len(pending), views=views, conv_calls=profile.conv_calls if profile else 0,
+    meter = WorkMeter(progress, tiles=len(grid), views=views, conv_calls=profile.conv_calls if profile else 0,
                       area=padded_h * padded_w)
-    max_core = (padded_h, padded_w)  # lowered after an out-of-memory error, so later tiles start smaller
+    pipeline_stats = PipelineStats()
+    if batch is None:
+        largest_window = max(t.window_rows.length * t.window_cols.length for t in grid)
+        batch = 1 if len(grid) == 1 else batch_for_budget(
+            largest_window, device=device, budget_bytes=stats.memory_budget or _budget_if_device(device),
+            cost_per_pixel=cost_per_pixel, views=views)
+    queue = TileQueue(grid, cut=lambda t: _as_float_window(crop(padded, t.window_rows, t.window_cols)),
+                      height=padded_h, width=padded_w, reach=reach, multiple=size_multiple, min_tile=min_tile,
+                      max_batch=batch, stats=pipeline_stats)
+    lane = make_lane(compute, device, precision, channels_last, pipeline_stats, overlap_transfers=overlap_transfers)
     band: Tensor | None = None  # output rows [top, top + band rows) of the padded output, not yet handed out
     top = 0
     counting = counting_convs(model, meter.on_conv) if progress is not None else nullcontext()
     # on the CPU the feature maps live in host memory: keep freed ones for the next layer (engine/heap.py)
     heap_reuse = reuse_freed_heap() if device.type == "cpu" else nullcontext()
-    with torch.inference_mode(), counting, heap_reuse:
-        meter.begin()
-        while pending:
-            current = pending.pop()
-            if current.rows.length > max_core[0] or current.cols.length > max_core[1]:
-                parts = _split(current, max_core, reach, padded_h, padded_w, size_multiple)
-                pending.push(parts)
-                continue
-            window = _as_float_window(crop(padded, current.window_rows, current.window_cols)).unsqueeze(0)
-            meter.start_tile(current.rows.length * current.cols.length)
-            try:
-                output = _forward_tile(compute, window, device, precision, channels_last, stats)
-            except Exception as error:  # noqa: BLE001 -- only out-of-memory is handled, the rest re-raised
-                if not is_out_of_memory(error):
-                    raise
-                del error
-                _release(device)
-                halved = (max(current.rows.length // 2, min_tile), max(current.cols.length // 2, min_tile))
-                parts = _split(current, halved, reach, padded_h, padded_w, size_multiple, min_tile)
-                if len(parts) == 1:
-                    raise DeviceError(
-                        f"out of {device} memory even for a {current.window_rows.length}x"
-                        f"{current.window_cols.length} tile (minimum core {min_tile} px); free memory, lower "
-                        "--overlap, drop --ensemble, or use --device cpu"
-                    ) from None
-                max_core = (min(max_core[0], halved[0]), min(max_core[1], halved[1]))
-                stats.oom_splits += 1
-                pending.push(parts)
-                continue
-            del window
-            output = output[0]
-            expected = (current.window_rows.length * scale, current.window_cols.length * scale)
-            if tuple(output.shape[-2:]) != expected:
-                got_h, got_w = output.shape[-2:]
-                raise ModelOutputError(
-                    f"the model returned {got_h}x{got_w} for a {current.window_rows.length}x"
-                    f"{current.window_cols.length} input, not x{scale}: the network does not upscale by the "
-                    f"scale it declares (its checkpoint does not fit its architecture)"
-                )
-            # Pending windows start at or below `top` (tiles run row-major; a split tile's parts start
-            # no higher than it), so the band only ever grows downwards.
-            band = _grown(band, output.shape[0], current.window_rows.stop * scale - top, padded_w * scale)
-            stats.peak_band_rows = max(stats.peak_band_rows, band.shape[-2])
-            weights = tile_weights(current, padded_h, padded_w, scale, float(feather))
-            target = band[:, current.window_rows.start * scale - top:current.window_rows.stop * scale - top,
-                          current.window_cols.start * scale:current.window_cols.stop * scale]
-            target.addcmul_(output, weights)  # in place: no tile-sized temporary
-            del output, weights, target
-            stats.tiles_pasted += 1
-            meter.finish_tile()
-            finished = pending.top_row(default=padded_h) * scale
-            if finished > top:
-                done_rows, band = band[:, :finished - top], band[:, finished - top:].clone()
-                if top < out_h:
-                    yield top, done_rows[:, :min(finished, out_h) - top, :out_w]
-                del done_rows
-                top = finished
-
-
-class _PendingTiles:
-    """The tiles still to run, a stack (the next on top), and the topmost window row among them, kept in a
-    heap of row counts: a rescan per tile would cost tiles^2 on a huge image with small tiles."""
-
-    def __init__(self, tiles: list[Tile]) -> None:
-        self._stack: list[Tile] = []
-        self._rows: Counter[int] = Counter()  # pending windows per first row
-        self._heap: list[int] = []  # first rows; entries whose count fell to 0 are dropped lazily
-        self.push(tiles)
-
-    def push(self, tiles: list[Tile]) -> None:
-        """`tiles` run next, in their order."""
-        for tile in reversed(tiles):
-            self._stack.append(tile)
-            start = tile.window_rows.start
-            if self._rows[start] == 0:
-                heapq.heappush(self._heap, start)
-            self._rows[start] += 1
-
-    def pop(self) -> Tile:
-        tile = self._stack.pop()
-        self._rows[tile.window_rows.start] -= 1
-        return tile
-
-    def __len__(self) -> int:
-        return len(self._stack)
-
-    def top_row(self, default: int) -> int:
-        """The first input row any pending window reads; `default` when none is pending."""
-        while self._heap and self._rows[self._heap[0]] == 0:
-            heapq.heappop(self._heap)
-        return self._heap[0] if self._heap else default
+    try:
+        with torch.inference_mode(), counting, heap_reuse:
+            meter.begin()
+            for unit, outputs in run_pipeline(queue, lane, device=device,
+                                              on_start=lambda unit: meter.start_tile(unit.core_area)):
+                for current, output in zip(unit.tiles, outputs, strict=True):
+                    expected = (current.window_rows.length * scale, current.window_cols.length * scale)
+                    if tuple(output.shape[-2:]) != expected:
+                        got_h, got_w = output.shape[-2:]
+                        raise ModelOutputError(
+                            f"the model returned {got_h}x{got_w} for a {current.window_rows.length}x"
+                            f"{current.window_cols.length} input, not x{scale}: the network does not upscale by "
+                            f"the scale it declares (its checkpoint does not fit its architecture)"
+                        )
+                    # Windows not yet pasted start at or below `top` (tiles run row-major; a split tile's
+                    # parts start no higher than it), so the band only ever grows downwards.
+                    band = _grown(band, output.shape[0], current.window_rows.stop * scale - top, padded_w * scale)
+                    stats.peak_band_rows = max(stats.peak_band_rows, band.shape[-2])
+                    weights = tile_weights(current, padded_h, padded_w, scale, float(feather))
+                    target = band[:, current.window_rows.start * scale - top:current.window_rows.stop * scale - top,
+                                  current.window_cols.start * scale:current.window_cols.stop * scale]
+                    target.addcmul_(output, weights)  # in place: no tile-sized temporary
+                    del output, weights, target
+                    stats.tiles_pasted += 1
+                del outputs
+                meter.finish_tile()
+                assert band is not None
+                finished = queue.top_row(default=padded_h) * scale  # units in flight hold their rows back
+                if finished > top:
+                    done_rows, band = band[:, :finished - top], band[:, finished - top:].clone()
+                    if top < out_h:
+                        yield top, done_rows[:, :min(finished, out_h) - top, :out_w]
+                    del done_rows
+                    top = finished
+    finally:
+        stats.oom_splits += pipeline_stats.oom_splits
+        stats.oom_batch_halvings += pipeline_stats.oom_batch_halvings
+        stats.fp32_redos += pipeline_stats.fp32_redos
+        stats.largest_batch = max(stats.largest_batch, pipeline_stats.largest_batch)
+        stats.overlapped_transfers = lane.overlaps
 
 
 def _grown(band: Tensor | None, channels: int, rows: int, width: int) -> Tensor:
@@ -272,43 +240,9 @@ def _as_float_window(window: Tensor) -> Tensor:
     return window.to(torch.float32) / maximum
 
 
-def _forward_tile(
-    compute: Model, window: Tensor, device: torch.device, precision: Precision, channels_last: bool,
-    stats: TileStats,
-) -> Tensor:
-    """One window on the device -> float32 output on the CPU."""
-    x = window.to(device)
-    if channels_last:
-        x = x.contiguous(memory_format=torch.channels_last)
-    result, redone = run_at_precision(compute, x, device, precision)
-    stats.fp32_redos += int(redone)
-    return result.to("cpu", torch.float32).contiguous()
-
-
-def _split(
-    current: Tile, max_core: tuple[int, int], overlap: int, height: int, width: int, multiple: int,
-    min_tile: int = 1,
-) -> list[Tile]:
-    """Sub-tiles of `current` whose cores are no larger than `max_core` (each axis halved as needed)."""
-    def pieces(span: Span, limit: int) -> list[Span]:
-        spans = [span]
-        while any(s.length > limit for s in spans):
-            refined = [half for s in spans for half in (halve(s, min_tile, multiple) if s.length > limit else [s])]
-            if len(refined) == len(spans):
-                break
-            spans = refined
-        return spans
-
-    return [make_tile(r, c, overlap, height, width, multiple)
-            for r in pieces(current.rows, max_core[0]) for c in pieces(current.cols, max_core[1])]
-
-
-def _release(device: torch.device) -> None:
-    """Give cached blocks back after an out-of-memory error so the smaller retry can use them."""
-    if device.type == "cuda":
-        torch.cuda.empty_cache()
-    elif device.type == "mps":
-        torch.mps.empty_cache()
+def _budget_if_device(device: torch.device) -> int | None:
+    """The memory budget a batch is sized for on an accelerator (None on the CPU, which batches nothing)."""
+    return None if device.type == "cpu" else memory_budget(device)
 
 
 def _check_arguments(image: Tensor, *, scale: int, tile: int | None, overlap: int, size_multiple: int) -> None:
