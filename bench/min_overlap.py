@@ -7,19 +7,22 @@ Two parts.
    window at input distance d from the cut has exactly d pixels of real context on that side (the other
    sides are the true border), so one window gives the error at every context 0..W at once. e(d) = the
    max |window - whole| (clamped to [0,1], in 8-bit levels) over pixels with context d; the family needs
-   the smallest c with max_{d >= c} e(d) <= 1 level over every photo. Then the engine itself runs the
-   photos tiled at several tile sizes with that context (blend inside the context, engine/blending.py)
-   and reports max |tiled - whole|. Written to docs/images/tile_context.json (the plot:
-   bench/plot_tile_cost.py).
+   the smallest c with max_{d >= c} e(d) <= 1 level over every photo.
+   `--engine`: the engine itself, as the API runs it (the fade inside the context, engine/blending.py), on
+   48x256 strips of three Set14 HR photos cut into 2 tiles across at contexts 32/48/64/80 and into 3 at
+   64/80 (`--configs=TILE:CONTEXT,...` for others; rows of other configurations are kept), for the
+   families whose context is below their exact radius (RRDB): max/mean |tiled - whole| in levels.
+   Both write docs/images/tile_context.json (the plot: bench/plot_tile_cost.py).
 2. `--random`: the older random-init sweep (8x8 cores; random init is not a proxy for trained models).
 
-Run: python3 bench/min_overlap.py [SHARED_DIR] [--random] [--families=rrdb,srvgg,edsr,mdsr] [--skip-engine]
+Run: python3 bench/min_overlap.py [SHARED_DIR] [--random] [--families=rrdb,srvgg,edsr,mdsr] [--engine [--configs=86:80]]
 """
 from __future__ import annotations
 
 import json
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -107,7 +110,6 @@ PHOTOS = ("set14/LR_bicubic/X4/bridge.png", "set14/LR_bicubic/X4/lenna.png", "se
           "set14/LR_bicubic/X4/pepper.png", "set5/LR_bicubic/X4/baby.png", "set14/LR_bicubic/X4/barbara.png")
 PHOTO_SIDE = 128
 WINDOW = 80  # context measured up to this many input pixels
-ENGINE_TILES = (64, 43)  # 2x2 and 3x3 grids on a 128 px photo
 LEVEL = 1 / 255
 OUT_JSON = Path(__file__).resolve().parents[1] / "docs/images/tile_context.json"
 BUNDLED = Path(__file__).resolve().parents[1] / "sr_cli/bundled"
@@ -157,44 +159,75 @@ def real_nets(families: set[str]) -> dict[str, SRNet]:
     return {name: net.eval() for name, net in nets.items()}
 
 
-def engine_error(net: SRNet, image: torch.Tensor, whole: torch.Tensor, tile: int, context: int) -> float:
-    from sr_cli.archs.runtime import receptive_radius as radius_of
+STRIP_PHOTOS = ("set14/HR/bridge.png", "set14/HR/lenna.png", "set14/HR/baboon.png")
+STRIP = (48, 256)  # rows x columns of each photo strip, from its centre
+# (tile, context): 2 tiles across a strip at every context, 3 at the contexts around RRDB's min_overlap
+ENGINE_CONFIGS = [(128, 32), (128, 48), (128, 64), (128, 80), (86, 64), (86, 80)]
+
+
+def strip(shared: Path, relative: str) -> torch.Tensor:
+    image = np.asarray(Image.open(shared / "datasets" / relative).convert("RGB"), dtype=np.float32) / 255
+    h, w, _ = image.shape
+    rows, cols = STRIP
+    part = image[(h - rows) // 2:(h + rows) // 2, (w - cols) // 2:(w + cols) // 2]
+    return torch.from_numpy(part.copy()).permute(2, 0, 1).contiguous()
+
+
+def engine_sweep(shared: Path, net: SRNet, configs: list[tuple[int, int]],
+                 save: Callable[[list[dict[str, object]]], None]) -> None:
+    """The engine itself with the fade inside the context (as the API runs it): strips of real photos cut
+    into tiles across, for each (tile, context) of `configs`; max and mean |tiled - whole| in levels.
+    `save` gets the rows so far after each run (a long sweep keeps what it measured)."""
     from sr_cli.engine import upscale_tensor
 
-    out = upscale_tensor(net, image, scale=net.scale, tile=tile, overlap=context, size_multiple=net.size_multiple,
-                         device=torch.device("cpu"), precision="fp32", min_overlap=context,
-                         exact_overlap=radius_of(net.family, net.module.params))
-    return (out[None].clamp(0, 1) - whole).abs().max().item() / LEVEL
+    rows: list[dict[str, object]] = []
+    for rel in STRIP_PHOTOS:
+        image = strip(shared, rel)
+        with torch.inference_mode():
+            whole = net(image[None])[0].clamp(0, 1)
+        for tile, context in configs:
+            out = upscale_tensor(net, image, scale=net.scale, tile=tile, overlap=context,
+                                 size_multiple=net.size_multiple, device=torch.device("cpu"), precision="fp32",
+                                 min_overlap=context, exact_overlap=net.exact_overlap).clamp(0, 1)
+            diff = (out - whole).abs() / LEVEL
+            rows.append({"photo": rel, "tile": tile, "context": context, "max_levels": round(diff.max().item(), 3),
+                         "mean_levels": round(diff.mean().item(), 4)})
+            print(f"  engine {rel} tile {tile} context {context}: max {diff.max().item():.2f} levels", flush=True)
+            save(rows)
 
 
-def real_photo_sweep(shared: Path, families: set[str], run_engine: bool) -> None:
+def real_photo_sweep(shared: Path, families: set[str], run_engine: bool, configs: list[tuple[int, int]]) -> None:
     torch.set_num_threads(1)  # on a loaded 2-core machine 1 thread is several times faster than 2
     results: dict[str, object] = json.loads(OUT_JSON.read_text()) if OUT_JSON.is_file() else {}
     for name, net in real_nets(families).items():
+        if run_engine:  # the engine sweep only (the curves are kept from an earlier run)
+            if net.min_overlap < net.exact_overlap:  # exact families: tiles equal the whole pass anyway
+                record = dict(results.get(name, {}))  # type: ignore[call-overload]
+                earlier = [row for row in record.get("engine", [])
+                           if (row["tile"], row["context"]) not in configs]  # other configurations are kept
+
+                def save(rows: list[dict[str, object]], record: dict[str, object] = record, name: str = name,
+                         earlier: list[dict[str, object]] = earlier) -> None:
+                    record["engine"] = earlier + rows
+                    results[name] = record
+                    OUT_JSON.write_text(json.dumps(results, indent=1) + "\n")
+
+                engine_sweep(shared, net, configs, save)
+            continue
         curves: dict[str, list[float]] = {}
-        wholes: dict[str, torch.Tensor] = {}
-        images = {rel: photo(shared, rel) for rel in PHOTOS}
-        for rel, image in images.items():
+        for rel in PHOTOS:
+            image = photo(shared, rel)
             started = time.perf_counter()
             with torch.inference_mode():
-                wholes[rel] = net(image[None]).clamp(0, 1)
-            curves[rel] = [round(e, 3) for e in context_curve(net, image, wholes[rel])]
+                whole = net(image[None]).clamp(0, 1)
+            curves[rel] = [round(e, 3) for e in context_curve(net, image, whole)]
             print(f"{name} {rel}: needs {needed(curves[rel])} px ({time.perf_counter() - started:.0f} s)", flush=True)
         worst = [max(c[d] for c in curves.values()) for d in range(len(next(iter(curves.values()))))]
         context = needed(worst)
-        record: dict[str, object] = {"curves": curves, "worst": worst, "needed": context,
-                                     "radius": receptive_radius(net.family, net.module.params)}
-        print(f"{name}: needed context {context} px (radius {record['radius']}); worst e(d) "
+        results[name] = {"curves": curves, "worst": worst, "needed": context,
+                         "radius": receptive_radius(net.family, net.module.params)}
+        print(f"{name}: needed context {context} px (radius {net.exact_overlap}); worst e(d) "
               f"{[(d, worst[d]) for d in range(0, len(worst), 4)]}", flush=True)
-        if run_engine and context is not None:
-            checks = []
-            for tile in ENGINE_TILES:
-                for rel in PHOTOS[:2]:
-                    error = engine_error(net, images[rel], wholes[rel], tile, context)
-                    checks.append({"photo": rel, "tile": tile, "context": context, "max_levels": round(error, 3)})
-                    print(f"  engine tile {tile} context {context} on {rel}: max {error:.3f} levels", flush=True)
-            record["engine"] = checks
-        results[name] = record
         OUT_JSON.write_text(json.dumps(results, indent=1) + "\n")
     print(f"wrote {OUT_JSON}")
 
@@ -209,7 +242,11 @@ def main() -> None:
     for flag in sys.argv:
         if flag.startswith("--families="):
             families = set(flag.split("=", 1)[1].split(","))
-    real_photo_sweep(shared, families, run_engine="--skip-engine" not in sys.argv)
+    configs = ENGINE_CONFIGS
+    for flag in sys.argv:
+        if flag.startswith("--configs="):  # e.g. --configs=86:80,128:72 (tile:context)
+            configs = [(int(a), int(b)) for a, b in (pair.split(":") for pair in flag.split("=", 1)[1].split(","))]
+    real_photo_sweep(shared, families, run_engine="--engine" in sys.argv, configs=configs)
 
 
 if __name__ == "__main__":

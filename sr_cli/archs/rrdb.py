@@ -260,12 +260,14 @@ def receptive_radius(params: RRDBParams) -> int:
 
 
 # RRDB's exact radius (349 px for x4, 698 for x2) would make tiles mostly overlap, so tiles get a measured
-# context instead (bench/min_overlap.py, the real Real-ESRGAN x4plus weights on six Set5/Set14 photos,
-# docs/benchmarks.md): a hard-cropped tile needs 77-80 px for <= 1 level everywhere (worst pixel e(c):
-# 48 px 19.6 levels, 64 px 4.1, 72 px 1.8, 76 px 1.2); blended with the 16 px fade inside the context,
-# 64 px bounds the worst blended pixel by about 5 levels and measures 0.2 on a photo strip (tests). 64
-# is today's window (the old 48 px estimate plus its 16 px fade on top), now with the fade inside.
-CONTEXT_ON_GRID = 64
+# context instead (bench/min_overlap.py, the real Real-ESRGAN x4plus weights, docs/benchmarks.md): the
+# engine with the 16 px fade inside the context, on strips of three Set14 photos cut into 2 and 3 tiles,
+# is off the whole pass by at most 13.6 / 2.5 / 2.4 / 0.5 levels at 32 / 48 / 64 / 80 px (bridge is the
+# worst photo); a hard-cropped tile needs about 80 px too (worst pixel: 64 px 4.1 levels, 76 px 1.2). So
+# 80 px: the smallest measured context within 1 level. The old 48 px estimate (+16 px fade on top) gave
+# 2.4 levels. x2/x1 nets use 80 px of their own grid (the same receptive field in net pixels; unmeasured:
+# no trained x2 RRDB file is here).
+CONTEXT_ON_GRID = 80
 GROW_CHANNELS = 32  # ESRGAN paper: gc = 32
 
 
