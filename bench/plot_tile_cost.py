@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Sequence
 from pathlib import Path
 
 from PIL import Image, ImageDraw
@@ -82,7 +83,7 @@ class Chart:
             if under and tick in under:
                 self.draw.text((x - 14, bottom + 18), under[tick], fill=(200, 80, 40))
 
-    def series(self, points: list[tuple[float, float]], colour: tuple[int, int, int], label: str, row: int,
+    def series(self, points: Sequence[tuple[float, float]], colour: tuple[int, int, int], label: str, row: int,
                dots: bool = False) -> None:
         xy = [self.at(x, y) for x, y in points]
         if len(xy) > 1:
