@@ -242,3 +242,17 @@ def test_version_and_env_describe_cuda_devices(capsys: pytest.CaptureFixture[str
     record = json.loads(run_cli(capsys, ["env", "--json"]).stdout)
     assert record["torch_cuda_build"] == "12.8"
     assert record["cuda_devices"] == [{"index": i, "name": "NVIDIA H200", "memory_bytes": 150 * 2**30} for i in (0, 1)]
+
+
+def test_each_invocation_starts_at_the_default_verbosity() -> None:
+    """-q in one in-process invocation (typer's CliRunner, as tests and embedders use) must not silence the
+    next one: the root callback resets it before the command's own -q/-v are parsed."""
+    from typer.testing import CliRunner
+
+    from sr_cli.cli import console
+    from sr_cli.cli.app import app
+
+    quiet = CliRunner().invoke(app, ["weights", "list", "-q"])
+    assert quiet.exit_code == 0 and console.verbosity() is console.Verbosity.QUIET
+    plain = CliRunner().invoke(app, ["weights", "list"])
+    assert plain.exit_code == 0 and console.verbosity() is console.Verbosity.NORMAL

@@ -69,6 +69,9 @@ def _root(
                                           help="sr's version, torch's and the devices available, then exit.")] = False,
 ) -> None:
     """Options before the command name (sr -V, sr --install-completion)."""
+    # Each invocation starts at the default verbosity, however it is invoked (main, or typer's CliRunner in
+    # tests): this runs before the command's own options are parsed, so its -q / -v callbacks come after.
+    set_verbosity(Verbosity.NORMAL)
 
 
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, what shells report for Ctrl-C
