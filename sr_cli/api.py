@@ -16,13 +16,13 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from sr_cli.archs.descriptor import FamilyName
+from sr_cli.archs.descriptor import FamilyDescriptor, FamilyName
 from sr_cli.archs.families import FAMILIES
 from sr_cli.archs.runtime import SRNet
 from sr_cli.color import GRAY_FROM_RGB, rgb_to_ycbcr, ycbcr_to_rgb
@@ -35,6 +35,7 @@ from sr_cli.engine import (
     upscale_bands,
     upscale_tensor,
 )
+from sr_cli.engine.compiled import CompiledForward
 from sr_cli.engine.memory import MIN_TILE, STREAMED_HOST_BUDGET_BYTES
 from sr_cli.engine.precision import Precision
 from sr_cli.engine.progress import ForwardProfile, profile_forward
@@ -55,7 +56,8 @@ __all__ = ["UpscaleOptions", "Runtime", "RunReport", "Upscaler", "load_model", "
 CANDIDATE_SCALES: tuple[int, ...] = (1, 2, 3, 4, 8)
 # Families that run faster in channels_last (NHWC) layout on the CPU, measured with interleaved runs
 # (bench/engine_throughput.py, docs/benchmarks.md); each descriptor's `channels_last_on_cpu` gives its
-# figure. RRDB (dense blocks concatenate channels) was not shown faster and stays NCHW. GPUs: NCHW.
+# figure. RRDB (dense blocks concatenate channels) was not shown faster and stays NCHW. CUDA: each
+# descriptor's `channels_last_on_gpu` (`uses_channels_last`).
 CHANNELS_LAST_ON_CPU: frozenset[str] = frozenset(d.name for d in FAMILIES if d.channels_last_on_cpu)
 _UINT_MAX = {np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0}
 _Y_LOW, _Y_SPAN = 16.0 / 255.0, 219.0 / 255.0  # BT.601 studio-swing luma range, as float in [0, 1]
@@ -84,6 +86,9 @@ class UpscaleOptions:
     # score depends on nothing but the device's arithmetic (no tile plan from free memory, no half precision,
     # no channels_last kernels chosen for speed). A tile or a half precision beside it is a contradiction.
     exact: bool = False
+    # torch.compile the network on first use (engine/compiled.py); a compile failure falls back to eager
+    # for the rest of the run instead of failing it (`Upscaler.compile_fallback_reason` says why).
+    compile: bool = False
 
     def __post_init__(self) -> None:
         if self.tile is not None and not _is_count(self.tile):
@@ -97,6 +102,10 @@ class UpscaleOptions:
             raise UsageError(f"ensemble must be True or False, got {self.ensemble!r}")
         if not isinstance(self.exact, bool):
             raise UsageError(f"exact must be True or False, got {self.exact!r}")
+        if not isinstance(self.compile, bool):
+            raise UsageError(f"compile must be True or False, got {self.compile!r}")
+        if self.exact and self.compile:
+            raise UsageError("compile: exact runs use the eager network (fused kernels round differently); drop it")
         if self.exact and self.tile:
             raise UsageError(f"--tile {self.tile}: exact runs use the whole image; drop --tile or use 0")
         if self.exact and self.precision.strip().lower() not in ("auto", "fp32"):
@@ -131,6 +140,15 @@ class RunReport:
     fp32_redos: int  # half-precision tiles recomputed in fp32 because of NaN/Inf
     memory_budget: int | None  # bytes the auto tile was sized for; None when the tile was given
     cost_per_pixel: float | None  # peak bytes per input pixel the auto tile assumed; None when the tile was given
+
+
+def uses_channels_last(descriptor: FamilyDescriptor[Any], device: torch.device, *, exact: bool) -> bool:
+    """NHWC where the family's descriptor says it pays on that kind of device; exact runs stay NCHW."""
+    if exact:
+        return False
+    if device.type == "cpu":
+        return descriptor.channels_last_on_cpu
+    return device.type == "cuda" and descriptor.channels_last_on_gpu
 
 
 def _is_count(value: object) -> bool:
@@ -175,7 +193,7 @@ class Upscaler:
         self.output_scale = float(output_scale)
         self.overlap = srnet.min_overlap if options.overlap is None else options.overlap
         # The net is moved (and, where faster, switched to channels_last) in place: the caller's SRNet is it.
-        self._channels_last = self.device.type == "cpu" and srnet.descriptor.channels_last_on_cpu and not options.exact
+        self._channels_last = uses_channels_last(srnet.descriptor, self.device, exact=options.exact)
         # "y-upscaled" nets (VDSR) refine the Y of a bicubic-upscaled image; the others enlarge RGB themselves
         self._refines_upscaled_y = srnet.input_kind == "y-upscaled"
         self._net = srnet.eval().to(self.device)
@@ -183,8 +201,15 @@ class Upscaler:
             self._net.to(memory_format=torch.channels_last)  # type: ignore[call-overload]  # missing from torch's stubs
         elif options.exact:  # an earlier Upscaler of the same (shared) module may have switched it
             self._net.to(memory_format=torch.contiguous_format)  # type: ignore[call-overload]  # as above
+        # what the engine calls: the net itself, or the net behind torch.compile (it keeps the net's layers)
+        self._forward: Callable[[Tensor], Tensor] = CompiledForward(self._net) if options.compile else self._net
         self._cost_per_pixel: float | None = None
         self._profile: ForwardProfile | None = None  # conv calls and MACs of one forward, measured once
+
+    @property
+    def compile_fallback_reason(self) -> str | None:
+        """Why torch.compile was given up for eager (None: not asked, not tried yet, or compiled)."""
+        return self._forward.fallback_reason if isinstance(self._forward, CompiledForward) else None
 
     @property
     def device_description(self) -> str:
@@ -358,7 +383,7 @@ class Upscaler:
         options = self.options
         try:
             for _start, band in upscale_bands(
-                self._net, x, scale=self._net.scale, tile=options.tile_plan, overlap=self.overlap,
+                self._forward, x, scale=self._net.scale, tile=options.tile_plan, overlap=self.overlap,
                 size_multiple=self._net.size_multiple, ensemble=options.ensemble, device=self.device,
                 precision=self.precision, progress=progress, cost_per_pixel=self._cost_per_pixel,
                 profile=self.forward_profile() if progress is not None else None,
@@ -448,7 +473,7 @@ class Upscaler:
         self._estimate_cost()
         try:
             return upscale_tensor(
-                self._net, x, scale=self._net.scale, tile=tile, overlap=self.overlap,
+                self._forward, x, scale=self._net.scale, tile=tile, overlap=self.overlap,
                 size_multiple=self._net.size_multiple, ensemble=options.ensemble, device=self.device,
                 precision=self.precision, progress=progress, cost_per_pixel=self._cost_per_pixel,
                 profile=self.forward_profile() if progress is not None else None,

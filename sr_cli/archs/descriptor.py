@@ -185,6 +185,9 @@ class FamilyDescriptor(Generic[ParamsT]):
     scale_specific_prefixes: tuple[str, ...] = ()  # keys re-initialised when --init changes the scale
     shape_invisible: tuple[str, ...] = ()  # hyperparameters the tensors cannot tell (taken from metadata)
     channels_last_on_cpu: bool = False  # measured faster in NHWC on the CPU (docs/benchmarks.md)
+    # NHWC on CUDA: the tensor cores' native layout (cuDNN transposes NCHW around each half-precision conv).
+    # Not measured by this project yet (no GPU); bench/gpu.py compares both layouts per family.
+    channels_last_on_gpu: bool = True
     forward_at_scale: Callable[[nn.Module, Tensor, int], Tensor] = _identity_forward
     train_params: Callable[[TrainSizes], ParamsT] | None = None  # None: sr train has no recipe for it
     # model names that get `label` in result tables (they are the papers' models); None: every model
