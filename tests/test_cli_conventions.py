@@ -170,7 +170,7 @@ def test_the_epilog_lists_every_exit_code_and_every_variable_sr_reads(capsys: py
     # the variables the code reads, found in its source (SR_LAYOUT is a safetensors metadata key, not a variable)
     source = "\n".join(path.read_text() for path in (REPO_ROOT / "sr_cli").rglob("*.py")
                        if path.name != "conventions.py")
-    read = set(re.findall(r'"((?:SR|HF|XDG)_[A-Z_]+)"', source)) - {"SR_LAYOUT"}
+    read = set(re.findall(r'"((?:SR|HF|XDG|OMP)_[A-Z_]+)"', source)) - {"SR_LAYOUT"}
     assert read and read <= set(VARIABLE_NAMES), f"not in the epilog: {sorted(read - set(VARIABLE_NAMES))}"
 
 

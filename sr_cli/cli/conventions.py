@@ -157,6 +157,7 @@ ENVIRONMENT: tuple[tuple[str, str], ...] = (
     ("SR_MAX_PIXELS", "largest image read or made, e.g. 800M (--max-pixels)"),
     ("SR_BENCHMARK_BASE_URL", "mirror of the benchmark sets (sr eval)"),
     ("SR_DIV2K_BASE_URL", "mirror of DIV2K (sr train)"),
+    ("OMP_NUM_THREADS", "CPU threads; torchrun's 1 = unset (cores split)"),
     ("SR_DEBUG=1", "tracebacks instead of one-line errors (bug reports)"),
     ("NO_COLOR=1", "no colours"),
 )
