@@ -6,7 +6,7 @@ is the figure; without GNU time, the child's ru_maxrss from getrusage). The inpu
 from the shared datasets (SR_SHARED_DIR, default ../shared) resized to the size with Lanczos, else a smooth
 synthetic picture; its content does not change the memory, only the PNG sizes. The load average before and
 after is printed with the figures: on a shared machine the time is only meaningful beside the load.
-The output is checked: its header gives the expected size, and one band of it is decoded.
+The output is checked: its header gives the expected size.
 
 Run: nice python3 bench/huge_image.py [--size 4096] [--tile auto] [--threads 2] [--keep DIR]
 """
@@ -87,6 +87,7 @@ def main() -> None:
     load_before = os.getloadavg()
     peak, wall, method = run_upscale(source, output, arguments.tile, arguments.threads)
     load_after = os.getloadavg()
+    Image.MAX_IMAGE_PIXELS = None  # the header only: 268 Mpx is over Pillow's bomb limit, and expected here
     with Image.open(output) as opened:
         size = opened.size
     expected = (arguments.size * SCALE, rows * SCALE)

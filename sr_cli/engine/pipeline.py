@@ -21,12 +21,14 @@ from __future__ import annotations
 import heapq
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Protocol
 
 import torch
 from torch import Tensor
 
+from sr_cli.engine.heap import reuse_freed_heap
 from sr_cli.engine.memory import DEFAULT_COST_PER_PIXEL, is_out_of_memory
 from sr_cli.engine.precision import Precision, autocast_for, run_at_precision
 from sr_cli.engine.tiling import Span, Tile, halve, make_tile
@@ -227,7 +229,11 @@ class DirectLane:
 
     def launch(self, staged: object) -> object:
         assert isinstance(staged, Tensor)
-        result, redone = run_at_precision(self._compute, staged, self._device, self._precision)
+        # On the CPU the feature maps live in host memory: freed ones are kept for the next layer
+        # (engine/heap.py), for this forward only -- held across tiles, the heap would also keep every freed
+        # band and tile output of a streamed run resident (+0.2 GB at 16384 px wide, bench/huge_image.py).
+        with reuse_freed_heap() if self._device.type == "cpu" else nullcontext():
+            result, redone = run_at_precision(self._compute, staged, self._device, self._precision)
         self._stats.fp32_redos += int(redone) * staged.shape[0]
         return result.to("cpu", torch.float32).contiguous()
 

@@ -19,7 +19,6 @@ from torch import Tensor
 
 from sr_cli.engine.blending import blend_plan, tile_weights
 from sr_cli.engine.ensemble import ensemble_forward
-from sr_cli.engine.heap import reuse_freed_heap
 from sr_cli.engine.memory import MIN_TILE, auto_tile_size, memory_budget, streamed_tile_size
 from sr_cli.engine.pipeline import PipelineStats, TileQueue, batch_for_budget, make_lane, run_pipeline
 from sr_cli.engine.precision import Precision
@@ -174,10 +173,8 @@ def upscale_bands(
     band: Tensor | None = None  # output rows [top, top + band rows) of the padded output, not yet handed out
     top = 0
     counting = counting_convs(model, meter.on_conv) if progress is not None else nullcontext()
-    # on the CPU the feature maps live in host memory: keep freed ones for the next layer (engine/heap.py)
-    heap_reuse = reuse_freed_heap() if device.type == "cpu" else nullcontext()
     try:
-        with torch.inference_mode(), counting, heap_reuse:
+        with torch.inference_mode(), counting:
             meter.begin()
             for unit, outputs in run_pipeline(queue, lane, device=device,
                                               on_start=lambda unit: meter.start_tile(unit.core_area)):
