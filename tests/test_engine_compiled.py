@@ -7,10 +7,12 @@ injected. bench/gpu.py measures real torch.compile on a GPU.
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from cli_support import run_cli
 from torch import Tensor, nn
 
 from sr_cli.api import UpscaleOptions, Upscaler, uses_channels_last
@@ -130,3 +132,29 @@ def test_channels_last_follows_the_descriptor_per_device_kind(descriptor: object
     assert uses_channels_last(descriptor, mps, exact=False) is False
     for device in (CPU, cuda, mps):  # exact runs measure the plain NCHW arithmetic everywhere
         assert uses_channels_last(descriptor, device, exact=True) is False
+
+
+def test_cli_compile_flag_warns_once_and_writes_the_same_pixels(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+) -> None:
+    from sr_cli.archs.edsr import EDSR
+    from sr_cli.imageio import read_image, write_image
+
+    torch.manual_seed(0)
+    weights = tmp_path / "tiny_edsr.pt"
+    torch.save(EDSR(EDSRParams(n_resblocks=1, n_feats=8, scale=2)).state_dict(), weights)
+    pixels = (np.random.default_rng(15).random((9, 7, 3)) * 255).astype(np.uint8)
+    write_image(tmp_path / "a.png", pixels)
+    write_image(tmp_path / "b.png", pixels[::-1].copy())
+    base = [str(tmp_path / "a.png"), str(tmp_path / "b.png"), "--weights", str(weights), "--scale", "2",
+            "--device", "cpu"]
+    plain = run_cli(capsys, ["upscale", *base, "-o", str(tmp_path / "plain")])
+    assert plain.returncode == 0, plain.stderr
+    monkeypatch.setattr(compiled, "default_compiler", _fails_to_compile)
+    asked = run_cli(capsys, ["upscale", *base, "-o", str(tmp_path / "compiled"), "--compile"])
+    assert asked.returncode == 0, asked.stderr
+    assert asked.stderr.count("--compile: torch.compile failed, the model ran without it (RuntimeError") == 1
+    assert "--compile" not in plain.stderr
+    for name in ("a_x2_tiny_edsr.png", "b_x2_tiny_edsr.png"):
+        assert np.array_equal(read_image(tmp_path / "compiled" / name).pixels,
+                              read_image(tmp_path / "plain" / name).pixels)

@@ -97,6 +97,8 @@ def upscale(
         "Geometric self-ensemble (8 flips/rotations averaged; 8x slower)."))] = False,
     device: Annotated[str, in_panel(Device, SPEED)] = "auto",
     precision: Annotated[str, typer.Option("--precision", rich_help_panel=SPEED, help="auto | fp32 | bf16 | fp16")] = "auto",
+    compile_model: Annotated[bool, typer.Option("--compile", rich_help_panel=SPEED, help=(
+        "torch.compile the model (long GPU runs); if compiling fails it runs without."))] = False,
     json_records: Annotated[bool, in_panel(Json, REPORTING)] = False,
     quiet: Annotated[bool, in_panel(Quiet, REPORTING)] = False,
     verbose: Annotated[bool, in_panel(Verbose, REPORTING)] = False,
@@ -141,7 +143,8 @@ def upscale(
             from sr_cli.imageio.budget import check_output_factor, pixel_budget
 
             budget = pixel_budget(max_pixels)
-            options = _upscale_options(parse_tile(tile), overlap, ensemble, device, precision, budget.output)
+            options = _upscale_options(parse_tile(tile), overlap, ensemble, device, precision, budget.output,
+                                       compile_model)
             session = _model_session()  # one read of a weights file for both questions: its scale, then loading it
             if scale is None and outscale is None:
                 scale = float(session.default_scale(chosen, res_scale=res_scale))  # before planning: names carry the scale
@@ -205,6 +208,9 @@ def upscale(
                         on_tiles=long_run.progress(renderer.tiles),
                         on_result=on_result,
                     )
+                fallback = getattr(upscaler, "compile_fallback_reason", None)  # a test stand-in has none
+                if fallback:
+                    warn(f"--compile: torch.compile failed, the model ran without it ({fallback})")
             except KeyboardInterrupt:
                 renderer.stop()
                 if context.distributed:
@@ -233,11 +239,11 @@ def upscale(
 
 
 def _upscale_options(tile: int | None, overlap: int | None, ensemble: bool, device: str, precision: str,
-                     max_pixels: int) -> UpscaleOptions:
+                     max_pixels: int, compile_model: bool) -> UpscaleOptions:
     from sr_cli.api import UpscaleOptions
 
     return UpscaleOptions(tile=tile, overlap=overlap, ensemble=ensemble, device=device, precision=precision,
-                          max_pixels=max_pixels)
+                          max_pixels=max_pixels, compile=compile_model)
 
 
 def _model_session() -> ModelSession:
