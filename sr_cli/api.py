@@ -56,7 +56,7 @@ __all__ = ["UpscaleOptions", "Runtime", "RunReport", "Upscaler", "load_model", "
 CANDIDATE_SCALES: tuple[int, ...] = (1, 2, 3, 4, 8)
 # Families that run faster in channels_last (NHWC) layout on the CPU, measured with interleaved runs
 # (bench/engine_throughput.py, docs/benchmarks.md); each descriptor's `channels_last_on_cpu` gives its
-# figure (RRDB: x1.31 in CPU time on the real x4plus, bench/peers.py). CUDA: each
+# figure (RRDB: x1.31 in CPU time, docs/benchmarks.md). CUDA: each
 # descriptor's `channels_last_on_gpu` (`uses_channels_last`).
 CHANNELS_LAST_ON_CPU: frozenset[str] = frozenset(d.name for d in FAMILIES if d.channels_last_on_cpu)
 _UINT_MAX = {np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0}

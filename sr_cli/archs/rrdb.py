@@ -296,6 +296,6 @@ DESCRIPTOR: FamilyDescriptor[RRDBParams] = FamilyDescriptor(
     scale_specific_prefixes=("conv_first.",),
     # NHWC: x1.3 in CPU time for the whole x4plus net, x1.67 for one dense block (bench/peers.py and
     # docs/benchmarks.md, "Whole image on the CPU"); the concatenations cost less than NCHW convs lose
-    channels_last_on_cpu=True,  # x1.31 CPU time on the real x4plus (one dense block x1.67), bench/peers.py
+    channels_last_on_cpu=True,  # x1.31 CPU time on the whole net (one dense block x1.67), docs/benchmarks.md
     train_params=_train_params,
 )
