@@ -13,9 +13,10 @@ Two parts.
    64/80 (`--configs=TILE:CONTEXT,...` for others; rows of other configurations are kept), for the
    families whose context is below their exact radius (RRDB): max/mean |tiled - whole| in levels.
    Both write docs/images/tile_context.json (the plot: bench/plot_tile_cost.py).
-2. `--random`: the older random-init sweep (8x8 cores; random init is not a proxy for trained models).
+2. `--timing`: CPU seconds of the old and new tile plans and of RealESRGANer's window geometry, interleaved.
+3. `--random`: the older random-init sweep (8x8 cores; random init is not a proxy for trained models).
 
-Run: python3 bench/min_overlap.py [SHARED_DIR] [--random] [--families=rrdb,srvgg,edsr,mdsr] [--engine [--configs=86:80]]
+Run: python3 bench/min_overlap.py [SHARED_DIR] [--random] [--families=rrdb,srvgg,edsr,mdsr] [--engine [--configs=86:80]] [--timing]
 """
 from __future__ import annotations
 
@@ -232,11 +233,42 @@ def real_photo_sweep(shared: Path, families: set[str], run_engine: bool, configs
     print(f"wrote {OUT_JSON}")
 
 
+def timing(shared: Path, rounds: int = 2, side: int = 256, tile: int = 128) -> None:
+    """Interleaved rounds, process CPU seconds, RRDB x4plus at `tile` on a side x side Set14 monarch crop:
+    the old plan (48 px + 16 fade on top), the new (80 px, fade inside), and RealESRGANer's window geometry
+    (tile_pad 10, hard seams) run by the same engine -- the time that geometry alone costs."""
+    from sr_cli.engine import upscale_tensor
+
+    torch.set_num_threads(1)
+    net = real_nets({"rrdb"})["rrdb realesrgan-x4plus (real)"]
+    image = np.asarray(Image.open(shared / "datasets/set14/HR/monarch.png").convert("RGB"), dtype=np.float32) / 255
+    h, w, _ = image.shape
+    crop = torch.from_numpy(image[(h - side) // 2:(h + side) // 2, (w - side) // 2:(w + side) // 2].copy())
+    crop = crop.permute(2, 0, 1).contiguous()
+    plans = {"old 48+16 on top": (48, None, None), "new 80 inside": (80, 80, net.exact_overlap),
+             "RealESRGANer geometry (pad 10)": (10, 10, 10)}
+    seconds: dict[str, list[float]] = {name: [] for name in plans}
+    for round_index in range(rounds):
+        for name in list(plans)[round_index % 3:] + list(plans)[:round_index % 3]:
+            overlap, least, exact = plans[name]
+            started = time.process_time()
+            upscale_tensor(net, crop, scale=4, tile=tile, overlap=overlap, device=torch.device("cpu"),
+                           precision="fp32", min_overlap=least, exact_overlap=exact)
+            seconds[name].append(time.process_time() - started)
+            print(f"round {round_index} {name}: {seconds[name][-1]:.1f} CPU-s", flush=True)
+    base = min(seconds["RealESRGANer geometry (pad 10)"])
+    for name, values in seconds.items():
+        print(f"{name}: best {min(values):.1f} CPU-s, x{min(values) / base:.3f} of the pad-10 geometry")
+
+
 def main() -> None:
     args = [a for a in sys.argv[1:] if not a.startswith("--")]
     shared = Path(args[0]) if args else Path(__file__).resolve().parents[2] / "shared"
     if "--random" in sys.argv:
         random_init_sweep(shared)
+        return
+    if "--timing" in sys.argv:
+        timing(shared)
         return
     families = {"rrdb", "srvgg", "edsr", "mdsr"}
     for flag in sys.argv:
