@@ -33,9 +33,9 @@ DEFAULT_COST_PER_PIXEL = 16 * 1024.0  # bytes; an RRDB x4 needs about this much,
 TILE_OVERHEAD_PIXELS = 1024.0
 SMALLER_CANDIDATES = 8  # fitting grids tried after the first (largest) one that fits
 # What a streamed run (output written in row bands) may hold in host memory for its float band and, on the
-# CPU, the tile's activations too: a 16384-wide x4 RGB band then keeps tiles near 500 px (work ~1.2x the
-# whole image's for a small-context model), and the process stays well under 1.5 GB (docs/benchmarks.md).
-STREAMED_HOST_BUDGET_BYTES = 768 * 1024**2
+# CPU, the tile's activations too: a 16384-wide x4 RGB band then keeps SRVGG tiles near 400 px (work ~1.2x
+# the whole image's), so the whole process stays under 1.5 GB (768 MiB gave 1.63 GB; docs/benchmarks.md).
+STREAMED_HOST_BUDGET_BYTES = 512 * 1024**2
 
 
 def is_out_of_memory(error: BaseException) -> bool:
