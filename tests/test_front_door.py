@@ -268,8 +268,13 @@ def test_eval_set5_without_model_is_the_default_beside_bicubic(tmp_path: Path, d
     assert code == 0, err
     records = [json.loads(line) for line in out.splitlines()]  # JSON lines, one per row
     assert [(r["model"], r["scale"], r["n_images"]) for r in records] == [("Bicubic", 4, 2), (default_model, 4, 2)]
-    upscaler = load_model(default_model, options=UpscaleOptions(tile=0))
+    # eval measures in the exact mode (fp32, whole image, NCHW): the same pixels as `sr upscale` up to the
+    # rounding of its faster CPU layout (channels_last), so the reference runs in that mode too.
+    upscaler = load_model(default_model, options=UpscaleOptions(exact=True))
     expected = np.mean([y_psnr(upscaler.upscale(lr), hr, 4) for hr, lr in pairs.values()])
+    fast = load_model(default_model, options=UpscaleOptions(tile=0))  # what `sr upscale --tile 0` runs
+    for _, lr in pairs.values():
+        assert np.abs(fast.upscale(lr).astype(int) - upscaler.upscale(lr).astype(int)).max() <= 1
     assert records[1]["psnr"] == pytest.approx(expected, abs=1e-6)
     code, _, err = run(["eval", "--dataset", "set5", "--data-dir", str(tmp_path / "data"), "--scale", "2"], capsys)
     assert code == 2 and err.strip() == (f"error: the default model {default_model} serves x4 only, not x2; name a model "
