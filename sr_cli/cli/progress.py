@@ -46,7 +46,7 @@ def progress_bars(*, transient: bool = True, console: Console | None = None) -> 
     def fixed() -> Column:  # figures are never cut or wrapped; the bar and a long description give way
         return Column(no_wrap=True)
 
-    return Progress(
+    return _Bars(
         TextColumn("{task.description}", table_column=Column(no_wrap=True, overflow="ellipsis",
                                                              max_width=DESCRIPTION_WIDTH)),
         BarColumn(bar_width=None, table_column=Column(ratio=1, min_width=MIN_BAR_WIDTH)),
@@ -59,6 +59,15 @@ def progress_bars(*, transient: bool = True, console: Console | None = None) -> 
         # (its lines then print above the bars, on the same screen).
         redirect_stdout=_stdout_is_terminal(),
     )
+
+
+class _Bars(Progress):
+    """A disabled Progress that prints nothing at all: rich before 14 prints a newline on stop() even when
+    disabled, which left a blank line on stderr after every `-q` run or run off a terminal."""
+
+    def stop(self) -> None:
+        if not self.disable:
+            super().stop()
 
 
 def _stdout_is_terminal() -> bool:
