@@ -87,8 +87,8 @@ def _ordered_help_names(command: click.Command, ctx: click.Context) -> list[str]
     return [name for name in ctx.help_option_names if name not in taken]
 
 
-class SrCommand(TyperCommand):
-    """A Typer command that follows the conventions above."""
+class _Conventions(click.Command):
+    """What commands and groups share: reflowed help, flags shown as flags, -h beside --help."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:  # Typer's own signature, passed through unchanged
         super().__init__(*args, **kwargs)
@@ -103,6 +103,10 @@ class SrCommand(TyperCommand):
     def get_help_option_names(self, ctx: click.Context) -> list[str]:
         return _ordered_help_names(self, ctx)
 
+
+class SrCommand(_Conventions, TyperCommand):
+    """A Typer command that follows the conventions above."""
+
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
         if not ctx.resilient_parsing:  # completion parses half-typed lines: never refuse those
             refuse_values_after_flags(self, ctx, args)
@@ -115,21 +119,8 @@ class SrCommand(TyperCommand):
         return pieces
 
 
-class SrGroup(TyperGroup):
+class SrGroup(_Conventions, TyperGroup):
     """A Typer group (`sr`, `sr weights`) that follows the conventions above."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.help = reflowed(self.help)
-
-    def get_params(self, ctx: click.Context) -> list[click.Parameter]:
-        parameters = super().get_params(ctx)
-        for parameter in parameters:
-            _follow_conventions(parameter)
-        return parameters
-
-    def get_help_option_names(self, ctx: click.Context) -> list[str]:
-        return _ordered_help_names(self, ctx)
 
 
 # --- what `sr --help` ends with (docs/reliability.md has the same tables) --------------------------------

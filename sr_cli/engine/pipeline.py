@@ -210,10 +210,8 @@ class Lane(Protocol):
         ...
 
 
-class DirectLane:
-    """One step after the other on `device`: what the engine always did (the CPU path, overlap off)."""
-
-    overlaps = False
+class _LaneBase:
+    """What every lane is given: the forward, where and at which precision it runs, the layout, the counters."""
 
     def __init__(self, compute: Model, device: torch.device, precision: Precision, channels_last: bool,
                  stats: PipelineStats) -> None:
@@ -222,6 +220,12 @@ class DirectLane:
         self._precision = precision
         self._channels_last = channels_last
         self._stats = stats
+
+
+class DirectLane(_LaneBase):
+    """One step after the other on `device`: what the engine always did (the CPU path, overlap off)."""
+
+    overlaps = False
 
     def upload(self, windows: Tensor) -> object:
         x = windows.to(self._device)
@@ -257,18 +261,14 @@ class _Launched:
     downloaded: torch.cuda.Event
 
 
-class CudaStreamLane:
+class CudaStreamLane(_LaneBase):
     """Pinned host staging, uploads and downloads on side streams overlapped with the compute stream."""
 
     overlaps = True
 
     def __init__(self, compute: Model, device: torch.device, precision: Precision, channels_last: bool,
                  stats: PipelineStats) -> None:
-        self._compute = compute
-        self._device = device
-        self._precision = precision
-        self._channels_last = channels_last
-        self._stats = stats
+        super().__init__(compute, device, precision, channels_last, stats)
         self._compute_stream = torch.cuda.current_stream(device)
         self._upload_stream = torch.cuda.Stream(device)
         self._download_stream = torch.cuda.Stream(device)  # its own, so H2D and D2H use both copy engines
