@@ -23,7 +23,7 @@ from sr_cli.archs.rrdb import RRDBParams
 from sr_cli.archs.runtime import SRNet, build_module, receptive_radius, to_srnets
 from sr_cli.engine import TileStats, upscale_tensor
 from sr_cli.engine.blending import BlendPlan, blend_plan, feather_radius, tile_weights
-from sr_cli.engine.memory import MIN_TILE, auto_tile_size, axis_plan, grid_work
+from sr_cli.engine.memory import MIN_TILE, auto_tile_size, axis_plan, grid_work, streamed_tile_size
 from sr_cli.engine.pipeline import split_tile as _split
 from sr_cli.engine.tiling import split_axis, tile_grid, window_of
 
@@ -302,6 +302,42 @@ def test_auto_tile_minimises_the_modelled_work_for_the_budget(
         return
     assert rows.largest * cols.largest * cost * views <= budget  # it fits
     assert grid_work(rows, cols) == least  # and nothing that fits does less work
+
+
+@settings(max_examples=60, deadline=None)
+@given(height=st.integers(1, 300), width=st.integers(1, 300), reach=st.integers(0, 60),
+       multiple=st.sampled_from([1, 2, 4]), budget_side=st.integers(8, 400), band_share=st.floats(0.0, 0.9),
+       shares_host=st.booleans())
+def test_streamed_auto_tile_is_the_least_work_that_fits_device_and_band(
+    height: int, width: int, reach: int, multiple: int, budget_side: int, band_share: float, shares_host: bool
+) -> None:
+    """The streamed run's auto tile: the same least-work rule, under the band's budget as well."""
+    height, width = -(-height // multiple) * multiple, -(-width // multiple) * multiple
+    cost, budget = 1000.0, int(budget_side * budget_side * 1000.0)
+    band_per_row = band_share * budget / max(budget_side, 1)  # a band of `budget_side` rows takes that share
+    tile = streamed_tile_size(height, width, cost_per_pixel=cost, overlap=reach, views=1, size_multiple=multiple,
+                              device_budget_bytes=budget, host_budget_bytes=budget, band_bytes_per_row=band_per_row,
+                              shares_host=shares_host)
+
+    def fits(rows_largest: int, cols_largest: int) -> bool:
+        activations, band = rows_largest * cols_largest * cost, band_per_row * rows_largest
+        return activations + band <= budget if shares_host else activations <= budget and band <= budget
+
+    if fits(height, width):
+        assert tile == 0
+        return
+    floor = max(MIN_TILE, multiple) // multiple * multiple
+    works = []
+    for side in range(floor, max(height, width) + multiple):  # every tile, no candidate shortcut
+        rows, cols = axis_plan(height, side, reach, multiple), axis_plan(width, side, reach, multiple)
+        if fits(rows.largest, cols.largest):
+            works.append(grid_work(rows, cols))
+    if not works:
+        assert tile == floor
+        return
+    rows, cols = axis_plan(height, tile, reach, multiple), axis_plan(width, tile, reach, multiple)
+    assert fits(rows.largest, cols.largest)
+    assert grid_work(rows, cols) == min(works)
 
 
 def test_auto_tile_uses_the_border_windows_real_size() -> None:

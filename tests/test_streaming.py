@@ -65,6 +65,26 @@ def test_bands_partition_the_rows_and_equal_the_whole_canvas_bit_for_bit(tile: i
     assert torch.equal(upscale_tensor(net, image, **arguments), whole_float)  # type: ignore[arg-type]
 
 
+def test_the_caller_keeps_its_own_grad_mode_between_bands_and_may_stop_early() -> None:
+    """The engine runs in inference mode, but a band is handed out in the caller's mode: what the caller
+    computes between bands can take part in autograd. Stopping after the first band removes the hooks."""
+    net = _net()
+    image = torch.rand(3, 40, 24)
+    seen = []
+    bands = upscale_bands(net, image, scale=2, tile=16, overlap=4, device=CPU, precision="fp32",
+                          progress=lambda done, total: None)
+    for _start, band in bands:
+        seen.append((torch.is_inference_mode_enabled(), torch.is_grad_enabled(), band.is_inference()))
+        leaf = torch.ones(1, requires_grad=True)
+        (leaf * band.sum()).backward()  # ordinary autograd on the caller's side
+        assert leaf.grad is not None
+        if len(seen) == 2:
+            break
+    bands.close()
+    assert seen == [(False, True, True), (False, True, True)]
+    assert all(not module._forward_hooks for module in net.modules())  # the progress hooks are gone
+
+
 def test_a_16_bit_input_is_read_as_value_over_65535_one_window_at_a_time() -> None:
     net = _net()
     pixels = _pixels(30, 22, 3, 16)

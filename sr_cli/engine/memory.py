@@ -14,7 +14,7 @@ keeps room. If the estimate is wrong, the out-of-memory path in `upscale.py` hal
 """
 from __future__ import annotations
 
-import math
+from collections.abc import Callable
 from functools import lru_cache
 
 import torch
@@ -81,15 +81,28 @@ def auto_tile_size(
 ) -> int:
     """The tile side (core, input pixels) of least modelled work whose windows fit the budget (module doc);
     0 (whole image) when the whole image fits. `overlap` is how far windows reach past their cores."""
-    cost = (cost_per_pixel if cost_per_pixel and cost_per_pixel > 0 else DEFAULT_COST_PER_PIXEL) * views
-    if (height + 0.0) * width * cost <= budget_bytes:
+    cost = _cost(cost_per_pixel, views)
+
+    def fits(rows: AxisPlan, cols: AxisPlan) -> bool:
+        return rows.largest * cols.largest * cost <= budget_bytes
+
+    return least_work_tile(height, width, overlap=overlap, size_multiple=size_multiple, fits=fits)
+
+
+def least_work_tile(
+    height: int, width: int, *, overlap: int, size_multiple: int, fits: Callable[[AxisPlan, AxisPlan], bool]
+) -> int:
+    """The tile of least modelled work among the grids that `fits` accepts (given each axis's plan); 0 when
+    the whole image (one window per axis) fits, the smallest tile when nothing does (the out-of-memory path
+    halves from there)."""
+    if fits(AxisPlan(1, height, height), AxisPlan(1, width, width)):
         return 0
     floor = round_down(max(MIN_TILE, size_multiple), size_multiple)
     best: tuple[float, int] | None = None  # (work, -tile): least work, then the larger tile
     left = SMALLER_CANDIDATES
     for tile in candidate_tiles(height, width, size_multiple, floor):
         rows, cols = axis_plan(height, tile, overlap, size_multiple), axis_plan(width, tile, overlap, size_multiple)
-        if rows.largest * cols.largest * cost > budget_bytes:
+        if not fits(rows, cols):
             continue
         key = (grid_work(rows, cols), -tile)
         best = key if best is None or key < best else best
@@ -97,6 +110,10 @@ def auto_tile_size(
         if left < 0:  # more, smaller tiles only add context bands and tiles (tests check against all tiles)
             break
     return floor if best is None else -best[1]
+
+
+def _cost(cost_per_pixel: float | None, views: int) -> float:
+    return (cost_per_pixel if cost_per_pixel and cost_per_pixel > 0 else DEFAULT_COST_PER_PIXEL) * views
 
 
 class AxisPlan:
@@ -184,17 +201,16 @@ def streamed_tile_size(
     height: int, width: int, *, cost_per_pixel: float | None, overlap: int, views: int, size_multiple: int,
     device_budget_bytes: int, host_budget_bytes: int, band_bytes_per_row: float, shares_host: bool,
 ) -> int:
-    """The auto tile of a streamed run: as `auto_tile_size`, and the band it keeps in float (about one window
-    high: band_bytes_per_row per input row of the window) fits `host_budget_bytes` as well -- together with
-    the window's activations when the device is the host (`shares_host`). 0 when the whole image fits."""
-    cost = (cost_per_pixel if cost_per_pixel and cost_per_pixel > 0 else DEFAULT_COST_PER_PIXEL) * views
-    floor = round_down(max(MIN_TILE, size_multiple), size_multiple)
-    if shares_host:
-        budget = float(min(device_budget_bytes, host_budget_bytes))
-        # cost * side**2 + band_bytes_per_row * side <= budget
-        side = (-band_bytes_per_row + math.sqrt(band_bytes_per_row ** 2 + 4.0 * cost * budget)) / (2.0 * cost)
-    else:
-        side = min(math.sqrt(device_budget_bytes / cost), host_budget_bytes / max(band_bytes_per_row, 1.0))
-    if side >= max(height, width):
-        return 0
-    return max(round_down(int(side) - 2 * overlap, size_multiple), floor)
+    """The auto tile of a streamed run: `auto_tile_size`'s least-work choice among the grids whose largest
+    window fits the device budget and whose float band (about one window high: band_bytes_per_row per input
+    row of the window) fits `host_budget_bytes` -- together with the window's activations when the device
+    is the host (`shares_host`). 0 when the whole image fits."""
+    cost = _cost(cost_per_pixel, views)
+
+    def fits(rows: AxisPlan, cols: AxisPlan) -> bool:
+        activations, band = rows.largest * cols.largest * cost, band_bytes_per_row * rows.largest
+        if shares_host:
+            return activations + band <= min(device_budget_bytes, host_budget_bytes)
+        return activations <= device_budget_bytes and band <= host_budget_bytes
+
+    return least_work_tile(height, width, overlap=overlap, size_multiple=size_multiple, fits=fits)

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import heapq
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Protocol
@@ -343,7 +343,7 @@ def batch_for_budget(window_pixels: int, *, device: torch.device, budget_bytes: 
 
 def run_pipeline(
     queue: TileQueue, lane: Lane, *, device: torch.device, on_start: Callable[[Unit], None],
-) -> Iterator[tuple[Unit, Tensor]]:
+) -> Generator[tuple[Unit, Tensor], None, None]:
     """Run every unit of `queue` through `lane`; yields (unit, float32 host output) once per unit, in queue
     order, with the unit already counted as pasted in `queue.top_row` (the caller pastes it before asking
     for the next).

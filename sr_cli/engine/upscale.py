@@ -10,7 +10,7 @@ same tile outputs in the same order from zero, so their pixels are bit-identical
 """
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator
 from contextlib import nullcontext
 from dataclasses import dataclass
 
@@ -20,7 +20,7 @@ from torch import Tensor
 from sr_cli.engine.blending import blend_plan, tile_weights
 from sr_cli.engine.ensemble import ensemble_forward
 from sr_cli.engine.memory import MIN_TILE, auto_tile_size, memory_budget, streamed_tile_size
-from sr_cli.engine.pipeline import PipelineStats, TileQueue, batch_for_budget, make_lane, run_pipeline
+from sr_cli.engine.pipeline import PipelineStats, TileQueue, Unit, batch_for_budget, make_lane, run_pipeline
 from sr_cli.engine.precision import Precision
 from sr_cli.engine.progress import ForwardProfile, WorkMeter, counting_convs, profile_forward
 from sr_cli.engine.tiling import crop, pad_to_multiple, tile_grid
@@ -120,7 +120,7 @@ def upscale_bands(
     batch: int | None = None,
     overlap_transfers: bool | None = None,
     host_budget_bytes: int | None = None,
-) -> Iterator[tuple[int, Tensor]]:
+) -> Generator[tuple[int, Tensor], None, None]:
     """`upscale_tensor`'s result as (first output row, [C',rows,W*scale] float32 band) pairs, top to bottom.
 
     The bands partition the output's rows; each is final when handed out (every tile it overlaps was
@@ -173,46 +173,66 @@ def upscale_bands(
     band: Tensor | None = None  # output rows [top, top + band rows) of the padded output, not yet handed out
     top = 0
     counting = counting_convs(model, meter.on_conv) if progress is not None else nullcontext()
+    units = run_pipeline(queue, lane, device=device, on_start=lambda unit: meter.start_tile(unit.core_area))
     try:
-        with torch.inference_mode(), counting:
+        with counting:
             meter.begin()
-            for unit, outputs in run_pipeline(queue, lane, device=device,
-                                              on_start=lambda unit: meter.start_tile(unit.core_area)):
-                for current, output in zip(unit.tiles, outputs, strict=True):
-                    expected = (current.window_rows.length * scale, current.window_cols.length * scale)
-                    if tuple(output.shape[-2:]) != expected:
-                        got_h, got_w = output.shape[-2:]
-                        raise ModelOutputError(
-                            f"the model returned {got_h}x{got_w} for a {current.window_rows.length}x"
-                            f"{current.window_cols.length} input, not x{scale}: the network does not upscale by "
-                            f"the scale it declares (its checkpoint does not fit its architecture)"
-                        )
-                    # Windows not yet pasted start at or below `top` (tiles run row-major; a split tile's
-                    # parts start no higher than it), so the band only ever grows downwards.
-                    band = _grown(band, output.shape[0], current.window_rows.stop * scale - top, padded_w * scale)
-                    stats.peak_band_rows = max(stats.peak_band_rows, band.shape[-2])
-                    weights = tile_weights(current, padded_h, padded_w, scale, float(feather))
-                    target = band[:, current.window_rows.start * scale - top:current.window_rows.stop * scale - top,
-                                  current.window_cols.start * scale:current.window_cols.stop * scale]
-                    target.addcmul_(output, weights)  # in place: no tile-sized temporary
-                    del output, weights, target
-                    stats.tiles_pasted += 1
-                del outputs
-                meter.finish_tile()
-                assert band is not None
-                finished = queue.top_row(default=padded_h) * scale  # units in flight hold their rows back
-                if finished > top:
-                    done_rows, band = band[:, :finished - top], band[:, finished - top:].clone()
-                    if top < out_h:
-                        yield top, done_rows[:, :min(finished, out_h) - top, :out_w]
-                    del done_rows
-                    top = finished
+            while True:
+                # Inference mode only while the engine works: a band is handed out (yield) with the
+                # caller's own grad mode, so what the caller computes between two bands is ordinary.
+                with torch.inference_mode():
+                    step = next(units, None)
+                    if step is None:
+                        break
+                    band = _paste_unit(step, band, top, scale=scale, padded_h=padded_h, padded_w=padded_w,
+                                       feather=feather, stats=stats)
+                    del step
+                    meter.finish_tile()
+                    finished = queue.top_row(default=padded_h) * scale  # units in flight hold their rows back
+                    handed: tuple[int, Tensor] | None = None
+                    if finished > top:
+                        done_rows, band = band[:, :finished - top], band[:, finished - top:].clone()
+                        if top < out_h:
+                            handed = (top, done_rows[:, :min(finished, out_h) - top, :out_w])
+                        del done_rows
+                        top = finished
+                if handed is not None:
+                    yield handed
+                    del handed
     finally:
+        units.close()  # a caller that stops early: the pipeline's own clean-up runs now, not at collection
         stats.oom_splits += pipeline_stats.oom_splits
         stats.oom_batch_halvings += pipeline_stats.oom_batch_halvings
         stats.fp32_redos += pipeline_stats.fp32_redos
         stats.largest_batch = max(stats.largest_batch, pipeline_stats.largest_batch)
         stats.overlapped_transfers = lane.overlaps
+
+
+def _paste_unit(step: tuple[Unit, Tensor], band: Tensor | None, top: int, *, scale: int, padded_h: int,
+                padded_w: int, feather: int, stats: TileStats) -> Tensor:
+    """Add one unit's tile outputs, weighted, onto the band of unfinished output rows (grown as needed)."""
+    unit, outputs = step
+    for current, output in zip(unit.tiles, outputs, strict=True):
+        expected = (current.window_rows.length * scale, current.window_cols.length * scale)
+        if tuple(output.shape[-2:]) != expected:
+            got_h, got_w = output.shape[-2:]
+            raise ModelOutputError(
+                f"the model returned {got_h}x{got_w} for a {current.window_rows.length}x"
+                f"{current.window_cols.length} input, not x{scale}: the network does not upscale by "
+                f"the scale it declares (its checkpoint does not fit its architecture)"
+            )
+        # Windows not yet pasted start at or below `top` (tiles run row-major; a split tile's parts start no
+        # higher than it), so the band only ever grows downwards.
+        band = _grown(band, output.shape[0], current.window_rows.stop * scale - top, padded_w * scale)
+        stats.peak_band_rows = max(stats.peak_band_rows, band.shape[-2])
+        weights = tile_weights(current, padded_h, padded_w, scale, float(feather))
+        target = band[:, current.window_rows.start * scale - top:current.window_rows.stop * scale - top,
+                      current.window_cols.start * scale:current.window_cols.stop * scale]
+        target.addcmul_(output, weights)  # in place: no tile-sized temporary
+        del output, weights, target
+        stats.tiles_pasted += 1
+    assert band is not None
+    return band
 
 
 def _grown(band: Tensor | None, channels: int, rows: int, width: int) -> Tensor:
