@@ -13,7 +13,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 from cli_support import run_cli
-from test_upscale_cli import NearestX2, make_inputs, nearest_x2, use_model
+from run_support import NearestX2, nearest_x2, replace_load_model
+from test_upscale_cli import make_inputs
 
 from sr_cli.batch import Job
 from sr_cli.batch_run import STALE_TEMPORARY_SECONDS, TEMPORARY_NAME, remove_stale_temporaries
@@ -64,7 +65,7 @@ def test_cause9_a_signal_stops_the_batch_with_a_summary_and_how_to_resume(
     for path in written:  # whatever is there is complete
         np.testing.assert_array_equal(read_image(path).pixels, nearest_x2(images[int(path.name[3:].split("_")[0])]))
 
-    use_model(monkeypatch, NearestX2())  # the printed advice works
+    replace_load_model(monkeypatch, NearestX2())  # the printed advice works
     resumed = run_cli(capsys, ["upscale", str(tmp_path / "in"), "-o", str(out), "--model", "m", "--scale", "2", "--skip-existing"])
     assert resumed.returncode == 0 and f"done {len(images) - len(written)}, skipped {len(written)}, failed 0" in resumed.stderr
 
@@ -86,7 +87,7 @@ def test_cause9_a_temporary_left_by_sigkill_is_removed_by_the_next_run_and_other
     old = time.time() - 2 * STALE_TEMPORARY_SECONDS
     os.utime(stale, (old, old))
     os.utime(foreign, (old, old))
-    use_model(monkeypatch, NearestX2())
+    replace_load_model(monkeypatch, NearestX2())
     first = run_cli(capsys, ["upscale", str(tmp_path), "--model", "m", "--scale", "2"])
     assert first.returncode == 0, first.stderr
     assert not stale.exists() and fresh.exists() and foreign.exists()
@@ -111,10 +112,10 @@ def test_cause8_upscale_refuses_a_fifo_before_loading_anything(tmp_path: Path, c
                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     os.mkfifo(tmp_path / "pipe.png")
     write_image(tmp_path / "a.png", np.zeros((4, 4, 3), np.uint8))
-    use_model(monkeypatch, None)
+    replace_load_model(monkeypatch, None)
     result = run_cli(capsys, ["upscale", str(tmp_path / "pipe.png"), str(tmp_path / "a.png"), "--model", "m", "--scale", "2"])
     assert result.returncode == 3 and "pipe.png: is a named pipe (FIFO), not a regular file" in result.stderr
-    use_model(monkeypatch, NearestX2())  # inside a folder: skipped with a note, the rest is done
+    replace_load_model(monkeypatch, NearestX2())  # inside a folder: skipped with a note, the rest is done
     result = run_cli(capsys, ["upscale", str(tmp_path), "--model", "m", "--scale", "2"])
     assert result.returncode == 0 and "pipe.png: skipped, not a regular file" in result.stderr
     assert (tmp_path / "a_x2_m.png").is_file()

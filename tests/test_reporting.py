@@ -10,15 +10,13 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
 from cli_support import CliResult, run_cli
-from run_support import StandInUpscaler
+from run_support import NearestX2, StandInUpscaler, replace_load_model
 
-import sr_cli.api
 from sr_cli.imageio import read_image, write_image
 
 RNG = np.random.default_rng(12)
@@ -26,31 +24,6 @@ JSON_KEYS = {"command", "status", "input", "output", "reason", "exit_code", "not
              "bit_depth", "format", "seconds", "model", "weights_file", "weights_source", "weights_sha256", "alpha",
              "denoise", "device",
              "precision", "tile", "ensemble", "tiles", "oom_splits", "fp32_redos", "memory_budget", "cost_per_pixel"}
-
-
-class Doubler(StandInUpscaler):
-    """Nearest-neighbour x2 stand-in (no engine); `interrupt_on_call` raises Ctrl-C in that call."""
-
-    name = "doubler"
-
-    def __init__(self, interrupt_on_call: int | None = None) -> None:
-        self.calls = 0
-        self.interrupt_on_call = interrupt_on_call
-
-    def upscale(self, image: np.ndarray, progress: Callable[[int, int], None] | None = None) -> np.ndarray:
-        self.calls += 1
-        if self.calls == self.interrupt_on_call:
-            raise KeyboardInterrupt
-        return np.repeat(np.repeat(image, 2, axis=0), 2, axis=1)
-
-
-def stand_in(monkeypatch: pytest.MonkeyPatch, model: StandInUpscaler | None) -> None:
-    def fake_load_model(*args: object, **kwargs: object) -> StandInUpscaler:
-        if model is None:
-            raise AssertionError("the model was loaded although the command should have stopped before")
-        return model
-
-    monkeypatch.setattr(sr_cli.api, "load_model", fake_load_model)
 
 
 def images(folder: Path, names: tuple[str, ...] = ("a.png", "b.png", "c.png"), size: tuple[int, int] = (6, 5)) -> list[Path]:
@@ -88,7 +61,7 @@ def records(out: str) -> list[dict[str, object]]:
 def test_written_paths_alone_on_stdout_and_the_summary_on_stderr(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                                  capsys: pytest.CaptureFixture[str]) -> None:
     inputs = images(tmp_path / "in")
-    stand_in(monkeypatch, Doubler())
+    replace_load_model(monkeypatch, NearestX2())
     code, out, err = upscale(capsys, tmp_path / "in", "-o", tmp_path / "out", "--model", "m", "--scale", "2")
     assert code == 0, err
     written = out.splitlines()
@@ -96,13 +69,13 @@ def test_written_paths_alone_on_stdout_and_the_summary_on_stderr(tmp_path: Path,
     for line in written:  # each line is a path `xargs` can hand on: the file exists and is the result
         assert read_image(line).pixels.shape == (12, 10, 3)
     assert "done 3, skipped 0, failed 0 in " in err and " s\n" in err
-    assert "model doubler" in err
+    assert "model nearest" in err
 
 
 def test_skipped_outputs_are_not_printed_as_written(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                     capsys: pytest.CaptureFixture[str]) -> None:
     images(tmp_path, ("a.png", "b.png"))
-    stand_in(monkeypatch, Doubler())
+    replace_load_model(monkeypatch, NearestX2())
     assert upscale(capsys, tmp_path / "a.png", "--model", "m", "--scale", "2").returncode == 0
     code, out, err = upscale(capsys, tmp_path / "a.png", tmp_path / "b.png", "--model", "m", "--scale", "2", "--skip-existing")
     assert code == 0 and out.splitlines() == [str(tmp_path / "b_x2_m.png")]
@@ -113,7 +86,7 @@ def test_quiet_prints_paths_only_and_failures(tmp_path: Path, monkeypatch: pytes
                                               capsys: pytest.CaptureFixture[str]) -> None:
     images(tmp_path, ("a.png",))
     (tmp_path / "notes.txt").write_text("not an image")
-    stand_in(monkeypatch, Doubler())
+    replace_load_model(monkeypatch, NearestX2())
     code, out, err = upscale(capsys, tmp_path / "a.png", "--model", "m", "--scale", "2", "-q")
     assert code == 0 and err == "" and out == f"{tmp_path / 'a_x2_m.png'}\n"
     (tmp_path / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not the rest")
@@ -126,7 +99,7 @@ def test_quiet_prints_paths_only_and_failures(tmp_path: Path, monkeypatch: pytes
 def test_an_interruption_still_says_stopped_and_how_to_finish(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                               capsys: pytest.CaptureFixture[str]) -> None:
     images(tmp_path / "in", ("a.png", "b.png", "c.png", "d.png"))
-    stand_in(monkeypatch, Doubler(interrupt_on_call=3))
+    replace_load_model(monkeypatch, NearestX2(interrupt_on_call=3))
     code, out, err = upscale(capsys, tmp_path / "in", "-o", tmp_path / "out", "--model", "m", "--scale", "2")
     assert code == 130 and "stopped: done " in err and "--skip-existing" in err
     assert all(Path(line).is_file() for line in out.splitlines())  # only complete files are printed
@@ -220,7 +193,7 @@ def test_verbose_says_what_was_resolved_and_normal_does_not(tmp_path: Path, tiny
 def test_suffix_names_outputs_stem_underscore_suffix(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                      capsys: pytest.CaptureFixture[str]) -> None:
     images(tmp_path / "in", ("photo.png", "scan.jpg"))
-    stand_in(monkeypatch, Doubler())
+    replace_load_model(monkeypatch, NearestX2())
     code, out, err = upscale(capsys, tmp_path / "in", "--suffix", "out", "--model", "m", "--scale", "2")
     assert code == 0, err
     assert out.splitlines() == [str(tmp_path / "in" / "photo_out.png"), str(tmp_path / "in" / "scan_out.jpg")]
@@ -242,7 +215,7 @@ def test_suffix_clashes_are_refused_before_loading(tmp_path: Path, monkeypatch: 
                                                    capsys: pytest.CaptureFixture[str], extra: list[str], message: str) -> None:
     (photo,) = images(tmp_path, ("photo.png",))
     before = photo.read_bytes()
-    stand_in(monkeypatch, None)
+    replace_load_model(monkeypatch, None)
     monkeypatch.chdir(tmp_path)
     code, out, err = upscale(capsys, photo, "--model", "m", "--scale", "2", *extra)
     assert code == 2 and message in err and out == ""
@@ -253,7 +226,7 @@ def test_suffix_collisions_between_inputs_are_tagged(tmp_path: Path, monkeypatch
                                                      capsys: pytest.CaptureFixture[str]) -> None:
     images(tmp_path / "one", ("x.png",))
     images(tmp_path / "two", ("x.png",))
-    stand_in(monkeypatch, Doubler())
+    replace_load_model(monkeypatch, NearestX2())
     code, out, err = upscale(capsys, tmp_path / "one" / "x.png", tmp_path / "two" / "x.png", "-o", tmp_path / "out",
                              "--suffix", "s", "--model", "m", "--scale", "2")
     assert code == 0, err

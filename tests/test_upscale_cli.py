@@ -1,7 +1,7 @@
 """`sr upscale` end to end: batch summary, exit codes, --json, skip/overwrite, Ctrl-C, bit depth, alpha.
 
-In-process runs replace `sr_cli.api.load_model` by a nearest-neighbour x2 stand-in, so every output
-pixel is known independently (np.kron); the last test runs the real `sr` with the real VDSR weights.
+In-process runs replace `sr_cli.api.load_model` by a nearest-neighbour x2 stand-in (tests/run_support.py), so
+every output pixel is known independently (np.kron); the last test runs the real `sr` with the real VDSR weights.
 """
 from __future__ import annotations
 
@@ -9,56 +9,17 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
 from cli_support import CliResult, run_cli
 from PIL import Image as PILImage
-from run_support import StandInUpscaler
+from run_support import NearestX2, nearest_x2, replace_load_model
 
-import sr_cli.api
 from sr_cli.imageio import read_image, write_image
 
 RNG = np.random.default_rng(7)
-
-
-class NearestX2(StandInUpscaler):
-    """Stands in for an Upscaler: nearest-neighbour x2 in the input's dtype, reports 3 tiles."""
-
-    name = "nearest"
-
-    def __init__(self, interrupt_on_call: int | None = None) -> None:
-        self.calls = 0
-        self.interrupt_on_call = interrupt_on_call
-
-    def upscale(self, image: np.ndarray, progress: Callable[[int, int], None] | None = None) -> np.ndarray:
-        self.calls += 1
-        if self.calls == self.interrupt_on_call:
-            raise KeyboardInterrupt
-        for done in range(1, 4):
-            if progress is not None:
-                progress(done, 3)
-        return nearest_x2(image)
-
-
-def nearest_x2(image: np.ndarray) -> np.ndarray:
-    return np.kron(image, np.ones((2, 2, 1), dtype=image.dtype)) if image.ndim == 3 else np.kron(image, np.ones((2, 2), image.dtype))
-
-
-def use_model(monkeypatch: pytest.MonkeyPatch, model: NearestX2 | None) -> list[tuple]:
-    """Replace load_model; None means "must not be loaded". Returns the recorded calls."""
-    calls: list[tuple] = []
-
-    def fake_load_model(*args: object, **kwargs: object) -> NearestX2:
-        calls.append((args, kwargs))
-        if model is None:
-            raise AssertionError("the model was loaded although no file needed it")
-        return model
-
-    monkeypatch.setattr(sr_cli.api, "load_model", fake_load_model)
-    return calls
 
 
 def run_sr(args: list[str], capsys: pytest.CaptureFixture[str]) -> CliResult:
@@ -79,7 +40,7 @@ def test_one_corrupt_file_does_not_stop_the_batch(tmp_path: Path, monkeypatch: p
     images = make_inputs(tmp_path / "in")
     (tmp_path / "in" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n this is not the rest of a png")
     (tmp_path / "in" / "readme.txt").write_text("not an image")
-    calls = use_model(monkeypatch, NearestX2())
+    calls = replace_load_model(monkeypatch, NearestX2())
     code, out, err = run_sr([str(tmp_path / "in"), "-o", str(tmp_path / "out"), "--model", "edsr", "--scale", "2", "--json"], capsys)
     assert code == 3  # InputError's exit code: the first (only) failure
     assert len(calls) == 1  # loaded once for the whole batch
@@ -99,20 +60,20 @@ def test_one_corrupt_file_does_not_stop_the_batch(tmp_path: Path, monkeypatch: p
 def test_existing_outputs_error_then_skip_then_overwrite(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     make_inputs(tmp_path / "in")
     args = [str(tmp_path / "in"), "-o", str(tmp_path / "out"), "--model", "edsr", "--scale", "2"]
-    use_model(monkeypatch, NearestX2())
+    replace_load_model(monkeypatch, NearestX2())
     assert run_sr(args, capsys)[0] == 0
     stamps = {path: path.stat().st_mtime_ns for path in (tmp_path / "out").iterdir()}
 
     code, _, err = run_sr(args, capsys)
     assert code == 4 and "3 output(s) already exist" in err and "--skip-existing" in err
 
-    use_model(monkeypatch, None)  # nothing to do: the model must not even load
+    replace_load_model(monkeypatch, None)  # nothing to do: the model must not even load
     code, out, err = run_sr([*args, "--skip-existing", "--json"], capsys)
     assert code == 0 and "done 0, skipped 3, failed 0" in err
     assert [json.loads(line)["status"] for line in out.splitlines()] == ["skipped"] * 3
     assert {path: path.stat().st_mtime_ns for path in (tmp_path / "out").iterdir()} == stamps
 
-    use_model(monkeypatch, NearestX2())
+    replace_load_model(monkeypatch, NearestX2())
     code, _, err = run_sr([*args, "--overwrite"], capsys)
     assert code == 0 and "done 3, skipped 0, failed 0" in err
 
@@ -122,7 +83,7 @@ def test_ctrl_c_leaves_no_partial_files_and_skip_existing_completes(
 ) -> None:
     images = make_inputs(tmp_path / "in", count=4)
     args = [str(tmp_path / "in"), "-o", str(tmp_path / "out"), "--model", "edsr", "--scale", "2"]
-    use_model(monkeypatch, NearestX2(interrupt_on_call=3))
+    replace_load_model(monkeypatch, NearestX2(interrupt_on_call=3))
     code, _, err = run_sr(args, capsys)
     assert code == 130  # typer turns KeyboardInterrupt into exit 130
     out = tmp_path / "out"  # created by the writer: absent when the stop came before the first write finished
@@ -132,7 +93,7 @@ def test_ctrl_c_leaves_no_partial_files_and_skip_existing_completes(
         index = int(path.name[3])
         np.testing.assert_array_equal(read_image(path).pixels, nearest_x2(images[index]))
 
-    use_model(monkeypatch, NearestX2())
+    replace_load_model(monkeypatch, NearestX2())
     code, _, err = run_sr([*args, "--skip-existing"], capsys)
     assert code == 0 and f"done {4 - len(written)}, skipped {len(written)}, failed 0" in err
     for index, pixels in enumerate(images):
@@ -147,7 +108,7 @@ def test_bit_depth_gray_and_hard_alpha_survive_the_command(tmp_path: Path, monke
     rgba[:, :, 3] = np.where(np.arange(8)[None, :] < 4, 0, 255)  # hard edge, random colour under alpha 0
     for name, pixels in (("gray16.png", gray16), ("la16.png", la16), ("rgba.tiff", rgba)):
         write_image(tmp_path / name, pixels)
-    use_model(monkeypatch, NearestX2())
+    replace_load_model(monkeypatch, NearestX2())
     code, _, _ = run_sr([str(tmp_path / "gray16.png"), str(tmp_path / "la16.png"), str(tmp_path / "rgba.tiff"), "--model", "m", "--scale", "2"], capsys)
     assert code == 0
     for name, pixels in (("gray16_x2_m.png", gray16), ("la16_x2_m.png", la16), ("rgba_x2_m.tiff", rgba)):
@@ -161,7 +122,7 @@ def test_bit_depth_16_from_8_bit_input_and_8_from_16(tmp_path: Path, monkeypatch
     pixels16 = RNG.integers(0, 65536, (5, 4, 3)).astype(np.uint16)
     write_image(tmp_path / "a.png", pixels8)
     write_image(tmp_path / "b.png", pixels16)
-    use_model(monkeypatch, NearestX2())
+    replace_load_model(monkeypatch, NearestX2())
     assert run_sr([str(tmp_path / "a.png"), "-o", str(tmp_path / "a16.png"), "--model", "m", "--scale", "2", "--bit-depth", "16"], capsys)[0] == 0
     np.testing.assert_array_equal(read_image(tmp_path / "a16.png").pixels, nearest_x2(pixels8).astype(np.uint16) * 257)
     assert run_sr([str(tmp_path / "b.png"), "-o", str(tmp_path / "b8.png"), "--model", "m", "--scale", "2", "--bit-depth", "8"], capsys)[0] == 0
@@ -172,7 +133,7 @@ def test_bit_depth_16_from_8_bit_input_and_8_from_16(tmp_path: Path, monkeypatch
 def test_alpha_into_jpg_fails_that_file_only(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     write_image(tmp_path / "rgba.png", RNG.integers(0, 256, (4, 4, 4)).astype(np.uint8))
     write_image(tmp_path / "rgb.png", RNG.integers(0, 256, (4, 4, 3)).astype(np.uint8))
-    use_model(monkeypatch, NearestX2())
+    replace_load_model(monkeypatch, NearestX2())
     code, out, err = run_sr([str(tmp_path / "rgba.png"), str(tmp_path / "rgb.png"), "--model", "m", "--scale", "2", "--format", "jpg", "--json"], capsys)
     assert code == 4
     statuses = {Path(record["input"]).name: (record["status"], record["reason"]) for record in map(json.loads, out.splitlines())}
@@ -195,13 +156,13 @@ def test_usage_errors_exit_2_before_loading(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], extra: list[str], message: str
 ) -> None:
     make_inputs(tmp_path, count=1)
-    use_model(monkeypatch, None)
+    replace_load_model(monkeypatch, None)
     code, _, err = run_sr([str(tmp_path / "img0.png"), *extra], capsys)
     assert code == 2 and message in err
 
 
 def test_missing_input_exits_3(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
-    use_model(monkeypatch, None)
+    replace_load_model(monkeypatch, None)
     code, _, err = run_sr([str(tmp_path / "absent.png"), "--model", "a", "--scale", "2"], capsys)
     assert code == 3 and "absent.png" in err
 
