@@ -90,16 +90,22 @@ def test_models_are_what_the_tests_claim() -> None:
     assert all(tolerance(net) == EXACT for net in MODELS.values())  # each gets the strict bound
 
 
+def draw_image_and_tile(data: st.DataObject) -> tuple[torch.Tensor, int]:
+    """A random 2..37 px image (its pixels seeded by its size) and a 1..48 px tile: tiles of one pixel, tiles
+    that cut the image anywhere and tiles larger than the image."""
+    height = data.draw(st.integers(2, 37), label="height")
+    width = data.draw(st.integers(2, 37), label="width")
+    tile = data.draw(st.integers(1, 48), label="tile")
+    return torch.rand(3, height, width, generator=torch.Generator().manual_seed(height * 100 + width)), tile
+
+
 @pytest.mark.parametrize("name", sorted(MODELS))
 @settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(data=st.data())
 def test_tiled_equals_whole_random_images(name: str, data: st.DataObject) -> None:
     net = MODELS[name]
-    height = data.draw(st.integers(2, 37), label="height")
-    width = data.draw(st.integers(2, 37), label="width")
-    tile = data.draw(st.integers(1, 48), label="tile")  # includes tiles larger than the image
+    image, tile = draw_image_and_tile(data)
     overlap = net.min_overlap + data.draw(st.integers(0, 3), label="extra overlap")
-    image = torch.rand(3, height, width, generator=torch.Generator().manual_seed(height * 100 + width))
     stats = TileStats()
     result = run_engine(net, image, tile, overlap, stats=stats)
     expected = whole_reference(net, image)
@@ -114,10 +120,7 @@ def test_tiled_equals_whole_random_images(name: str, data: st.DataObject) -> Non
 def test_tiled_equals_whole_with_the_api_plan(name: str, data: st.DataObject) -> None:
     """The plan the API uses (exact radius: hard seams, windows of core + 2 * context) stays exact."""
     net = MODELS[name]
-    height = data.draw(st.integers(2, 37), label="height")
-    width = data.draw(st.integers(2, 37), label="width")
-    tile = data.draw(st.integers(1, 48), label="tile")
-    image = torch.rand(3, height, width, generator=torch.Generator().manual_seed(height * 100 + width))
+    image, tile = draw_image_and_tile(data)
     assert blend_plan(net.min_overlap, min_overlap=net.min_overlap, exact_overlap=net.exact_overlap) == \
         BlendPlan(reach=net.min_overlap, feather=0)
     assert (run_as_api(net, image, tile) - whole_reference(net, image)).abs().max().item() <= EXACT
