@@ -20,9 +20,15 @@ class FakeClock:
         return self.now
 
 
-def a_task(clock: FakeClock, *, total: float | None, kind: str = "count", unit: str = "img") -> Task:
+def a_task(*, total: float | None, done: float = 0, seconds: float = 0.0, kind: str = "count",
+           unit: str = "img") -> Task:
+    """A task that has done `done` of `total` in the `seconds` since it started, on a clock of its own. Its
+    progress is set, not advanced: rich has no speed samples, the columns fall back to the average since the start."""
+    clock = FakeClock()
     task = Task(TaskID(0), "x", total, 0, _get_time=clock, fields={"kind": kind, "unit": unit})
     task.start_time = clock.now
+    clock.now += seconds
+    task.completed = done
     return task
 
 
@@ -31,10 +37,7 @@ def text(column: object, task: Task) -> str:
 
 
 def test_eta_is_the_work_left_over_the_rate_since_the_start() -> None:
-    clock = FakeClock()
-    task = a_task(clock, total=10)
-    clock.now += 40.0
-    task.completed = 4  # 0.1 img/s, no speed samples: the average since the start
+    task = a_task(total=10, done=4, seconds=40.0)  # 0.1 img/s: the average since the start
     assert progress.rate_of(task) == pytest.approx(0.1)
     assert progress.eta_seconds(task) == pytest.approx(60.0)
     assert text(progress.EtaColumn(), task) == "eta 1:00"
@@ -43,40 +46,29 @@ def test_eta_is_the_work_left_over_the_rate_since_the_start() -> None:
 
 
 def test_unknown_total_or_rate_shows_no_eta() -> None:
-    clock = FakeClock()
-    unknown_total = a_task(clock, total=None)
-    clock.now += 5
-    unknown_total.completed = 3
+    unknown_total = a_task(total=None, done=3, seconds=5)
     assert progress.eta_seconds(unknown_total) is None
     assert text(progress.AmountColumn(), unknown_total) == "3/?"
-    nothing_done = a_task(clock, total=8)
+    nothing_done = a_task(total=8)
     assert progress.eta_seconds(nothing_done) is None
     assert text(progress.EtaColumn(), nothing_done) == ""
 
 
 def test_bytes_and_percent_tasks() -> None:
-    clock = FakeClock()
-    download = a_task(clock, total=80_000_000, kind="bytes")
-    clock.now += 2
-    download.completed = 8_000_000
+    download = a_task(total=80_000_000, done=8_000_000, seconds=2, kind="bytes")
     assert text(progress.AmountColumn(), download) == "8.0/80.0 MB"
     assert progress.byte_amount(900_000, 1_200_000) == "900.0 kB/1.2 MB"
     assert progress.byte_amount(5, None) == "5 bytes"
     assert text(progress.RateColumn(), download) == "4.0 MB/s"
     assert progress.eta_seconds(download) == pytest.approx(18.0)
-    work = a_task(clock, total=400, kind="percent")
-    clock.now += 3
-    work.completed = 100
+    work = a_task(total=400, done=100, seconds=3, kind="percent")
     assert text(progress.AmountColumn(), work).strip() == "25.0%"
     assert text(progress.RateColumn(), work) == ""  # engine units mean nothing to a person
     assert text(progress.EtaColumn(), work) == "eta 0:09"
 
 
 def test_fast_rates_read_per_second() -> None:
-    clock = FakeClock()
-    task = a_task(clock, total=100, unit="file")
-    clock.now += 4
-    task.completed = 10
+    task = a_task(total=100, done=10, seconds=4, unit="file")
     assert text(progress.RateColumn(), task) == "2.5 file/s"
 
 
