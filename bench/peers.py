@@ -5,7 +5,8 @@
     python3 bench/peers.py --cases whole --rounds 5 --threads 2 --json peers.json
 
 Engines (all on the CPU, at --threads threads):
-- `sr`: the Python API (`sr_cli.api.load_model(...).upscale`) on the authors' ncnn export, which sr reads natively;
+- `sr`: the Python API (`sr_cli.api.load_model(...).upscale`) on the authors' ncnn export, which sr reads natively
+  (fp32; with --bf16 also at `precision="bf16"`, autocast to bfloat16: native on AVX512-BF16/AMX CPUs);
 - `ncnn fp32` / `ncnn fp16`: the ncnn engine (the `ncnn` package) on the same export, fp32 throughout / fp16
   storage with fp32 arithmetic; the Python binding runs whole images only, and not in the tile256 case (its
   whole-image forward at 512x512 needs ~15 GB, over what the 24 GB machine has beside the other engines);
@@ -181,10 +182,10 @@ T = TypeVar("T")
 Engine = Callable[[np.ndarray], np.ndarray]  # HxWx3 uint8 RGB -> (4H)x(4W)x3 uint8 RGB
 
 
-def sr_engine(param: Path, tile: int) -> Engine:
+def sr_engine(param: Path, tile: int, precision: str = "fp32") -> Engine:
     from sr_cli.api import UpscaleOptions, load_model
 
-    upscaler = load_model(param, 4, options=UpscaleOptions(tile=tile, device="cpu", precision="fp32"))
+    upscaler = load_model(param, 4, options=UpscaleOptions(tile=tile, device="cpu", precision=precision))
     return upscaler.upscale
 
 
@@ -347,6 +348,8 @@ def run_case(case: Case, args: argparse.Namespace, models: Path) -> dict[str, ob
     engines: dict[str, Engine] = {}
     label = "whole" if tile == 0 else f"tile {tile}"
     engines[f"sr {label}"] = sr_engine(param, tile)
+    if args.bf16:
+        engines[f"sr {label} bf16"] = sr_engine(param, tile, precision="bf16")
     if not args.no_realesrgan:
         engines[f"RealESRGANer {label}"] = realesrganer_engine(param, tile, args.cache)
     if case.ncnn or args.quick:
@@ -424,6 +427,8 @@ def main() -> None:
     parser.add_argument("--no-realesrgan", action="store_true", help="skip RealESRGANer (no venv needed)")
     parser.add_argument("--ncnn-direct", action="store_true",
                         help="also ncnn fp32 with its Winograd convolutions off (where its lead comes from)")
+    parser.add_argument("--bf16", action="store_true",
+                        help="also sr at --precision bf16 (native on CPUs with AVX512-BF16 or AMX; not within 1 level)")
     parser.add_argument("--json", type=Path, help="also write the report here")
     args = parser.parse_args()
     args.rounds = args.rounds if args.rounds is not None else (1 if args.quick else 3)
