@@ -36,7 +36,7 @@ from sr_cli.archs.rrdb import RRDBParams
 from sr_cli.archs.runtime import SRNet, build_module, to_srnets
 from sr_cli.archs.srvgg import SRVGGParams
 from sr_cli.archs.vdsr import VDSRParams
-from sr_cli.engine import TileStats, upscale_tensor
+from sr_cli.engine import EnginePlan, TileStats, upscale_tensor
 
 REPO = Path(__file__).resolve().parents[1]
 VDSR_WEIGHTS = Path(os.environ.get("SR_SHARED_DIR", REPO.parent / "shared")) / "weights" / "model_epoch_50.pth"
@@ -118,10 +118,12 @@ def measure(net: SRNet, image: torch.Tensor, tile: int, runs: int, channels_last
     """(median seconds, peak MiB above the starting RSS, tiles) of `runs` engine calls after a warm-up."""
     net.to(memory_format=torch.channels_last if channels_last else torch.contiguous_format)  # type: ignore[call-overload]
 
+    plan = EnginePlan(scale=net.scale, device=torch.device("cpu"), precision="fp32", tile=tile, overlap=net.min_overlap,
+                      size_multiple=net.size_multiple, channels_last=channels_last)
+
     def once() -> int:
         stats = TileStats()
-        upscale_tensor(net, image, scale=net.scale, tile=tile, overlap=net.min_overlap, size_multiple=net.size_multiple,
-                       device=torch.device("cpu"), precision="fp32", stats=stats, channels_last=channels_last)
+        upscale_tensor(net, image, plan, stats=stats)
         return stats.tiles_pasted
 
     once()

@@ -36,9 +36,9 @@ from sr_cli.archs.rrdb import RRDBParams
 from sr_cli.archs.runtime import SRNet, build_module, to_srnets
 from sr_cli.archs.srvgg import SRVGGParams
 from sr_cli.archs.vdsr import VDSRParams
+from sr_cli.engine import EnginePlan, upscale_tensor
 from sr_cli.engine import ensemble as ensemble_module
 from sr_cli.engine import upscale as upscale_module
-from sr_cli.engine import upscale_tensor
 
 MODES = ("plain", "ensemble", "one-by-one")
 
@@ -79,14 +79,14 @@ def one_view_at_a_time(run: Callable[[Tensor], Tensor], x: Tensor) -> Tensor:
 
 
 def timed(net: SRNet, image: Tensor, tile: int, mode: str, channels_last: bool) -> float:
+    plan = EnginePlan(scale=net.scale, device=torch.device("cpu"), precision="fp32", tile=tile, overlap=net.min_overlap,
+                      size_multiple=net.size_multiple, ensemble=mode != "plain", channels_last=channels_last)
     batched = upscale_module.ensemble_forward
     if mode == "one-by-one":
         upscale_module.ensemble_forward = one_view_at_a_time
     try:
         started = time.perf_counter()
-        upscale_tensor(net, image, scale=net.scale, tile=tile, overlap=net.min_overlap, size_multiple=net.size_multiple,
-                       ensemble=mode != "plain", device=torch.device("cpu"), precision="fp32",
-                       channels_last=channels_last)
+        upscale_tensor(net, image, plan)
         return time.perf_counter() - started
     finally:
         upscale_module.ensemble_forward = batched

@@ -54,7 +54,7 @@ BF16_PEAK_TFLOPS = {"H200": 989.4, "H100": 989.4, "GH200": 989.4, "A100": 312.0,
 from sr_cli.archs.edsr import EDSRParams  # noqa: E402 -- after the repository is on sys.path
 from sr_cli.archs.rrdb import RRDBParams  # noqa: E402
 from sr_cli.archs.runtime import SRNet, build_module  # noqa: E402
-from sr_cli.engine import TileStats, upscale_tensor  # noqa: E402
+from sr_cli.engine import EnginePlan, TileStats, upscale_tensor  # noqa: E402
 from sr_cli.engine.blending import blend_plan  # noqa: E402
 from sr_cli.engine.compiled import CompiledForward  # noqa: E402
 from sr_cli.engine.precision import Precision, autocast_for  # noqa: E402
@@ -114,12 +114,13 @@ def percent(tflops: float, peak: float | None) -> float | None:
 def engine_call(net: Callable[[Tensor], Tensor], srnet: SRNet, image: Tensor, device: torch.device, *,
                 precision: Precision, tile: int, channels_last: bool, stats: TileStats | None = None,
                 batch: int | None = None, overlap_transfers: bool | None = None) -> Callable[[], Tensor]:
+    plan = EnginePlan(scale=srnet.scale, device=device, precision=precision, tile=tile, overlap=srnet.min_overlap,
+                      min_overlap=srnet.min_overlap, exact_overlap=srnet.exact_overlap,
+                      size_multiple=srnet.size_multiple, channels_last=channels_last, batch=batch,
+                      overlap_transfers=overlap_transfers)
+
     def run() -> Tensor:
-        return upscale_tensor(net, image, scale=srnet.scale, tile=tile, overlap=srnet.min_overlap,
-                              size_multiple=srnet.size_multiple, device=device, precision=precision,
-                              channels_last=channels_last, stats=stats, batch=batch,
-                              overlap_transfers=overlap_transfers, min_overlap=srnet.min_overlap,
-                              exact_overlap=srnet.exact_overlap)
+        return upscale_tensor(net, image, plan, stats=stats)
     return run
 
 
@@ -217,7 +218,7 @@ def peer_figure(net: SRNet, side: int, device: torch.device, rounds: int) -> dic
         return {"figure": "peer", "skipped": f"realesrgan/basicsr not importable ({error}); run python3 "
                 "bench/peers.py once to make its venv, then this script with that venv's python"}
     image = test_image(side)
-    reference = upscale_tensor(net, image, scale=4, tile=0, overlap=net.min_overlap, device=device, precision="fp32")
+    reference = upscale_tensor(net, image, EnginePlan(scale=4, device=device, precision="fp32", overlap=net.min_overlap))
     with tempfile.TemporaryDirectory() as folder:
         weights = Path(folder) / "rrdb.pth"  # sr's RRDB canonical keys are BasicSR's names
         torch.save({"params_ema": {k: v.float().cpu() for k, v in net.module.state_dict().items()}}, weights)

@@ -179,7 +179,7 @@ def engine_sweep(shared: Path, net: SRNet, configs: list[tuple[int, int]],
     """The engine itself with the fade inside the context (as the API runs it): strips of real photos cut
     into tiles across, for each (tile, context) of `configs`; max and mean |tiled - whole| in levels.
     `save` gets the rows so far after each run (a long sweep keeps what it measured)."""
-    from sr_cli.engine import upscale_tensor
+    from sr_cli.engine import EnginePlan, upscale_tensor
 
     rows: list[dict[str, object]] = []
     for rel in STRIP_PHOTOS:
@@ -187,9 +187,9 @@ def engine_sweep(shared: Path, net: SRNet, configs: list[tuple[int, int]],
         with torch.inference_mode():
             whole = net(image[None])[0].clamp(0, 1)
         for tile, context in configs:
-            out = upscale_tensor(net, image, scale=net.scale, tile=tile, overlap=context,
-                                 size_multiple=net.size_multiple, device=torch.device("cpu"), precision="fp32",
-                                 min_overlap=context, exact_overlap=net.exact_overlap).clamp(0, 1)
+            plan = EnginePlan(scale=net.scale, device=torch.device("cpu"), precision="fp32", tile=tile, overlap=context,
+                              min_overlap=context, exact_overlap=net.exact_overlap, size_multiple=net.size_multiple)
+            out = upscale_tensor(net, image, plan).clamp(0, 1)
             diff = (out - whole).abs() / LEVEL
             rows.append({"photo": rel, "tile": tile, "context": context, "max_levels": round(diff.max().item(), 3),
                          "mean_levels": round(diff.mean().item(), 4)})
@@ -237,7 +237,7 @@ def timing(shared: Path, rounds: int = 2, side: int = 256, tile: int = 128) -> N
     """Interleaved rounds, process CPU seconds, RRDB x4plus at `tile` on a side x side Set14 monarch crop:
     the old plan (48 px + 16 fade on top), the new (80 px, fade inside), and RealESRGANer's window geometry
     (tile_pad 10, hard seams) run by the same engine -- the time that geometry alone costs."""
-    from sr_cli.engine import upscale_tensor
+    from sr_cli.engine import EnginePlan, upscale_tensor
 
     torch.set_num_threads(1)
     net = real_nets({"rrdb"})["rrdb realesrgan-x4plus (real)"]
@@ -251,9 +251,10 @@ def timing(shared: Path, rounds: int = 2, side: int = 256, tile: int = 128) -> N
     for round_index in range(rounds):
         for name in list(plans)[round_index % 3:] + list(plans)[:round_index % 3]:
             overlap, least, exact = plans[name]
+            plan = EnginePlan(scale=4, device=torch.device("cpu"), precision="fp32", tile=tile, overlap=overlap,
+                              min_overlap=least, exact_overlap=exact)
             started = time.process_time()
-            upscale_tensor(net, crop, scale=4, tile=tile, overlap=overlap, device=torch.device("cpu"),
-                           precision="fp32", min_overlap=least, exact_overlap=exact)
+            upscale_tensor(net, crop, plan)
             seconds[name].append(time.process_time() - started)
             print(f"round {round_index} {name}: {seconds[name][-1]:.1f} CPU-s", flush=True)
     base = min(seconds["RealESRGANer geometry (pad 10)"])

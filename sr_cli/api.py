@@ -27,6 +27,7 @@ from sr_cli.archs.families import FAMILIES
 from sr_cli.archs.runtime import SRNet
 from sr_cli.color import GRAY_FROM_RGB, rgb_to_ycbcr, ycbcr_to_rgb
 from sr_cli.engine import (
+    EnginePlan,
     TileStats,
     describe_device,
     estimate_cost_per_pixel,
@@ -379,16 +380,11 @@ class Upscaler:
         rgb = np.repeat(color, 3, axis=2) if gray else color  # still 8/16-bit: the engine converts per window
         x = torch.from_numpy(np.ascontiguousarray(rgb.transpose(2, 0, 1)))
         del rgb
-        self._estimate_cost()
-        options = self.options
+        plan = self._engine_plan()
         try:
             for _start, band in upscale_bands(
-                self._forward, x, scale=self._net.scale, tile=options.tile_plan, overlap=self.overlap,
-                size_multiple=self._net.size_multiple, ensemble=options.ensemble, device=self.device,
-                precision=self.precision, progress=progress, cost_per_pixel=self._cost_per_pixel,
+                self._forward, x, plan, progress=progress, stats=stats, host_budget_bytes=STREAMED_HOST_BUDGET_BYTES,
                 profile=self.forward_profile() if progress is not None else None,
-                channels_last=self._channels_last, stats=stats, host_budget_bytes=STREAMED_HOST_BUDGET_BYTES,
-                min_overlap=self._net.min_overlap, exact_overlap=self._net.exact_overlap,
             ):
                 converted = np.empty((band.shape[-2], band.shape[-1], color.shape[2]), dtype=dtype)
                 for start in range(0, band.shape[-2], _ROWS_CONVERTED_AT_ONCE):  # float temporaries stay small
@@ -466,20 +462,23 @@ class Upscaler:
             self._cost_per_pixel = estimate_cost_per_pixel(
                 self._net, in_channels=self._net.in_channels, size_multiple=self._net.size_multiple, device=self.device)
 
+    def _engine_plan(self) -> EnginePlan:
+        """How the engine runs the net: the same plan for every pass (colour, alpha, a streamed run's bands)."""
+        self._estimate_cost()
+        net, options = self._net, self.options
+        return EnginePlan(
+            scale=net.scale, device=self.device, precision=self.precision, tile=options.tile_plan,
+            overlap=self.overlap, min_overlap=net.min_overlap, exact_overlap=net.exact_overlap,
+            size_multiple=net.size_multiple, ensemble=options.ensemble, channels_last=self._channels_last,
+            cost_per_pixel=self._cost_per_pixel,
+        )
+
     def _run_engine(self, x: Tensor, progress: Progress | None, stats: TileStats) -> Tensor:
         """One engine pass; `stats` (one per image, shared by its passes) records the tile plan it ran."""
-        options = self.options
-        tile = options.tile_plan
-        self._estimate_cost()
+        plan = self._engine_plan()
         try:
-            return upscale_tensor(
-                self._forward, x, scale=self._net.scale, tile=tile, overlap=self.overlap,
-                size_multiple=self._net.size_multiple, ensemble=options.ensemble, device=self.device,
-                precision=self.precision, progress=progress, cost_per_pixel=self._cost_per_pixel,
-                profile=self.forward_profile() if progress is not None else None,
-                channels_last=self._channels_last, stats=stats,
-                min_overlap=self._net.min_overlap, exact_overlap=self._net.exact_overlap,
-            )
+            return upscale_tensor(self._forward, x, plan, progress=progress, stats=stats,
+                                  profile=self.forward_profile() if progress is not None else None)
         except ModelOutputError as error:  # the engine knows no names: say which model it was
             raise ModelOutputError(f"{self.name}: {error}") from None
 

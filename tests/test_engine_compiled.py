@@ -19,7 +19,7 @@ from sr_cli.api import UpscaleOptions, Upscaler, uses_channels_last
 from sr_cli.archs.edsr import EDSRParams
 from sr_cli.archs.families import FAMILIES
 from sr_cli.archs.runtime import SRNet, build_module
-from sr_cli.engine import TileStats, compiled, upscale_tensor
+from sr_cli.engine import EnginePlan, TileStats, compiled, upscale_tensor
 from sr_cli.engine.compiled import CompiledForward
 from sr_cli.errors import UsageError
 
@@ -93,9 +93,9 @@ def test_out_of_memory_in_the_compiled_graph_is_not_a_compile_failure() -> None:
     forward = CompiledForward(NET, oom_above)
     image = torch.rand(3, 64, 64, generator=torch.Generator().manual_seed(13))
     stats = TileStats()
-    result = upscale_tensor(forward, image, scale=2, tile=0, overlap=NET.min_overlap, device=CPU, precision="fp32",
-                            stats=stats)
-    whole = upscale_tensor(NET, image, scale=2, tile=0, overlap=NET.min_overlap, device=CPU, precision="fp32")
+    plan = EnginePlan(scale=2, device=CPU, precision="fp32", overlap=NET.min_overlap)  # the whole image
+    result = upscale_tensor(forward, image, plan, stats=stats)
+    whole = upscale_tensor(NET, image, plan)
     assert stats.oom_splits >= 1 and forward.fallback_reason is None and forward.compiled
     assert (result - whole).abs().max().item() < 1e-5  # min_overlap is EDSR's exact radius
 

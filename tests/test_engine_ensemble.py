@@ -17,7 +17,7 @@ from sr_cli.archs.rrdb import RRDBParams
 from sr_cli.archs.runtime import SRNet, build_module, to_srnets
 from sr_cli.archs.srvgg import SRVGGParams
 from sr_cli.archs.vdsr import VDSRParams
-from sr_cli.engine import upscale_tensor
+from sr_cli.engine import EnginePlan, upscale_tensor
 from sr_cli.engine.ensemble import ensemble_forward
 
 CPU = torch.device("cpu")
@@ -80,9 +80,9 @@ def test_tiled_ensemble_equals_the_whole_image_definition(descriptor: FamilyDesc
     m = net.size_multiple
     image = torch.rand(net.in_channels, 18 * m, 13 * m, generator=torch.Generator().manual_seed(3))
     calls: list[tuple[int, int]] = []
-    result = upscale_tensor(net, image, scale=net.scale, tile=6 * m, overlap=net.descriptor.receptive_radius(net.module.params),
-                            size_multiple=m, ensemble=True, device=CPU, precision="fp32",
-                            progress=lambda done, total: calls.append((done, total)))
+    plan = EnginePlan(scale=net.scale, device=CPU, precision="fp32", tile=6 * m,
+                      overlap=net.descriptor.receptive_radius(net.module.params), size_multiple=m, ensemble=True)
+    result = upscale_tensor(net, image, plan, progress=lambda done, total: calls.append((done, total)))
     _close(result, rotation_ensemble(net, image))
     assert calls[-1][0] == calls[-1][1] and len({total for _, total in calls}) == 1
 
@@ -98,8 +98,8 @@ def test_progress_counts_each_view_of_a_batched_forward() -> None:
         def record(done: int, total: int, seen: list[tuple[int, int]] = calls) -> None:
             seen.append((done, total))
 
-        upscale_tensor(net, image, scale=net.scale, tile=0, overlap=0, ensemble=ensemble, device=CPU,
-                       precision="fp32", progress=record)
+        upscale_tensor(net, image, EnginePlan(scale=net.scale, device=CPU, precision="fp32", ensemble=ensemble),
+                       progress=record)
         assert calls[-1] == (convs * views, convs * views)
         assert [done for done, _ in calls] == sorted({done for done, _ in calls})  # never backwards
 
@@ -124,9 +124,9 @@ def test_the_auto_tile_budgets_for_the_batch_of_views(monkeypatch: pytest.Monkey
             return net(x)
 
         stats = TileStats()
-        results[ensemble] = upscale_tensor(recording, image, scale=net.scale, tile=None, overlap=net.min_overlap,
-                                           ensemble=ensemble, device=CPU, precision="fp32", cost_per_pixel=cost,
-                                           stats=stats)
+        plan = EnginePlan(scale=net.scale, device=CPU, precision="fp32", tile=None, overlap=net.min_overlap,
+                          ensemble=ensemble, cost_per_pixel=cost)
+        results[ensemble] = upscale_tensor(recording, image, plan, stats=stats)
     assert seen[False] == [(1, 3, side, side)]
     assert len(seen[True]) > 2 and {shape[0] for shape in seen[True]} <= {4, 8}
     assert all(height * width * 8 * cost <= budget for _, _, height, width in seen[True]), seen[True]

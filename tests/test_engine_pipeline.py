@@ -13,7 +13,7 @@ import pytest
 import torch
 from torch import Tensor, nn
 
-from sr_cli.engine import TileStats, upscale_tensor
+from sr_cli.engine import EnginePlan, TileStats, upscale_tensor
 from sr_cli.engine import upscale as upscale_module
 from sr_cli.engine.memory import DEFAULT_COST_PER_PIXEL
 from sr_cli.engine.pipeline import (
@@ -65,8 +65,8 @@ IMAGE = torch.rand(3, 52, 60, generator=torch.Generator().manual_seed(7))
 
 def _run(model: Callable[[Tensor], Tensor], *, tile: int = 16, batch: int | None = None,
          stats: TileStats | None = None, ensemble: bool = False, image: Tensor = IMAGE) -> Tensor:
-    return upscale_tensor(model, image, scale=2, tile=tile, overlap=4, device=CPU, precision="fp32",
-                          batch=batch, stats=stats, ensemble=ensemble)
+    plan = EnginePlan(scale=2, device=CPU, precision="fp32", tile=tile, overlap=4, ensemble=ensemble, batch=batch)
+    return upscale_tensor(model, image, plan, stats=stats)
 
 
 def _queue(grid: list[Tile], image: Tensor, *, reach: int, max_batch: int) -> TileQueue:
@@ -160,7 +160,7 @@ def test_rows_in_flight_are_held_back_from_the_streamed_bands(monkeypatch: pytes
 
     def bands() -> list[tuple[int, Tensor]]:
         return [(start, band.clone()) for start, band in upscale_bands(
-            NET, tall, scale=2, tile=16, overlap=4, device=CPU, precision="fp32", batch=2)]
+            NET, tall, EnginePlan(scale=2, device=CPU, precision="fp32", tile=16, overlap=4, batch=2))]
 
     direct = bands()
     _with_lane(monkeypatch, RecordingLane(NET))
@@ -324,8 +324,8 @@ def test_other_errors_in_the_pipeline_are_not_swallowed() -> None:
 def test_cuda_stream_lane_equals_the_direct_lane(precision: str) -> None:
     gpu = torch.device("cuda")
     net = TinyNet().eval().to(gpu)
-    runs = [upscale_tensor(net, IMAGE, scale=2, tile=16, overlap=4, device=gpu, precision=precision,  # type: ignore[arg-type]
-                           batch=batch, overlap_transfers=overlapped)
+    runs = [upscale_tensor(net, IMAGE, EnginePlan(scale=2, device=gpu, precision=precision, tile=16, overlap=4,  # type: ignore[arg-type]
+                                                  batch=batch, overlap_transfers=overlapped))
             for overlapped, batch in ((False, 1), (True, 1), (True, 4))]
     assert torch.equal(runs[0], runs[1])
     assert (runs[0] - runs[2]).abs().max().item() < 1e-3  # batched kernels may round differently on a GPU

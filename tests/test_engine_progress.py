@@ -1,13 +1,16 @@
 """Engine progress units (conv layer x view x tile, total fixed up front) and the cost of a forward."""
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import replace
+
 import pytest
 import torch
 from torch import Tensor, nn
 
 from sr_cli.archs.runtime import SRNet, build_module
 from sr_cli.archs.srvgg import SRVGGParams
-from sr_cli.engine import TileStats, upscale_tensor
+from sr_cli.engine import EnginePlan, TileStats, upscale_tensor
 from sr_cli.engine.progress import (
     CONV_TYPES,
     ForwardProfile,
@@ -40,14 +43,19 @@ MACS_PER_PIXEL = 8 * 3 * 9 + 4 * (4 * 2 * 9) + 4 * (3 * 4 * 1)
 NET = ThreeConvsX2().eval()
 
 
-def run(model: nn.Module, image: Tensor, **extra: object) -> Tensor:
-    return upscale_tensor(model, image, scale=2, overlap=extra.pop("overlap", 2), device=CPU,  # type: ignore[arg-type]
-                          precision="fp32", **extra)  # type: ignore[arg-type]
+PLAN = EnginePlan(scale=2, device=CPU, precision="fp32", overlap=2)  # the whole image
 
 
-def recorded(model: nn.Module, image: Tensor, **extra: object) -> tuple[Tensor, list[tuple[int, int]]]:
+def run(model: Callable[[Tensor], Tensor], image: Tensor, plan: EnginePlan = PLAN, *,
+        progress: Callable[[int, int], None] | None = None, profile: ForwardProfile | None = None,
+        stats: TileStats | None = None) -> Tensor:
+    return upscale_tensor(model, image, plan, progress=progress, profile=profile, stats=stats)
+
+
+def recorded(model: nn.Module, image: Tensor, plan: EnginePlan = PLAN, *,
+             stats: TileStats | None = None) -> tuple[Tensor, list[tuple[int, int]]]:
     calls: list[tuple[int, int]] = []
-    result = run(model, image, progress=lambda done, total: calls.append((done, total)), **extra)
+    result = run(model, image, plan, progress=lambda done, total: calls.append((done, total)), stats=stats)
     return result, calls
 
 
@@ -78,7 +86,7 @@ def test_profile_of_a_family_matches_its_layer_count() -> None:
 def test_total_is_tiles_x_views_x_convs_from_the_first_report(shape: tuple[int, int, int], tile: int,
                                                               ensemble: bool) -> None:
     stats = TileStats()
-    _result, calls = recorded(NET, torch.rand(*shape), tile=tile, ensemble=ensemble, stats=stats)
+    _result, calls = recorded(NET, torch.rand(*shape), replace(PLAN, tile=tile, ensemble=ensemble), stats=stats)
     views = 8 if ensemble else 1
     total = stats.tiles_pasted * views * CONVS
     assert calls[0] == (0, total)  # before the first forward
@@ -101,7 +109,7 @@ def test_whole_image_progress_moves_inside_the_forward() -> None:
 
     model = Watch().eval()
     calls: list[tuple[int, int]] = []
-    run(model, torch.rand(3, 12, 12), tile=0, progress=lambda d, t: calls.append((d, t)))
+    run(model, torch.rand(3, 12, 12), progress=lambda d, t: calls.append((d, t)))
     # (the first forward is the profile's probe) (0, total), then one report per conv, before the forward returned
     assert seen_inside[-1] == 1 + CONVS
     assert calls[-1] == (CONVS, CONVS)
@@ -109,9 +117,9 @@ def test_whole_image_progress_moves_inside_the_forward() -> None:
 
 def test_output_is_bit_identical_with_and_without_progress() -> None:
     image = torch.rand(3, 26, 22, generator=torch.Generator().manual_seed(1))
-    for extra in ({"tile": 0}, {"tile": 10}, {"tile": 0, "ensemble": True}):
-        plain = run(NET, image, **extra)
-        counted, _ = recorded(NET, image, **extra)
+    for plan in (PLAN, replace(PLAN, tile=10), replace(PLAN, ensemble=True)):
+        plain = run(NET, image, plan)
+        counted, _ = recorded(NET, image, plan)
         assert torch.equal(plain, counted)
     assert hooks_left(NET) == 0
 
@@ -125,10 +133,10 @@ def test_no_hooks_left_after_an_exception() -> None:
     model = FailsAfterTheHead().eval()
     calls: list[tuple[int, int]] = []
     with pytest.raises(ValueError, match="broken model"):  # in the profile's probe forward
-        run(model, torch.rand(3, 8, 8), tile=0, progress=lambda d, t: calls.append((d, t)))
+        run(model, torch.rand(3, 8, 8), progress=lambda d, t: calls.append((d, t)))
     assert hooks_left(model) == 0 and calls == []
     with pytest.raises(ValueError, match="broken model"):  # in the job itself
-        run(model, torch.rand(3, 8, 8), tile=0, progress=lambda d, t: calls.append((d, t)),
+        run(model, torch.rand(3, 8, 8), progress=lambda d, t: calls.append((d, t)),
             profile=ForwardProfile(CONVS, MACS_PER_PIXEL))
     assert hooks_left(model) == 0
     assert calls == [(0, CONVS), (1, CONVS)]
@@ -151,7 +159,7 @@ class RunsOutAbove(nn.Module):
 
 def test_total_stays_fixed_when_out_of_memory_splits_tiles() -> None:
     stats = TileStats()
-    _result, calls = recorded(RunsOutAbove(limit=20 * 20), torch.rand(3, 40, 36), tile=0, stats=stats, overlap=1)
+    _result, calls = recorded(RunsOutAbove(limit=20 * 20), torch.rand(3, 40, 36), replace(PLAN, overlap=1), stats=stats)
     assert stats.oom_splits >= 1 and stats.tiles_pasted > 1
     assert {t for _, t in calls} == {CONVS}  # planned as one whole-image tile; the split parts share it
     done = [d for d, _ in calls]
@@ -163,7 +171,7 @@ def test_a_model_without_convs_counts_tile_views() -> None:
         return torch.nn.functional.interpolate(x, scale_factor=2, mode="nearest")
 
     calls: list[tuple[int, int]] = []
-    upscale_tensor(doubler, torch.rand(3, 30, 20), scale=2, tile=10, overlap=0, device=CPU, precision="fp32",
+    upscale_tensor(doubler, torch.rand(3, 30, 20), replace(PLAN, tile=10, overlap=0),
                    progress=lambda d, t: calls.append((d, t)))
     assert calls == [(i, 6) for i in range(0, 7)]
 

@@ -1,13 +1,16 @@
 """Self-ensemble, precision fallback, out-of-memory halving, progress, device/precision choice, auto tile."""
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import replace
+
 import pytest
 import torch
 from torch import Tensor, nn
 
 from sr_cli.archs.edsr import EDSRParams
 from sr_cli.archs.runtime import SRNet, build_module
-from sr_cli.engine import TileStats, resolve_device, resolve_precision, upscale_tensor
+from sr_cli.engine import EnginePlan, TileStats, resolve_device, resolve_precision, upscale_tensor
 from sr_cli.engine.blending import feather_radius
 from sr_cli.engine.memory import auto_tile_size, axis_plan, estimate_cost_per_pixel, is_out_of_memory
 from sr_cli.errors import CheckpointError, DeviceError, ModelOutputError, UsageError
@@ -22,11 +25,12 @@ def _edsr() -> SRNet:
 
 
 NET = _edsr()
+PLAN = EnginePlan(scale=2, device=CPU, precision="fp32", overlap=NET.min_overlap)  # the whole image, fp32
 
 
-def _run(model, image: Tensor, *, tile: int | None = 0, overlap: int | None = None, **extra):  # noqa: ANN001, ANN202
-    return upscale_tensor(model, image, scale=2, tile=tile, overlap=NET.min_overlap if overlap is None else overlap,
-                          device=CPU, precision=extra.pop("precision", "fp32"), **extra)
+def _run(model: Callable[[Tensor], Tensor], image: Tensor, plan: EnginePlan = PLAN, *, stats: TileStats | None = None,
+         progress: Callable[[int, int], None] | None = None) -> Tensor:
+    return upscale_tensor(model, image, plan, stats=stats, progress=progress)
 
 
 def _whole(image: Tensor) -> Tensor:
@@ -57,7 +61,7 @@ def reference_ensemble(image: Tensor) -> Tensor:
 @pytest.mark.parametrize(("height", "width", "tile"), [(12, 12, 0), (13, 9, 0), (21, 17, 7)])
 def test_ensemble_equals_reference_definition(height: int, width: int, tile: int) -> None:
     image = torch.rand(3, height, width, generator=torch.Generator().manual_seed(height))
-    result = _run(NET, image, tile=tile, ensemble=True)
+    result = _run(NET, image, replace(PLAN, tile=tile, ensemble=True))
     expected = reference_ensemble(image)
     assert (result - expected).abs().max().item() <= TOLERANCE
     # and it is really an ensemble: it differs from the single forward pass
@@ -70,7 +74,7 @@ def test_ensemble_of_an_equivariant_model_is_the_model() -> None:
     image = torch.rand(3, 6, 11)
     with torch.inference_mode():
         expected = model(image[None])[0]
-    assert torch.allclose(_run(model, image, overlap=0, ensemble=True), expected, atol=1e-6)
+    assert torch.allclose(_run(model, image, replace(PLAN, overlap=0, ensemble=True)), expected, atol=1e-6)
 
 
 # --- precision -----------------------------------------------------------------------------------------
@@ -97,17 +101,17 @@ def test_half_precision_nan_tile_is_redone_in_fp32() -> None:
     image = torch.rand(3, 20, 20)
     model = NaNInHalf()
     stats = TileStats()
-    result = _run(model, image, tile=10, precision="bf16", stats=stats)
+    result = _run(model, image, replace(PLAN, tile=10, precision="bf16"), stats=stats)
     assert torch.isfinite(result).all()
     assert stats.fp32_redos == stats.tiles_pasted == model.calls_in_half == 4
-    expected = _run(NET, image, tile=10)
+    expected = _run(NET, image, replace(PLAN, tile=10))
     assert torch.equal(result, expected)  # exactly the fp32 result: the half output was never pasted
 
 
 def test_bf16_on_cpu_is_close_to_fp32() -> None:
     image = torch.rand(3, 16, 16)
     stats = TileStats()
-    result = _run(NET, image, precision="bf16", stats=stats)
+    result = _run(NET, image, replace(PLAN, precision="bf16"), stats=stats)
     assert stats.fp32_redos == 0
     assert (result - _whole(image)).abs().max().item() < 0.05  # bf16 has 8 bits of mantissa
 
@@ -170,7 +174,7 @@ def test_out_of_memory_halves_the_tile_and_matches_whole(error: type[BaseExcepti
     model = RunsOutAbove(limit=(32 + 2 * (overlap + overlap // 2)) ** 2, error=error)
     stats = TileStats()
     calls: list[tuple[int, int]] = []
-    result = _run(model, image, tile=0, stats=stats, progress=lambda done, total: calls.append((done, total)))
+    result = _run(model, image, stats=stats, progress=lambda done, total: calls.append((done, total)))
     assert (result - _whole(image)).abs().max().item() <= TOLERANCE
     assert stats.oom_splits >= 1 and model.failed >= 1
     # no tile pasted twice, none lost: one paste per successful forward; progress (this model has no convs
@@ -184,7 +188,7 @@ def test_out_of_memory_halves_the_tile_and_matches_whole(error: type[BaseExcepti
 def test_out_of_memory_below_minimum_tile_is_a_clear_error() -> None:
     model = RunsOutAbove(limit=4)
     with pytest.raises(DeviceError, match="out of cpu memory even for a .* tile"):
-        _run(model, torch.rand(3, 40, 40), tile=40)
+        _run(model, torch.rand(3, 40, 40), replace(PLAN, tile=40))
 
 
 def test_other_errors_are_not_taken_for_out_of_memory() -> None:
@@ -199,17 +203,16 @@ def test_other_errors_are_not_taken_for_out_of_memory() -> None:
 
 def test_wrong_scale_model_is_a_model_error_not_a_usage_error() -> None:
     with pytest.raises(ModelOutputError, match=r"returned 16x16 for a 8x8 input, not x3") as raised:
-        upscale_tensor(NET, torch.rand(3, 8, 8), scale=3, tile=0, overlap=0, device=CPU, precision="fp32")
+        upscale_tensor(NET, torch.rand(3, 8, 8), EnginePlan(scale=3, device=CPU, precision="fp32"))
     assert raised.value.exit_code == CheckpointError.exit_code and not isinstance(raised.value, UsageError)
     assert "--" not in str(raised.value)  # the engine names no CLI flag
 
 
-@pytest.mark.parametrize("bad", [dict(tile=-1), dict(overlap=-2), dict(scale=0)])
-def test_bad_engine_arguments_are_programming_errors_in_engine_words(bad: dict[str, int]) -> None:
-    arguments = dict(scale=2, tile=0, overlap=0) | bad
-    with pytest.raises(ValueError) as raised:
-        upscale_tensor(NET, torch.rand(3, 8, 8), scale=arguments["scale"], tile=arguments["tile"],
-                       overlap=arguments["overlap"], device=CPU, precision="fp32")
+@pytest.mark.parametrize(("field", "bad"), [("scale", 0), ("scale", -2), ("scale", 1.5), ("tile", -1), ("overlap", -2),
+                                            ("size_multiple", 0)])
+def test_a_plan_refuses_bad_fields_as_programming_errors_in_engine_words(field: str, bad: float) -> None:
+    with pytest.raises(ValueError, match=field) as raised:
+        replace(PLAN, **{field: bad})  # type: ignore[arg-type]  # some are ill-typed on purpose (scale 1.5)
     assert "--" not in str(raised.value) and not isinstance(raised.value, UsageError)
 
 
@@ -218,7 +221,7 @@ def test_bad_engine_arguments_are_programming_errors_in_engine_words(bad: dict[s
 
 def test_progress_counts_conv_layers_of_every_tile() -> None:
     calls: list[tuple[int, int]] = []
-    _run(NET, torch.rand(3, 30, 20), tile=10, progress=lambda done, total: calls.append((done, total)))
+    _run(NET, torch.rand(3, 30, 20), replace(PLAN, tile=10), progress=lambda done, total: calls.append((done, total)))
     convs = sum(isinstance(m, nn.Conv2d) for m in NET.modules())  # each runs once per forward in EDSR
     assert calls == [(i, 6 * convs) for i in range(0, 6 * convs + 1)]  # 6 tiles of equal area
 
@@ -230,7 +233,7 @@ def test_auto_tile_uses_the_budget(monkeypatch: pytest.MonkeyPatch) -> None:
     budget = int(cost * 40 * 40)
     monkeypatch.setattr("sr_cli.engine.upscale.memory_budget", lambda device: budget)
     stats = TileStats()
-    result = _run(NET, image, tile=None, cost_per_pixel=cost, stats=stats)
+    result = _run(NET, image, replace(PLAN, tile=None, cost_per_pixel=cost), stats=stats)
     rows = axis_plan(60, stats.tile_size, NET.min_overlap + feather_radius(NET.min_overlap), 1)
     assert 0 < stats.tile_size < 60 and rows.largest ** 2 <= 40 * 40  # its windows fit the budget
     assert (result - _whole(image)).abs().max().item() <= TOLERANCE
@@ -245,12 +248,12 @@ def test_auto_tile_uses_the_budget(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_channels_last_gives_the_same_result() -> None:
     image = torch.rand(3, 19, 23)
     net = _edsr().to(memory_format=torch.channels_last)  # type: ignore[call-overload]  # missing from torch's stubs
-    result = _run(net, image, tile=8, channels_last=True)
-    assert (result - _run(NET, image, tile=8)).abs().max().item() <= 1e-5
+    result = _run(net, image, replace(PLAN, tile=8, channels_last=True))
+    assert (result - _run(NET, image, replace(PLAN, tile=8))).abs().max().item() <= 1e-5
 
 
 def test_input_stays_on_host_and_is_not_modified() -> None:
     image = torch.rand(3, 9, 9)
     before = image.clone()
-    result = _run(NET, image, tile=4)
+    result = _run(NET, image, replace(PLAN, tile=4))
     assert torch.equal(image, before) and result.device.type == "cpu" and result.dtype == torch.float32

@@ -21,7 +21,7 @@ from sr_cli.archs.edsr import EDSRParams
 from sr_cli.archs.mdsr import MDSRParams
 from sr_cli.archs.rrdb import RRDBParams
 from sr_cli.archs.runtime import SRNet, build_module, receptive_radius, to_srnets
-from sr_cli.engine import TileStats, upscale_tensor
+from sr_cli.engine import EnginePlan, TileStats, upscale_tensor
 from sr_cli.engine.blending import BlendPlan, blend_plan, feather_radius, tile_weights
 from sr_cli.engine.memory import MIN_TILE, auto_tile_size, axis_plan, grid_work, streamed_tile_size
 from sr_cli.engine.pipeline import split_tile as _split
@@ -73,15 +73,17 @@ def tolerance(net: SRNet) -> float:
     return EXACT if exact else APPROXIMATE
 
 
-def run_engine(net: SRNet, image: torch.Tensor, tile: int, overlap: int, **extra: object) -> torch.Tensor:
-    return upscale_tensor(net, image, scale=net.scale, tile=tile, overlap=overlap, size_multiple=net.size_multiple,
-                          device=CPU, precision="fp32", **extra)  # type: ignore[arg-type]
+def run_engine(net: SRNet, image: torch.Tensor, tile: int, overlap: int, *, min_overlap: int | None = None,
+               exact_overlap: int | None = None, stats: TileStats | None = None) -> torch.Tensor:
+    plan = EnginePlan(scale=net.scale, device=CPU, precision="fp32", tile=tile, overlap=overlap,
+                      min_overlap=min_overlap, exact_overlap=exact_overlap, size_multiple=net.size_multiple)
+    return upscale_tensor(net, image, plan, stats=stats)
 
 
-def run_as_api(net: SRNet, image: torch.Tensor, tile: int, **extra: object) -> torch.Tensor:
+def run_as_api(net: SRNet, image: torch.Tensor, tile: int, *, stats: TileStats | None = None) -> torch.Tensor:
     """What sr_cli.api runs: the model's own context, with its measured and exact needs (the fade inside)."""
     return run_engine(net, image, tile, net.min_overlap, min_overlap=net.min_overlap,
-                      exact_overlap=net.exact_overlap, **extra)
+                      exact_overlap=net.exact_overlap, stats=stats)
 
 
 def test_models_are_what_the_tests_claim() -> None:

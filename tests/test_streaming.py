@@ -15,7 +15,7 @@ from sr_cli.archs.runtime import SRNet, build_module
 from sr_cli.archs.srvgg import SRVGGParams
 from sr_cli.batch import Job
 from sr_cli.batch_run import RunSettings, run_jobs, upscale_at_bit_depth
-from sr_cli.engine import TileStats, upscale_bands, upscale_tensor
+from sr_cli.engine import EnginePlan, TileStats, upscale_bands, upscale_tensor
 from sr_cli.errors import OutputError
 from sr_cli.imageio import ImageMetadata, read_image, write_image, write_image_rows, writes_rows
 from sr_cli.imageio.png_encoder import encode_png
@@ -54,15 +54,15 @@ def _split_rows(pixels: np.ndarray, cuts: list[int]) -> Iterator[np.ndarray]:
 def test_bands_partition_the_rows_and_equal_the_whole_canvas_bit_for_bit(tile: int, multiple: int, ensemble: bool) -> None:
     net = _net()
     image = torch.from_numpy(_pixels(53, 41, 3, 8).transpose(2, 0, 1).copy())
-    arguments = dict(scale=2, tile=tile, overlap=6, size_multiple=multiple, ensemble=ensemble, device=CPU, precision="fp32")
-    whole_float = upscale_tensor(net, image.float() / 255.0, **arguments)  # type: ignore[arg-type]
-    bands = list(upscale_bands(net, image, **arguments))  # type: ignore[arg-type]
+    plan = EnginePlan(scale=2, device=CPU, precision="fp32", tile=tile, overlap=6, size_multiple=multiple, ensemble=ensemble)
+    whole_float = upscale_tensor(net, image.float() / 255.0, plan)
+    bands = list(upscale_bands(net, image, plan))
     starts = [start for start, _ in bands]
     heights = [band.shape[-2] for _, band in bands]
     assert starts == list(np.cumsum([0, *heights[:-1]]))  # contiguous, top to bottom, no row twice
     assert sum(heights) == 106 and all(band.shape[-1] == 82 for _, band in bands)
     assert torch.equal(torch.cat([band for _, band in bands], dim=1), whole_float)
-    assert torch.equal(upscale_tensor(net, image, **arguments), whole_float)  # type: ignore[arg-type]
+    assert torch.equal(upscale_tensor(net, image, plan), whole_float)
 
 
 def test_the_caller_keeps_its_own_grad_mode_between_bands_and_may_stop_early() -> None:
@@ -71,7 +71,7 @@ def test_the_caller_keeps_its_own_grad_mode_between_bands_and_may_stop_early() -
     net = _net()
     image = torch.rand(3, 40, 24)
     seen = []
-    bands = upscale_bands(net, image, scale=2, tile=16, overlap=4, device=CPU, precision="fp32",
+    bands = upscale_bands(net, image, EnginePlan(scale=2, device=CPU, precision="fp32", tile=16, overlap=4),
                           progress=lambda done, total: None)
     for _start, band in bands:
         seen.append((torch.is_inference_mode_enabled(), torch.is_grad_enabled(), band.is_inference()))
@@ -90,8 +90,8 @@ def test_a_16_bit_input_is_read_as_value_over_65535_one_window_at_a_time() -> No
     pixels = _pixels(30, 22, 3, 16)
     image = torch.from_numpy(pixels.transpose(2, 0, 1).copy())
     reference = torch.from_numpy((pixels.astype(np.float32) / np.float32(65535)).transpose(2, 0, 1).copy())
-    arguments = dict(scale=2, tile=16, overlap=4, size_multiple=4, device=CPU, precision="fp32")
-    assert torch.equal(upscale_tensor(net, image, **arguments), upscale_tensor(net, reference, **arguments))  # type: ignore[arg-type]
+    plan = EnginePlan(scale=2, device=CPU, precision="fp32", tile=16, overlap=4, size_multiple=4)
+    assert torch.equal(upscale_tensor(net, image, plan), upscale_tensor(net, reference, plan))
 
 
 def test_bands_after_an_out_of_memory_split_still_equal_the_whole_canvas() -> None:
@@ -104,12 +104,12 @@ def test_bands_after_an_out_of_memory_split_still_equal_the_whole_canvas() -> No
 
     image = torch.from_numpy(_pixels(60, 24, 3, 8).transpose(2, 0, 1).copy())
     stats = TileStats()
-    arguments = dict(scale=2, overlap=4, device=CPU, precision="fp32")
-    bands = list(upscale_bands(picky, image, tile=0, stats=stats, **arguments))  # type: ignore[arg-type]
+    plan = EnginePlan(scale=2, device=CPU, precision="fp32", tile=0, overlap=4)
+    bands = list(upscale_bands(picky, image, plan, stats=stats))
     assert stats.oom_splits >= 1 and len(bands) >= 2
     split = torch.cat([band for _, band in bands], dim=1)
-    assert torch.equal(split, upscale_tensor(picky, image, tile=0, **arguments))  # type: ignore[arg-type]
-    assert torch.allclose(split, upscale_tensor(net, image, tile=0, **arguments), atol=1e-5)  # type: ignore[arg-type]
+    assert torch.equal(split, upscale_tensor(picky, image, plan))
+    assert torch.allclose(split, upscale_tensor(net, image, plan), atol=1e-5)
 
 
 def test_a_streamed_run_never_allocates_a_full_size_float_canvas(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -127,7 +127,8 @@ def test_a_streamed_run_never_allocates_a_full_size_float_canvas(monkeypatch: py
         monkeypatch.setattr(torch, name, recording)
     stats = TileStats()
     rows = 0
-    for _start, band in upscale_bands(net, image, scale=2, tile=16, overlap=4, device=CPU, precision="fp32", stats=stats):
+    for _start, band in upscale_bands(net, image, EnginePlan(scale=2, device=CPU, precision="fp32", tile=16, overlap=4),
+                                      stats=stats):
         rows += band.shape[-2]
     canvas = 3 * 320 * 48
     assert rows == 320

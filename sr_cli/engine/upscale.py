@@ -21,7 +21,7 @@ from sr_cli.engine.blending import blend_plan, tile_weights
 from sr_cli.engine.ensemble import ensemble_forward
 from sr_cli.engine.memory import MIN_TILE, auto_tile_size, memory_budget, streamed_tile_size
 from sr_cli.engine.pipeline import PipelineStats, TileQueue, Unit, batch_for_budget, make_lane, run_pipeline
-from sr_cli.engine.precision import Precision
+from sr_cli.engine.plan import EnginePlan
 from sr_cli.engine.progress import ForwardProfile, WorkMeter, counting_convs, profile_forward
 from sr_cli.engine.tiling import crop, pad_to_multiple, tile_grid
 from sr_cli.errors import ModelOutputError
@@ -45,50 +45,20 @@ class TileStats:
     peak_band_rows: int = 0  # the most output rows (padded width) held in float at once
 
 
-def upscale_tensor(
-    model: Model,
-    image: Tensor,
-    *,
-    scale: int,
-    tile: int | None,
-    overlap: int,
-    size_multiple: int = 1,
-    ensemble: bool = False,
-    device: torch.device,
-    precision: Precision,
-    progress: Progress | None = None,
-    profile: ForwardProfile | None = None,
-    cost_per_pixel: float | None = None,
-    channels_last: bool = False,
-    stats: TileStats | None = None,
-    min_overlap: int | None = None,
-    exact_overlap: int | None = None,
-    batch: int | None = None,
-    overlap_transfers: bool | None = None,
-) -> Tensor:
-    """Run `model` ([N,C,h,w] -> [N,C',h*scale,w*scale], already on `device`) over `image` [C,H,W].
+def upscale_tensor(model: Model, image: Tensor, plan: EnginePlan, *, progress: Progress | None = None,
+                   profile: ForwardProfile | None = None, stats: TileStats | None = None) -> Tensor:
+    """Run `model` ([N,C,h,w] -> [N,C',h*scale,w*scale], already on `plan.device`) over `image` [C,H,W], as
+    `plan` says (tile, overlap, ensemble, precision...: `EnginePlan`).
 
     image: float in [0, 1], or uint8/uint16 (read as value / 255 or / 65535, one window at a time);
-    tile: core side in input pixels (None = auto from `cost_per_pixel` and free memory, 0 = whole image);
-    overlap: input pixels of real context at every core boundary (reflection only at the true border);
-    min_overlap / exact_overlap: the model's measured and exact context needs, which decide whether the
-    cross-fade lies inside the context or on top of it (`blending.blend_plan`);
-    size_multiple: the model needs h, w divisible by it (the image is reflect-padded, the output cropped).
     progress: called with (done, total) in units of conv layer x view x tile (engine/progress.py), the
-    total fixed before the first forward; profile: the model's `profile_forward` (measured here if None).
-    batch: tiles of equal window shape per forward (None = as many as the memory budget allows on an
-    accelerator, 1 on the CPU); overlap_transfers: pinned, stream-overlapped transfers (None = on CUDA),
-    see engine/pipeline.py. Neither changes the result: the same tiles are pasted in the same order.
+    total fixed before the first forward; profile: the model's `profile_forward` (measured here if None);
+    stats: filled in with how the run went (`TileStats`).
     Returns the unclamped [C',H*scale,W*scale] float32 result on the CPU.
     """
-    out_h, out_w = image.shape[-2] * scale, image.shape[-1] * scale
+    out_h, out_w = image.shape[-2] * plan.scale, image.shape[-1] * plan.scale
     output: Tensor | None = None
-    for start, band in upscale_bands(
-        model, image, scale=scale, tile=tile, overlap=overlap, size_multiple=size_multiple, ensemble=ensemble,
-        device=device, precision=precision, progress=progress, profile=profile, cost_per_pixel=cost_per_pixel,
-        channels_last=channels_last, stats=stats, min_overlap=min_overlap, exact_overlap=exact_overlap,
-        batch=batch, overlap_transfers=overlap_transfers,
-    ):
+    for start, band in upscale_bands(model, image, plan, progress=progress, profile=profile, stats=stats):
         if start == 0 and band.shape[-2] == out_h:  # one band (e.g. the whole image): no second canvas
             output = band.contiguous()
             continue
@@ -99,28 +69,9 @@ def upscale_tensor(
     return output
 
 
-def upscale_bands(
-    model: Model,
-    image: Tensor,
-    *,
-    scale: int,
-    tile: int | None,
-    overlap: int,
-    size_multiple: int = 1,
-    ensemble: bool = False,
-    device: torch.device,
-    precision: Precision,
-    progress: Progress | None = None,
-    profile: ForwardProfile | None = None,
-    cost_per_pixel: float | None = None,
-    channels_last: bool = False,
-    stats: TileStats | None = None,
-    min_overlap: int | None = None,
-    exact_overlap: int | None = None,
-    batch: int | None = None,
-    overlap_transfers: bool | None = None,
-    host_budget_bytes: int | None = None,
-) -> Generator[tuple[int, Tensor], None, None]:
+def upscale_bands(model: Model, image: Tensor, plan: EnginePlan, *, progress: Progress | None = None,
+                  profile: ForwardProfile | None = None, stats: TileStats | None = None,
+                  host_budget_bytes: int | None = None) -> Generator[tuple[int, Tensor], None, None]:
     """`upscale_tensor`'s result as (first output row, [C',rows,W*scale] float32 band) pairs, top to bottom.
 
     The bands partition the output's rows; each is final when handed out (every tile it overlaps was
@@ -128,15 +79,17 @@ def upscale_bands(
     host_budget_bytes: with the auto tile, the band (and on the CPU the tile's activations) also stay
     within it (`memory.streamed_tile_size`; e.g. memory.STREAMED_HOST_BUDGET_BYTES).
     """
-    _check_arguments(image, scale=scale, tile=tile, overlap=overlap, size_multiple=size_multiple)
+    _check_image(image)
+    scale, device, size_multiple, cost_per_pixel = plan.scale, plan.device, plan.size_multiple, plan.cost_per_pixel
+    tile, batch = plan.tile, plan.batch  # None (auto) is resolved below
     stats = stats if stats is not None else TileStats()
     height, width = image.shape[-2:]
     out_h, out_w = height * scale, width * scale
     padded = pad_to_multiple(image.cpu(), size_multiple)  # in the input's dtype: no whole float copy
     padded_h, padded_w = padded.shape[-2:]
-    views = 8 if ensemble else 1
-    plan = blend_plan(overlap, min_overlap=min_overlap, exact_overlap=exact_overlap)
-    reach, feather = plan.reach, plan.feather  # how far a window extends past its core; the fade inside it
+    views = 8 if plan.ensemble else 1
+    blend = blend_plan(plan.overlap, min_overlap=plan.min_overlap, exact_overlap=plan.exact_overlap)
+    reach, feather = blend.reach, blend.feather  # how far a window extends past its core; the fade inside it
     if tile is None and host_budget_bytes is not None:
         host_budget = min(host_budget_bytes, memory_budget(torch.device("cpu")))
         device_budget = memory_budget(device)
@@ -153,7 +106,7 @@ def upscale_bands(
     min_tile = max(MIN_TILE, size_multiple)
 
     def compute(x: Tensor) -> Tensor:
-        return ensemble_forward(model, x) if ensemble else model(x)
+        return ensemble_forward(model, x) if plan.ensemble else model(x)
 
     grid = tile_grid(padded_h, padded_w, tile, reach, size_multiple)
     if progress is not None and profile is None:
@@ -169,7 +122,8 @@ def upscale_bands(
     queue = TileQueue(grid, cut=lambda t: _as_float_window(crop(padded, t.window_rows, t.window_cols)),
                       height=padded_h, width=padded_w, reach=reach, multiple=size_multiple, min_tile=min_tile,
                       max_batch=batch, stats=pipeline_stats)
-    lane = make_lane(compute, device, precision, channels_last, pipeline_stats, overlap_transfers=overlap_transfers)
+    lane = make_lane(compute, device, plan.precision, plan.channels_last, pipeline_stats,
+                     overlap_transfers=plan.overlap_transfers)
     band: Tensor | None = None  # output rows [top, top + band rows) of the padded output, not yet handed out
     top = 0
     counting = counting_convs(model, meter.on_conv) if progress is not None else nullcontext()
@@ -262,18 +216,10 @@ def _budget_if_device(device: torch.device) -> int | None:
     return None if device.type == "cpu" else memory_budget(device)
 
 
-def _check_arguments(image: Tensor, *, scale: int, tile: int | None, overlap: int, size_multiple: int) -> None:
-    """The contract of `upscale_tensor`. Its callers (sr_cli.api) validate what users give, in their own
-    vocabulary; a failure here is a programming error, so it is a ValueError that names no CLI flag."""
+def _check_image(image: Tensor) -> None:
+    """What `upscale_tensor` accepts as an image (`EnginePlan` checks the rest of its contract): a failure
+    is a programming error of the caller (sr_cli.api checks what users give), a ValueError naming no CLI flag."""
     if image.ndim != 3 or image.shape[-1] < 1 or image.shape[-2] < 1:
         raise ValueError(f"upscale_tensor expects a non-empty [C,H,W] tensor, got shape {tuple(image.shape)}")
     if not (image.is_floating_point() or image.dtype in _INTEGER_MAX):
         raise ValueError(f"upscale_tensor expects a float tensor in [0, 1] or uint8/uint16, got {image.dtype}")
-    if int(scale) != scale or scale < 1:
-        raise ValueError(f"the model scale must be a positive integer, got {scale}")
-    if tile is not None and tile < 0:
-        raise ValueError(f"tile must be None (auto), 0 (whole image) or a positive number of pixels, got {tile}")
-    if overlap < 0:
-        raise ValueError(f"overlap must be >= 0, got {overlap}")
-    if size_multiple < 1:
-        raise ValueError(f"size_multiple must be >= 1, got {size_multiple}")
