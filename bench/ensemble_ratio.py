@@ -2,11 +2,12 @@
 
     python3 bench/ensemble_ratio.py                  # every family, 3 interleaved rounds, table on stdout
     python3 bench/ensemble_ratio.py --rounds 9 --families rrdb,srvgg --json out.json
+    python3 bench/ensemble_ratio.py --size-factor 4   # 4x the sides (an idle machine: a few minutes)
 
 Issue 13 goal 4: ensemble <= 8.3x plain. Three ways are timed through `sr_cli.engine.upscale_tensor`
-(fp32, CPU, the layout the API uses: channels_last except RRDB): `plain`, `ensemble` (the engine's
-batched views: one batch of 8 for square windows, two of 4 otherwise) and `one-by-one` (the same 8
-views, one forward each, the reference the batching is measured against; whole image only). Each case
+(fp32, CPU, the layout the API uses: channels_last where the family descriptor says so, today every family):
+`plain`, `ensemble` (the engine's batched views: one batch of 8 for square windows, two of 4 otherwise)
+and `one-by-one` (the same 8 views, one forward each, the reference the batching is measured against; whole image only). Each case
 runs once whole image and once tiled (cores of half the side, the model's own overlap: windows clipped at the border
 are not square, so they take the two-batches-of-4 path). Rounds are interleaved (every case and mode
 once per round, after one warm-up of each), so a machine that gets busier or quieter moves all modes
@@ -66,7 +67,7 @@ CASES: dict[str, Case] = {
 }
 
 
-def one_view_at_a_time(run: Callable[[Tensor], Tensor], x: Tensor) -> Tensor:
+def one_view_at_a_time(run: Callable[[Tensor], Tensor], x: Tensor, *, max_batch_pixels: int | None = None) -> Tensor:
     """The definition, unbatched: each view through the model alone, undone, summed, averaged."""
     total: Tensor | None = None
     for k in ensemble_module.VIEWS:
@@ -96,6 +97,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--families", default=",".join(CASES), help="comma-separated: " + ", ".join(CASES))
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--size-factor", type=int, default=1,
+                        help="multiply every input side by this (default 1: sizes for a loaded machine)")
     parser.add_argument("--json", help="also write the rows here")
     args = parser.parse_args()
     chosen = [name.strip() for name in args.families.split(",") if name.strip()]
@@ -108,8 +111,9 @@ def main() -> None:
         channels_last = net.family in CHANNELS_LAST_ON_CPU
         if channels_last:
             net.to(memory_format=torch.channels_last)  # type: ignore[call-overload]  # missing from torch's stubs
-        image = torch.rand(net.in_channels, case.side, case.side, generator=torch.Generator().manual_seed(1))
-        for tile in (0, case.side // 2):  # one-by-one only whole: it is the reference, not a contender
+        side = case.side * max(args.size_factor, 1)
+        image = torch.rand(net.in_channels, side, side, generator=torch.Generator().manual_seed(1))
+        for tile in (0, side // 2):  # one-by-one only whole: it is the reference, not a contender
             modes = MODES if tile == 0 else MODES[:2]
             setups.append((name, case, net, image, tile, channels_last, modes))
     seconds: dict[tuple[str, int, str], list[float]] = {}

@@ -1,4 +1,5 @@
-"""The batched self-ensemble (views stacked into one forward: 8 for square windows, 4 + 4 otherwise)
+"""The batched self-ensemble (views stacked into one forward: 8 for square windows, 4 + 4 otherwise, in
+smaller batches under a pixel limit)
 equals the definition run one view at a time, for a random-weight net of every family's descriptor,
 whole image and tiled, and its progress counts every view."""
 from __future__ import annotations
@@ -72,6 +73,42 @@ def test_batched_views_equal_the_views_one_at_a_time(descriptor: FamilyDescripto
         _close(batched, rotation_ensemble(net, image))
 
 
+@pytest.mark.parametrize(("height", "width", "limit", "batches"), [
+    (12, 12, None, [8]), (12, 12, 8 * 144, [8]), (12, 12, 4 * 144, [4, 4]), (12, 12, 3 * 144, [3, 3, 2]),
+    (12, 12, 1, [1] * 8), (10, 14, 2 * 140, [2, 2, 2, 2]), (10, 14, 3 * 140, [2, 2, 2, 2]),
+])
+def test_views_run_in_batches_within_the_pixel_limit_and_give_the_same_mean(
+    height: int, width: int, limit: int | None, batches: list[int]
+) -> None:
+    """The CPU's limit on a forward's pixels (engine/ensemble.py) cuts the views into near-equal batches
+    of one shape, none over the limit unless a single view is; the mean is the definition's."""
+    net = _nets(FAMILIES[0])[0]
+    image = torch.rand(net.in_channels, height, width, generator=torch.Generator().manual_seed(3))
+    seen: list[tuple[int, ...]] = []
+
+    def recording(x: Tensor) -> Tensor:
+        seen.append(tuple(x.shape))
+        return net(x)
+
+    with torch.inference_mode():
+        result = ensemble_forward(recording, image[None], max_batch_pixels=limit)[0]
+    assert [shape[0] for shape in seen] == batches
+    assert all(shape[0] * shape[-2] * shape[-1] <= max(limit or 10**9, height * width) for shape in seen)
+    _close(result, rotation_ensemble(net, image))
+
+
+def test_the_engine_limits_view_batches_on_the_cpu() -> None:
+    """On the CPU a window of 96x96 runs its 8 views in batches of at most CPU_VIEW_BATCH_PIXELS."""
+    from sr_cli.engine.ensemble import CPU_VIEW_BATCH_PIXELS
+
+    net = SRNet(build_module("srvgg", SRVGGParams(num_feat=4, num_conv=1, upscale=2))).eval()
+    batches: list[int] = []
+    net.register_forward_pre_hook(lambda _module, inputs: batches.append(inputs[0].shape[0]))
+    upscale_tensor(net, torch.rand(3, 96, 96), EnginePlan(scale=2, device=CPU, precision="fp32", ensemble=True))
+    assert sum(batches) == 8 and len(batches) > 1
+    assert max(batches) * 96 * 96 <= CPU_VIEW_BATCH_PIXELS
+
+
 @pytest.mark.parametrize("descriptor", FAMILIES, ids=[d.name for d in FAMILIES])
 def test_tiled_ensemble_equals_the_whole_image_definition(descriptor: FamilyDescriptor[Any]) -> None:
     """Tiles whose windows are clipped at the border (not square) take the 4 + 4 path; with the net's
@@ -104,14 +141,18 @@ def test_progress_counts_each_view_of_a_batched_forward() -> None:
         assert [done for done, _ in calls] == sorted({done for done, _ in calls})  # never backwards
 
 
-def test_the_auto_tile_budgets_for_the_batch_of_views(monkeypatch: pytest.MonkeyPatch) -> None:
-    """A budget that holds the whole image for one view holds 8 batched views only in tiles: every batch
-    the model sees fits the budget at 8 views' cost; the tiled result is still the whole-image one."""
+def test_the_auto_tile_budgets_for_the_views_each_forward_holds(monkeypatch: pytest.MonkeyPatch) -> None:
+    """On the CPU the views of a window of CPU_VIEW_BATCH_PIXELS or more run one per forward, so a budget
+    that holds the whole image for one view keeps the whole image with --ensemble too (no smaller tiles,
+    no extra context work); where all 8 views share one forward (no limit: accelerators) the same budget
+    needs tiles. Every forward the model sees fits the budget; the result is the whole-image ensemble."""
     from sr_cli.engine import TileStats
-    from sr_cli.engine.memory import estimate_cost_per_pixel
+    from sr_cli.engine.ensemble import CPU_VIEW_BATCH_PIXELS
+    from sr_cli.engine.memory import auto_tile_size, axis_plan, estimate_cost_per_pixel
 
     net = _nets(FAMILIES[0])[0]
-    side = 128  # large enough that some grid above the minimum tile fits 8 views
+    side = 128
+    assert side * side >= CPU_VIEW_BATCH_PIXELS  # one view per forward on the CPU
     image = torch.rand(3, side, side, generator=torch.Generator().manual_seed(8))
     cost = estimate_cost_per_pixel(net, in_channels=3, size_multiple=1, device=CPU)
     budget = int(cost * side * side * 1.01)
@@ -127,8 +168,27 @@ def test_the_auto_tile_budgets_for_the_batch_of_views(monkeypatch: pytest.Monkey
         plan = EnginePlan(scale=net.scale, device=CPU, precision="fp32", tile=None, overlap=net.min_overlap,
                           ensemble=ensemble, cost_per_pixel=cost)
         results[ensemble] = upscale_tensor(recording, image, plan, stats=stats)
+        assert stats.tile_size == 0  # the whole image, with and without the ensemble
     assert seen[False] == [(1, 3, side, side)]
-    assert len(seen[True]) > 2 and {shape[0] for shape in seen[True]} <= {4, 8}
-    assert all(height * width * 8 * cost <= budget for _, _, height, width in seen[True]), seen[True]
+    assert seen[True] == [(1, 3, side, side)] * 8
+    assert all(n * height * width * cost <= budget for n, _, height, width in seen[True])
     with torch.inference_mode():
         _close(results[True], ensemble_forward(net, image[None])[0].double())
+    all_views = auto_tile_size(side, side, cost_per_pixel=cost, overlap=net.min_overlap, views=8, size_multiple=1,
+                               budget_bytes=budget)
+    rows, cols = axis_plan(side, all_views, net.min_overlap, 1), axis_plan(side, all_views, net.min_overlap, 1)
+    assert 0 < all_views < side and rows.largest * cols.largest * 8 * cost <= budget
+
+
+@pytest.mark.parametrize("limit", [1, 1000, 4096, 16384, 10**9])
+def test_the_memory_plan_counts_at_least_the_views_a_forward_batches(limit: int) -> None:
+    """memory.forward_pixels never undercounts what ensemble_forward puts in one forward (square and
+    transposed windows, every size up to 160x160)."""
+    from sr_cli.engine.ensemble import VIEWS, view_batches
+    from sr_cli.engine.memory import forward_pixels
+
+    for pixels in range(1, 160 * 160, 97):
+        for group in (VIEWS, VIEWS[:4]):
+            largest = max(len(batch) for batch in view_batches(group, pixels, limit)) * pixels
+            assert largest <= forward_pixels(pixels, 8, limit)
+            assert largest <= max(limit, pixels)  # and within the limit unless one view alone exceeds it

@@ -2,11 +2,12 @@
 
 The auto tile minimises the modelled work of the whole grid among the tiles whose windows fit a budget:
   work(tile) = (sum of window areas) + TILE_OVERHEAD_PIXELS * tiles     (input pixels of forward pass),
-  fits(tile) = (largest window area) * cost_per_pixel * views <= budget,
+  fits(tile) = forward_pixels(largest window area) * cost_per_pixel <= budget,
 where a window is a core plus `reach` context on each side that is not the image border (the windows of
 the real grid, so a 2-tile axis pays one reach per window, not two), cost_per_pixel is the peak bytes one
-input pixel of a window costs during the forward pass, and views is the number of ensemble views batched
-together. The sum of window areas is the sum of row-window lengths times the sum of column-window lengths,
+input pixel of a window costs during the forward pass, and forward_pixels is the window's pixels times the
+ensemble views batched into one forward with it (all 8, or on the CPU as many as fit `view_batch_pixels`:
+engine/ensemble.py runs the others in further forwards). The sum of window areas is the sum of row-window lengths times the sum of column-window lengths,
 and a grid depends only on its tile count per axis (split_axis balances the cores), so every distinct grid
 is one candidate count per axis. The budget is a fraction of the free device memory (CUDA: `mem_get_info`;
 CPU: MemAvailable from /proc/meminfo) so that the rest of the machine (and fragmentation, cuDNN workspaces)
@@ -77,14 +78,14 @@ def memory_budget(device: torch.device) -> int:
 
 def auto_tile_size(
     height: int, width: int, *, cost_per_pixel: float | None, overlap: int, views: int,
-    size_multiple: int, budget_bytes: int,
+    size_multiple: int, budget_bytes: int, view_batch_pixels: int | None = None,
 ) -> int:
     """The tile side (core, input pixels) of least modelled work whose windows fit the budget (module doc);
     0 (whole image) when the whole image fits. `overlap` is how far windows reach past their cores."""
-    cost = _cost(cost_per_pixel, views)
+    cost = _cost(cost_per_pixel)
 
     def fits(rows: AxisPlan, cols: AxisPlan) -> bool:
-        return rows.largest * cols.largest * cost <= budget_bytes
+        return forward_pixels(rows.largest * cols.largest, views, view_batch_pixels) * cost <= budget_bytes
 
     return least_work_tile(height, width, overlap=overlap, size_multiple=size_multiple, fits=fits)
 
@@ -112,8 +113,16 @@ def least_work_tile(
     return floor if best is None else -best[1]
 
 
-def _cost(cost_per_pixel: float | None, views: int) -> float:
-    return (cost_per_pixel if cost_per_pixel and cost_per_pixel > 0 else DEFAULT_COST_PER_PIXEL) * views
+def _cost(cost_per_pixel: float | None) -> float:
+    return cost_per_pixel if cost_per_pixel and cost_per_pixel > 0 else DEFAULT_COST_PER_PIXEL
+
+
+def forward_pixels(window_pixels: int, views: int, view_batch_pixels: int | None) -> int:
+    """Input pixels of the largest forward a window's views take: all `views` batched, or with a limit as
+    many as engine/ensemble.py puts in one forward (at most view_batch_pixels // window, at least one)."""
+    if view_batch_pixels is None or views == 1:
+        return window_pixels * views
+    return window_pixels * min(views, max(1, view_batch_pixels // max(window_pixels, 1)))
 
 
 class AxisPlan:
@@ -200,15 +209,17 @@ def estimate_cost_per_pixel(
 def streamed_tile_size(
     height: int, width: int, *, cost_per_pixel: float | None, overlap: int, views: int, size_multiple: int,
     device_budget_bytes: int, host_budget_bytes: int, band_bytes_per_row: float, shares_host: bool,
+    view_batch_pixels: int | None = None,
 ) -> int:
     """The auto tile of a streamed run: `auto_tile_size`'s least-work choice among the grids whose largest
     window fits the device budget and whose float band (about one window high: band_bytes_per_row per input
     row of the window) fits `host_budget_bytes` -- together with the window's activations when the device
     is the host (`shares_host`). 0 when the whole image fits."""
-    cost = _cost(cost_per_pixel, views)
+    cost = _cost(cost_per_pixel)
 
     def fits(rows: AxisPlan, cols: AxisPlan) -> bool:
-        activations, band = rows.largest * cols.largest * cost, band_bytes_per_row * rows.largest
+        activations = forward_pixels(rows.largest * cols.largest, views, view_batch_pixels) * cost
+        band = band_bytes_per_row * rows.largest
         if shares_host:
             return activations + band <= min(device_budget_bytes, host_budget_bytes)
         return activations <= device_budget_bytes and band <= host_budget_bytes

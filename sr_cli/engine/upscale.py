@@ -18,7 +18,7 @@ import torch
 from torch import Tensor
 
 from sr_cli.engine.blending import blend_plan, tile_weights
-from sr_cli.engine.ensemble import ensemble_forward
+from sr_cli.engine.ensemble import CPU_VIEW_BATCH_PIXELS, ensemble_forward
 from sr_cli.engine.memory import MIN_TILE, auto_tile_size, memory_budget, streamed_tile_size
 from sr_cli.engine.pipeline import PipelineStats, TileQueue, Unit, batch_for_budget, make_lane, run_pipeline
 from sr_cli.engine.plan import EnginePlan
@@ -88,6 +88,9 @@ def upscale_bands(model: Model, image: Tensor, plan: EnginePlan, *, progress: Pr
     padded = pad_to_multiple(image.cpu(), size_multiple)  # in the input's dtype: no whole float copy
     padded_h, padded_w = padded.shape[-2:]
     views = 8 if plan.ensemble else 1
+    # On the CPU large batches of views leave the caches (engine/ensemble.py); accelerators take all 8.
+    # The memory plan counts the views one forward really holds.
+    view_batch_pixels = CPU_VIEW_BATCH_PIXELS if device.type == "cpu" else None
     blend = blend_plan(plan.overlap, min_overlap=plan.min_overlap, exact_overlap=plan.exact_overlap)
     reach, feather = blend.reach, blend.feather  # how far a window extends past its core; the fade inside it
     if tile is None and host_budget_bytes is not None:
@@ -95,18 +98,20 @@ def upscale_bands(model: Model, image: Tensor, plan: EnginePlan, *, progress: Pr
         device_budget = memory_budget(device)
         stats.memory_budget = min(device_budget, host_budget) if device.type == "cpu" else device_budget
         tile = streamed_tile_size(
-            padded_h, padded_w, cost_per_pixel=cost_per_pixel, overlap=reach, views=views, size_multiple=size_multiple, device_budget_bytes=device_budget,
+            padded_h, padded_w, cost_per_pixel=cost_per_pixel, overlap=reach, views=views,
+            view_batch_pixels=view_batch_pixels, size_multiple=size_multiple, device_budget_bytes=device_budget,
             host_budget_bytes=host_budget, shares_host=device.type == "cpu",
             band_bytes_per_row=4.0 * image.shape[0] * scale * scale * padded_w)  # float32, C' = C
     elif tile is None:
         stats.memory_budget = memory_budget(device)
         tile = auto_tile_size(padded_h, padded_w, cost_per_pixel=cost_per_pixel, overlap=reach, views=views,
-                              size_multiple=size_multiple, budget_bytes=stats.memory_budget)
+                              view_batch_pixels=view_batch_pixels, size_multiple=size_multiple,
+                              budget_bytes=stats.memory_budget)
     stats.tile_size = tile
     min_tile = max(MIN_TILE, size_multiple)
 
     def compute(x: Tensor) -> Tensor:
-        return ensemble_forward(model, x) if plan.ensemble else model(x)
+        return ensemble_forward(model, x, max_batch_pixels=view_batch_pixels) if plan.ensemble else model(x)
 
     grid = tile_grid(padded_h, padded_w, tile, reach, size_multiple)
     if progress is not None and profile is None:
