@@ -23,7 +23,14 @@ from sr_cli.archs.rrdb import RRDBParams
 from sr_cli.archs.runtime import SRNet, build_module, receptive_radius, to_srnets
 from sr_cli.engine import EnginePlan, TileStats, upscale_tensor
 from sr_cli.engine.blending import BlendPlan, blend_plan, feather_radius, tile_weights
-from sr_cli.engine.memory import MIN_TILE, auto_tile_size, axis_plan, grid_work, streamed_tile_size
+from sr_cli.engine.memory import (
+    MIN_TILE,
+    STREAMED_MAX_WORK,
+    auto_tile_size,
+    axis_plan,
+    grid_work,
+    streamed_tile_size,
+)
 from sr_cli.engine.pipeline import split_tile as _split
 from sr_cli.engine.tiling import split_axis, tile_grid, window_of
 
@@ -320,9 +327,10 @@ def test_streamed_auto_tile_is_the_least_work_that_fits_device_and_band(
     height, width = -(-height // multiple) * multiple, -(-width // multiple) * multiple
     cost, budget = 1000.0, int(budget_side * budget_side * 1000.0)
     band_per_row = band_share * budget / max(budget_side, 1)  # a band of `budget_side` rows takes that share
-    tile = streamed_tile_size(height, width, cost_per_pixel=cost, overlap=reach, views=1, size_multiple=multiple,
-                              device_budget_bytes=budget, host_budget_bytes=budget, band_bytes_per_row=band_per_row,
-                              shares_host=shares_host)
+    tile, planned_for = streamed_tile_size(
+        height, width, cost_per_pixel=cost, overlap=reach, views=1, size_multiple=multiple, device_budget_bytes=budget,
+        host_budget_bytes=budget, band_bytes_per_row=band_per_row, shares_host=shares_host)
+    assert planned_for == budget  # no ceiling above it: the budget cannot grow
 
     def fits(rows_largest: int, cols_largest: int) -> bool:
         activations, band = rows_largest * cols_largest * cost, band_per_row * rows_largest
@@ -343,6 +351,43 @@ def test_streamed_auto_tile_is_the_least_work_that_fits_device_and_band(
     rows, cols = axis_plan(height, tile, reach, multiple), axis_plan(width, tile, reach, multiple)
     assert fits(rows.largest, cols.largest)
     assert grid_work(rows, cols) == min(works)
+
+
+MIB = 1024**2
+
+
+@pytest.mark.parametrize("side", [1200, 2048, 4096])
+def test_a_streamed_run_takes_more_memory_rather_than_tiles_of_pure_context(side: int) -> None:
+    """RRDB's figures (16,588 B a pixel, 80 px of context; x4 RGB out) streamed under 512 MiB: the least-work
+    grid there has 16 px cores (over 75x the image's work). With a ceiling the budget grows until the work
+    is within STREAMED_MAX_WORK or the ceiling is reached, and the tile fits the budget it was planned for."""
+    band_per_row = 4.0 * 3 * 16 * side
+    common = dict(cost_per_pixel=16588.0, overlap=80, views=1, size_multiple=1, device_budget_bytes=6144 * MIB,
+                  band_bytes_per_row=band_per_row, shares_host=True, host_budget_bytes=512 * MIB)
+    small, small_budget = streamed_tile_size(side, side, **common)  # type: ignore[arg-type]
+    small_rows = axis_plan(side, small, 80, 1)
+    assert small_budget == 512 * MIB and grid_work(small_rows, small_rows) > 50 * side * side
+    tile, used = streamed_tile_size(side, side, host_ceiling_bytes=6144 * MIB, **common)  # type: ignore[arg-type]
+    rows = axis_plan(side, tile, 80, 1)
+    assert 512 * MIB < used <= 6144 * MIB and tile > 16
+    assert grid_work(rows, rows) <= STREAMED_MAX_WORK * side * side or used == 6144 * MIB
+    assert rows.largest ** 2 * 16588.0 + band_per_row * rows.largest <= used  # it fits what it was planned for
+    if used < 6144 * MIB:  # and the budget half as large would not have done
+        half_tile, _ = streamed_tile_size(side, side, **{**common, "host_budget_bytes": used // 2})  # type: ignore[arg-type]
+        half_rows = axis_plan(side, half_tile, 80, 1)
+        assert grid_work(half_rows, half_rows) > STREAMED_MAX_WORK * side * side
+
+
+def test_a_streamed_run_of_a_light_model_keeps_the_small_budget() -> None:
+    """SRVGG animevideov3's figures (1,228 B a pixel, 18 px; goal 3's 4096x4096 x4 run): tiles under 512 MiB
+    already cost less than STREAMED_MAX_WORK times the image, so the budget stays 512 MiB."""
+    tile, used = streamed_tile_size(4096, 4096, cost_per_pixel=1228.0, overlap=18, views=1, size_multiple=1,
+                                    device_budget_bytes=6144 * MIB, host_budget_bytes=512 * MIB,
+                                    host_ceiling_bytes=6144 * MIB, band_bytes_per_row=4.0 * 3 * 16 * 4096,
+                                    shares_host=True)
+    rows = axis_plan(4096, tile, 18, 1)
+    assert used == 512 * MIB and 0 < tile < 4096
+    assert grid_work(rows, rows) <= STREAMED_MAX_WORK * 4096 * 4096
 
 
 def test_auto_tile_uses_the_border_windows_real_size() -> None:

@@ -37,6 +37,9 @@ SMALLER_CANDIDATES = 8  # fitting grids tried after the first (largest) one that
 # CPU, the tile's activations too: a 16384-wide x4 RGB band then keeps SRVGG tiles near 400 px (work ~1.2x
 # the whole image's), so the whole process stays under 1.5 GB (768 MiB gave 1.63 GB; docs/benchmarks.md).
 STREAMED_HOST_BUDGET_BYTES = 512 * 1024**2
+# ...unless tiles that small would cost more than this many times the image's own work: the budget then grows
+# (`streamed_tile_size`), up to the budget a run held in memory would get.
+STREAMED_MAX_WORK = 1.5
 
 
 def is_out_of_memory(error: BaseException) -> bool:
@@ -209,19 +212,32 @@ def estimate_cost_per_pixel(
 def streamed_tile_size(
     height: int, width: int, *, cost_per_pixel: float | None, overlap: int, views: int, size_multiple: int,
     device_budget_bytes: int, host_budget_bytes: int, band_bytes_per_row: float, shares_host: bool,
-    view_batch_pixels: int | None = None,
-) -> int:
-    """The auto tile of a streamed run: `auto_tile_size`'s least-work choice among the grids whose largest
-    window fits the device budget and whose float band (about one window high: band_bytes_per_row per input
-    row of the window) fits `host_budget_bytes` -- together with the window's activations when the device
-    is the host (`shares_host`). 0 when the whole image fits."""
+    view_batch_pixels: int | None = None, host_ceiling_bytes: int | None = None,
+) -> tuple[int, int]:
+    """The auto tile of a streamed run and the host budget it was planned for: `auto_tile_size`'s least-work
+    choice among the grids whose largest window fits the device budget and whose float band (about one window
+    high: band_bytes_per_row per input row of the window) fits the host budget -- together with the window's
+    activations when the device is the host (`shares_host`). Tile 0 when the whole image fits.
+
+    The host budget starts at `host_budget_bytes` (small, so that a huge image streams in little memory) and
+    doubles, up to `host_ceiling_bytes`, while the best grid under it costs more than STREAMED_MAX_WORK times
+    the image's own work: a model that needs much context and memory per pixel (RRDB: 80 px, ~16 KiB) would
+    otherwise get tiles of a few pixels, all context (measured: 105x the work at 2048x2048 under 512 MiB)."""
     cost = _cost(cost_per_pixel)
+    ceiling = max(host_ceiling_bytes if host_ceiling_bytes is not None else host_budget_bytes, host_budget_bytes)
+    budget = host_budget_bytes
+    while True:
+        def fits(rows: AxisPlan, cols: AxisPlan, host: int = budget) -> bool:
+            activations = forward_pixels(rows.largest * cols.largest, views, view_batch_pixels) * cost
+            band = band_bytes_per_row * rows.largest
+            if shares_host:
+                return activations + band <= min(device_budget_bytes, host)
+            return activations <= device_budget_bytes and band <= host
 
-    def fits(rows: AxisPlan, cols: AxisPlan) -> bool:
-        activations = forward_pixels(rows.largest * cols.largest, views, view_batch_pixels) * cost
-        band = band_bytes_per_row * rows.largest
-        if shares_host:
-            return activations + band <= min(device_budget_bytes, host_budget_bytes)
-        return activations <= device_budget_bytes and band <= host_budget_bytes
-
-    return least_work_tile(height, width, overlap=overlap, size_multiple=size_multiple, fits=fits)
+        tile = least_work_tile(height, width, overlap=overlap, size_multiple=size_multiple, fits=fits)
+        if tile == 0 or budget >= ceiling:
+            return tile, budget
+        rows, cols = axis_plan(height, tile, overlap, size_multiple), axis_plan(width, tile, overlap, size_multiple)
+        if grid_work(rows, cols) <= STREAMED_MAX_WORK * height * width:
+            return tile, budget
+        budget = min(2 * budget, ceiling)

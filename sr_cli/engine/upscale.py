@@ -94,14 +94,15 @@ def upscale_bands(model: Model, image: Tensor, plan: EnginePlan, *, progress: Pr
     blend = blend_plan(plan.overlap, min_overlap=plan.min_overlap, exact_overlap=plan.exact_overlap)
     reach, feather = blend.reach, blend.feather  # how far a window extends past its core; the fade inside it
     if tile is None and host_budget_bytes is not None:
-        host_budget = min(host_budget_bytes, memory_budget(torch.device("cpu")))
+        host_ceiling = memory_budget(torch.device("cpu"))
         device_budget = memory_budget(device)
-        stats.memory_budget = min(device_budget, host_budget) if device.type == "cpu" else device_budget
-        tile = streamed_tile_size(
+        tile, host_budget = streamed_tile_size(
             padded_h, padded_w, cost_per_pixel=cost_per_pixel, overlap=reach, views=views,
             view_batch_pixels=view_batch_pixels, size_multiple=size_multiple, device_budget_bytes=device_budget,
-            host_budget_bytes=host_budget, shares_host=device.type == "cpu",
+            host_budget_bytes=min(host_budget_bytes, host_ceiling), host_ceiling_bytes=host_ceiling,
+            shares_host=device.type == "cpu",
             band_bytes_per_row=4.0 * image.shape[0] * scale * scale * padded_w)  # float32, C' = C
+        stats.memory_budget = min(device_budget, host_budget) if device.type == "cpu" else device_budget
     elif tile is None:
         stats.memory_budget = memory_budget(device)
         tile = auto_tile_size(padded_h, padded_w, cost_per_pixel=cost_per_pixel, overlap=reach, views=views,
