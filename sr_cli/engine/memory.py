@@ -7,11 +7,12 @@ where a window is a core plus `reach` context on each side that is not the image
 the real grid, so a 2-tile axis pays one reach per window, not two), cost_per_pixel is the peak bytes one
 input pixel of a window costs during the forward pass, and forward_pixels is the window's pixels times the
 ensemble views batched into one forward with it (all 8, or on the CPU as many as fit `view_batch_pixels`:
-engine/ensemble.py runs the others in further forwards). The sum of window areas is the sum of row-window lengths times the sum of column-window lengths,
-and a grid depends only on its tile count per axis (split_axis balances the cores), so every distinct grid
-is one candidate count per axis. The budget is a fraction of the free device memory (CUDA: `mem_get_info`;
-CPU: MemAvailable from /proc/meminfo) so that the rest of the machine (and fragmentation, cuDNN workspaces)
-keeps room. If the estimate is wrong, the out-of-memory path in `upscale.py` halves the tile and retries.
+engine/ensemble.py runs the others in further forwards). The sum of window areas is the sum of row-window
+lengths times the sum of column-window lengths, and a grid depends only on its tile count per axis
+(split_axis balances the cores), so every distinct grid is one candidate count per axis. The budget is a
+fraction of the free device memory (CUDA: `mem_get_info`; CPU: MemAvailable from /proc/meminfo) so that the
+rest of the machine (and fragmentation, cuDNN workspaces) keeps room. If the estimate is wrong, the
+out-of-memory path in `upscale.py` halves the tile and retries.
 """
 from __future__ import annotations
 
