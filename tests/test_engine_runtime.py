@@ -209,7 +209,7 @@ def test_wrong_scale_model_is_a_model_error_not_a_usage_error() -> None:
 
 
 @pytest.mark.parametrize(("field", "bad"), [("scale", 0), ("scale", -2), ("scale", 1.5), ("tile", -1), ("overlap", -2),
-                                            ("size_multiple", 0)])
+                                            ("size_multiple", 0), ("batch", 0), ("batch", -1)])
 def test_a_plan_refuses_bad_fields_as_programming_errors_in_engine_words(field: str, bad: float) -> None:
     with pytest.raises(ValueError, match=field) as raised:
         replace(PLAN, **{field: bad})  # type: ignore[arg-type]  # some are ill-typed on purpose (scale 1.5)

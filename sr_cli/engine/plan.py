@@ -56,3 +56,5 @@ class EnginePlan:
             raise ValueError(f"overlap must be >= 0, got {self.overlap}")
         if self.size_multiple < 1:
             raise ValueError(f"size_multiple must be >= 1, got {self.size_multiple}")
+        if self.batch is not None and self.batch < 1:  # 0 tiles per forward is no plan (it was read as 1)
+            raise ValueError(f"batch must be None (from the memory budget) or >= 1 tiles per forward, got {self.batch}")
