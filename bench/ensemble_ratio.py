@@ -6,10 +6,11 @@
 
 Issue 13 goal 4: ensemble <= 8.3x plain. Three ways are timed through `sr_cli.engine.upscale_tensor`
 (fp32, CPU, the layout the API uses: channels_last where the family descriptor says so, today every family):
-`plain`, `ensemble` (the engine's batched views: one batch of 8 for square windows, two of 4 otherwise)
-and `one-by-one` (the same 8 views, one forward each, the reference the batching is measured against; whole image only). Each case
-runs once whole image and once tiled (cores of half the side, the model's own overlap: windows clipped at the border
-are not square, so they take the two-batches-of-4 path). Rounds are interleaved (every case and mode
+`plain`, `ensemble` (the engine's views, batched as it batches them: on the CPU at most 16384 input pixels a
+forward, so one batch of 8 only for small windows; engine/ensemble.py) and `one-by-one` (the same 8 views,
+one forward each, the reference the batching is measured against; whole image only). Each case runs once
+whole image and once tiled (cores of half the side, the model's own overlap: windows clipped at the border
+are not square, so their views come in two shapes of 4). Rounds are interleaved (every case and mode
 once per round, after one warm-up of each), so a machine that gets busier or quieter moves all modes
 alike; a ratio is taken within a round, and the table shows the median over rounds and the range.
 The load average before and after is printed: on a shared machine the ratios are what to read.
