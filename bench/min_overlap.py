@@ -14,9 +14,13 @@ Two parts.
    families whose context is below their exact radius (RRDB): max/mean |tiled - whole| in levels.
    Both write docs/images/tile_context.json (the plot: bench/plot_tile_cost.py).
 2. `--timing`: CPU seconds of the old and new tile plans and of RealESRGANer's window geometry, interleaved.
+   `--fades=0,8,16,24 [--contexts=72,76,80]`: the engine on RRDB's strips (tiles 128 and 86) with the fade's
+   half-width varied too (the engine's constant `blending.MAX_FEATHER`, overridden here only): max float
+   levels and the 8-bit outputs' largest difference per (context, fade); printed, not saved.
 3. `--random`: the older random-init sweep (8x8 cores; random init is not a proxy for trained models).
 
 Run: python3 bench/min_overlap.py [SHARED_DIR] [--random] [--families=rrdb,srvgg,edsr,mdsr] [--engine [--configs=86:80]] [--timing]
+     python3 bench/min_overlap.py [SHARED_DIR] --fades=0,8,16,24 --contexts=72,76,80
 """
 from __future__ import annotations
 
@@ -262,6 +266,37 @@ def timing(shared: Path, rounds: int = 2, side: int = 256, tile: int = 128) -> N
         print(f"{name}: best {min(values):.1f} CPU-s, x{min(values) / base:.3f} of the pad-10 geometry")
 
 
+def fade_sweep(shared: Path, contexts: list[int], fades: list[int], tiles: tuple[int, ...] = (128, 86)) -> None:
+    """RRDB x4plus through the engine at each context x fade half-width on the strips of STRIP_PHOTOS."""
+    from sr_cli.engine import EnginePlan, blending, upscale_tensor
+
+    torch.set_num_threads(2)
+    net = next(iter(real_nets({"rrdb"}).values()))
+    images = {rel: strip(shared, rel) for rel in STRIP_PHOTOS}
+    with torch.inference_mode():
+        wholes = {rel: net(image[None])[0].clamp(0, 1) for rel, image in images.items()}
+    default = blending.MAX_FEATHER
+    print("| context | fade | max float levels | max 8-bit levels | worst case |")
+    print("|---|---|---|---|---|")
+    try:
+        for context in contexts:
+            for fade in fades:
+                blending.MAX_FEATHER = fade  # the sweep's one knob; restored below
+                worst: list[tuple[float, int, str]] = []
+                for tile in tiles:
+                    for rel, image in images.items():
+                        plan = EnginePlan(scale=4, device=torch.device("cpu"), precision="fp32", tile=tile,
+                                          overlap=context, min_overlap=context, exact_overlap=net.exact_overlap)
+                        out = upscale_tensor(net, image, plan).clamp(0, 1)
+                        levels = float(((out - wholes[rel]).abs() / LEVEL).max())
+                        rounded = int(((out * 255).round() - (wholes[rel] * 255).round()).abs().max())
+                        worst.append((levels, rounded, f"{Path(rel).stem} tile {tile}"))
+                top = max(worst)
+                print(f"| {context} | {fade} | {top[0]:.2f} | {max(w[1] for w in worst)} | {top[2]} |", flush=True)
+    finally:
+        blending.MAX_FEATHER = default
+
+
 def main() -> None:
     args = [a for a in sys.argv[1:] if not a.startswith("--")]
     shared = Path(args[0]) if args else Path(__file__).resolve().parents[2] / "shared"
@@ -270,6 +305,11 @@ def main() -> None:
         return
     if "--timing" in sys.argv:
         timing(shared)
+        return
+    values = {flag.split("=", 1)[0]: flag.split("=", 1)[1] for flag in sys.argv if "=" in flag}
+    if "--fades" in values:
+        fade_sweep(shared, [int(c) for c in values.get("--contexts", "72,76,80").split(",")],
+                   [int(f) for f in values["--fades"].split(",")])
         return
     families = {"rrdb", "srvgg", "edsr", "mdsr"}
     for flag in sys.argv:
