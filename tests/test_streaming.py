@@ -300,3 +300,28 @@ def test_ctrl_c_during_a_streamed_batch_leaves_no_file_and_no_temporary(tmp_path
         run_jobs([Job(source, out / "in_x2.png", "png")], lambda image, progress: upscaler.upscale_with_report(image),
                  RunSettings(row_upscaler=Interrupted(), stream_above_bytes=0))  # type: ignore[arg-type]
     assert list(out.iterdir()) == []
+
+
+@pytest.mark.parametrize("kind", ["PNG", "TIFF"])
+def test_both_row_writers_refuse_a_band_that_does_not_fit(kind: str) -> None:
+    """A band of another width, depth or one past the image's height is refused before anything is written."""
+    import io
+
+    from sr_cli.imageio.png_encoder import PngRowWriter
+    from sr_cli.imageio.tiff_encoder import TiffStripWriter
+
+    def writer() -> PngRowWriter | TiffStripWriter:
+        if kind == "PNG":
+            return PngRowWriter(lambda chunk: None, width=4, height=2, channels=3, bit_depth=8, icc=None, exif=None,
+                                text={})
+        return TiffStripWriter(io.BytesIO(), width=4, height=2, channels=3, bit_depth=8, icc=None)
+
+    for band, message in ((np.zeros((1, 5, 3), np.uint8), f"a band of 5x3 uint8 does not fit a 4-wide 3-channel 8-bit {kind}"),
+                          (np.zeros((1, 4, 3), np.uint16), f"a band of 4x3 uint16 does not fit a 4-wide 3-channel 8-bit {kind}"),
+                          (np.zeros((3, 4, 3), np.uint8), f"3 rows written to a {kind} 2 rows high")):
+        with pytest.raises(ValueError, match=message):
+            writer().write_rows(band)
+    fitting = writer()
+    fitting.write_rows(np.zeros((2, 4, 3), np.uint8))  # the whole image in one band fits
+    with pytest.raises(ValueError, match=f"3 rows written to a {kind} 2 rows high"):
+        fitting.write_rows(np.zeros((1, 4, 3), np.uint8))

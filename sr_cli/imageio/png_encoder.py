@@ -15,6 +15,8 @@ from collections.abc import Callable
 
 import numpy as np
 
+from sr_cli.imageio.row_band import check_band
+
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 COLOR_TYPE_BY_CHANNELS = {1: 0, 2: 4, 3: 2, 4: 6}  # gray, gray+alpha, RGB, RGBA
 IDAT_CHUNK_BYTES = 1 << 23
@@ -115,22 +117,17 @@ class PngRowWriter:
 
     def write_rows(self, pixels: np.ndarray) -> None:
         """The next rows: HxWxC with this image's width, channels and depth (uint8 for 8, uint16 for 16 bits)."""
-        rows, width, channels = pixels.shape
-        wanted = np.uint16 if self._bit_depth == 16 else np.uint8
-        if width != self._width or channels != self._channels or pixels.dtype != wanted:
-            raise ValueError(f"a band of {width}x{channels} {pixels.dtype} does not fit a {self._width}-wide "
-                             f"{self._channels}-channel {self._bit_depth}-bit PNG")
-        if self._rows_written + rows > self._height:
-            raise ValueError(f"{self._rows_written + rows} rows written to a PNG {self._height} rows high")
+        rows = check_band(pixels, width=self._width, channels=self._channels, bit_depth=self._bit_depth,
+                          rows_written=self._rows_written, height=self._height, kind="PNG")
         if rows == 0:
             return
-        row_bytes = width * channels * self._bit_depth // 8
+        row_bytes = self._width * self._channels * self._bit_depth // 8
         step = max(1, FILTER_BLOCK_BYTES // row_bytes)  # a block at a time: the filtered copy stays small
         for start in range(0, rows, step):
             block = pixels[start:start + step]
             samples = block.astype(">u2") if self._bit_depth == 16 else block
             scanlines = np.ascontiguousarray(samples).view(np.uint8).reshape(block.shape[0], -1)
-            self._pending += self._compressor.compress(filter_rows(scanlines, channels * self._bit_depth // 8, self._previous))
+            self._pending += self._compressor.compress(filter_rows(scanlines, self._channels * self._bit_depth // 8, self._previous))
             self._previous = scanlines[-1].copy()
         self._rows_written += rows
         while len(self._pending) >= IDAT_CHUNK_BYTES:

@@ -17,6 +17,8 @@ from typing import BinaryIO
 
 import numpy as np
 
+from sr_cli.imageio.row_band import check_band
+
 SHORT, LONG, UNDEFINED = 3, 4, 7
 TYPE_CODE = {SHORT: "H", LONG: "I", UNDEFINED: "B"}
 STRIP_TARGET_BYTES = 1 << 16
@@ -62,13 +64,8 @@ class TiffStripWriter:
 
     def write_rows(self, pixels: np.ndarray) -> None:
         """The next rows: HxWxC with this image's width and channels, uint8 (8 bits) or uint16 (16 bits)."""
-        rows, width, channels = pixels.shape
-        wanted = np.uint16 if self._bit_depth == 16 else np.uint8
-        if width != self._width or channels != self._channels or pixels.dtype != wanted:
-            raise ValueError(f"a band of {width}x{channels} {pixels.dtype} does not fit a {self._width}-wide "
-                             f"{self._channels}-channel {self._bit_depth}-bit TIFF")
-        if self._rows_written + rows > self._height:
-            raise ValueError(f"{self._rows_written + rows} rows written to a TIFF {self._height} rows high")
+        rows = check_band(pixels, width=self._width, channels=self._channels, bit_depth=self._bit_depth,
+                          rows_written=self._rows_written, height=self._height, kind="TIFF")
         self._rows_written += rows
         start = 0
         while start < rows:
